@@ -1,0 +1,53 @@
+# medseg: two commands do all the set-up on a fresh machine.
+#   make run    create .venv if missing, install, run the main job on the bundled sample data
+#   make test   the same set-up, then the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Pins every Python dependency; keeps a CPU-only machine on torch 2.13.0 (see README for GPUs).
+CONSTRAINTS ?= constraints.txt
+STAMP := $(VENV)/.medseg-installed
+# Debian packages the tests use as third-party validators and for real-browser checks.
+SYSTEM_PKGS ?= dicom3tools plastimatch chromium chromium-driver poppler-utils dcmtk
+OUT ?= out
+
+.PHONY: install run test lint system-deps bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml $(CONSTRAINTS)
+	@# torch first, so no other requirement can pull a multi-GB CUDA build on a CPU machine;
+	@# an already-installed torch that satisfies the pin (e.g. a CUDA build) is kept.
+	$(PY) -m pip install -q -c $(CONSTRAINTS) torch
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[app,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Idempotent: installs only what is missing, and only when we may (root); otherwise says what.
+system-deps:
+	@missing=""; for p in $(SYSTEM_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing system packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "note: system packages missing:$$missing (sudo apt-get install$$missing); tests that need them are skipped"; fi
+
+run: install
+	$(PY) -m medseg.demo --out $(OUT)
+
+test: install system-deps
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check medseg app tests bench
+	$(VENV)/bin/hadolint Dockerfile
+
+bench: install
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(OUT) test-output .pytest_cache

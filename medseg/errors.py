@@ -1,0 +1,115 @@
+"""Typed errors. Every user-facing failure is a :class:`MedsegError` subclass.
+
+Messages name the offending input and say what to do about it; the CLI and the app
+print them without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class MedsegError(Exception):
+    """Base class of every error medseg reports to a user."""
+
+
+class InputNotFoundError(MedsegError):
+    """A path given by the user does not exist or is empty."""
+
+
+class UnsupportedFormatError(MedsegError):
+    """The file type is not one medseg reads or writes."""
+
+
+class CorruptFileError(MedsegError):
+    """A file is truncated or cannot be decoded."""
+
+
+class InvalidImageError(MedsegError):
+    """The image content is unusable as given (NaN voxels, 4D data, bad dtype...)."""
+
+
+class UnsafeArchiveError(MedsegError):
+    """A zip archive contains entries that would escape the extraction folder or is too large."""
+
+
+class GeometryError(MedsegError):
+    """Geometry that medseg cannot represent faithfully (shear, non-orthonormal cosines...)."""
+
+
+class GeometryMismatchError(GeometryError):
+    """Two volumes that must share a voxel grid do not."""
+
+
+class DicomError(MedsegError):
+    """Base class of DICOM series problems."""
+
+
+class NoDicomSeriesError(DicomError):
+    """A folder or zip holds no readable DICOM image series."""
+
+
+class SeriesSelectionError(DicomError):
+    """Several series were found and none (or an unknown one) was selected."""
+
+
+class InconsistentSeriesError(DicomError):
+    """Slices of one series disagree in orientation, size or pixel spacing."""
+
+
+class SliceSpacingError(DicomError):
+    """Missing slices, duplicate positions or uneven slice spacing."""
+
+
+class GantryTiltError(DicomError):
+    """Slices are stacked obliquely to their own plane (gantry tilt)."""
+
+
+class ConfigError(MedsegError):
+    """A configuration file or override is invalid."""
+
+
+class DatasetError(MedsegError):
+    """A training dataset is missing files, malformed, or its cases disagree (label sets...)."""
+
+
+class ModelError(MedsegError):
+    """Base class of model-bundle and network problems."""
+
+
+class UnknownNetworkError(ModelError, ConfigError):
+    """A network name that the registry does not know."""
+
+
+class BundleError(ModelError):
+    """A model bundle file is missing, corrupt or not a medseg bundle."""
+
+
+class IncompatibleBundleError(BundleError):
+    """A model bundle written by an incompatible medseg version or bundle format."""
+
+
+class ModelInputError(ModelError):
+    """An input the model cannot take: wrong modality, 2D image to a 3D model, channel count."""
+
+
+class MetricInputError(MedsegError):
+    """Masks or parameters given to a metric are unusable (non-binary mask, bad tolerance...)."""
+
+
+class DicomReferenceRequiredError(DicomError):
+    """A DICOM export (SEG, RTSTRUCT) was asked for with a reference that is not a DICOM series."""
+
+
+class MissingDicomAttributeError(DicomError):
+    """A source DICOM header lacks an attribute an export needs (ImagePositionPatient...)."""
+
+
+class LabelNotFoundError(MedsegError):
+    """A label value or name asked for is not in the mask's label table."""
+
+
+class EmptySegmentationError(MedsegError):
+    """Nothing to export: every selected label is empty."""
+
+
+class OverlappingSegmentsError(MedsegError):
+    """Segments overlap, so they cannot be merged into one label map."""
