@@ -186,6 +186,36 @@ class Volume:
             codes.append(("L", "P", "S")[dim] if positive else ("R", "A", "I")[dim])
         return "".join(codes)
 
+    def reorient(self, code: str = "LPS") -> Volume:
+        """The same voxels permuted/flipped so the axes point as close as possible to ``code``.
+
+        Exact (no interpolation): only axis permutations and flips, with origin and direction
+        updated so every voxel keeps its world position. ``code`` uses :attr:`orientation`'s
+        letters, e.g. ``"LPS"`` (DICOM-like) or ``"RAS"``. Returns views where possible.
+        """
+        code = code.upper()
+        letters = {"L": (0, 1), "R": (0, -1), "P": (1, 1), "A": (1, -1), "S": (2, 1), "I": (2, -1)}
+        if len(code) != 3 or sorted(letters[c][0] for c in code if c in letters) != [0, 1, 2]:
+            raise ValueError(f"orientation code must name each of L/R, P/A, S/I once: {code!r}")
+        # which input axis is closest to each world axis
+        src_axis_of_world = np.argmax(np.abs(self.direction), axis=1)
+        if len(set(src_axis_of_world.tolist())) != 3:  # 45-degree ties: fall back to per-column
+            src_axis_of_world = np.argsort(np.argmax(np.abs(self.direction), axis=0))
+        perm = [int(src_axis_of_world[letters[c][0]]) for c in code]
+        arr = np.transpose(self.array, perm)
+        spacing = np.asarray(self.spacing)[perm]
+        direction = self.direction[:, perm].copy()
+        origin = np.asarray(self.origin, dtype=np.float64)
+        for out_axis, c in enumerate(code):
+            world_dim, sign = letters[c]
+            if np.sign(direction[world_dim, out_axis]) != sign:
+                n = arr.shape[out_axis]
+                origin = origin + direction[:, out_axis] * spacing[out_axis] * (n - 1)
+                direction[:, out_axis] *= -1
+                arr = np.flip(arr, axis=out_axis)
+        return dataclasses.replace(self, array=arr, spacing=tuple(spacing),
+                                   origin=tuple(origin), direction=direction)
+
     def grid_differences(self, other: Volume, atol_mm: float = 1e-4,
                          atol_dir: float = 1e-5) -> list[str]:
         """Human-readable list of every way the voxel grids of ``self`` and ``other`` differ."""

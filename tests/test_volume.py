@@ -98,3 +98,22 @@ def test_describe_reports_labels_present() -> None:
     m.array[0, 0, 0] = 2
     d = m.describe()
     assert d["labels"] == {"2": "b"} and d["value_range"] == [0.0, 2.0]
+
+
+@pytest.mark.parametrize("code", ["LPS", "RAS", "ASL", "IRP"])
+def test_reorient_keeps_every_voxel_at_its_world_position(geometry_volume: Volume,
+                                                          code: str) -> None:
+    v = geometry_volume
+    r = v.reorient(code)
+    rng = np.random.default_rng(1)
+    ijk = np.stack([rng.integers(0, s, 20) for s in v.shape], axis=1)
+    world = v.index_to_world(ijk)
+    rijk = np.rint(r.world_to_index(world)).astype(int)
+    np.testing.assert_allclose(r.index_to_world(rijk), world, atol=1e-6)
+    np.testing.assert_array_equal(r.array[tuple(rijk.T)], v.array[tuple(ijk.T)])
+    assert r.orientation == code
+
+
+def test_reorient_rejects_bad_codes() -> None:
+    with pytest.raises(ValueError, match="orientation code"):
+        make_volume("identity").reorient("LLS")
