@@ -1,0 +1,336 @@
+"""DICOM series reader: discover image series in a file, folder or zip and read one as a Volume.
+
+Flow: every candidate file's header is read with ``stop_before_pixels`` (small thread pool),
+image objects are grouped into series, one series is selected, its slices are sorted and
+checked geometrically (:mod:`medseg.io.dicom_geometry`), and only then are its pixels decoded
+(:mod:`medseg.io.dicom_pixels`). See ``docs/dicom.md`` for the rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from medseg.errors import InconsistentSeriesError, NoDicomSeriesError, SeriesSelectionError
+from medseg.io.dicom_geometry import (
+    SliceGeom,
+    slice_from_dataset,
+    slices_from_multiframe,
+    sort_slices,
+)
+from medseg.io.dicom_pixels import decode, is_native, rescale
+from medseg.io.dicom_source import DicomSource, SeriesInfo
+from medseg.io.dicom_zip import DEFAULT_MAX_ZIP_BYTES, DicomInputs
+from medseg.volume import Volume
+
+__all__ = ["DEFAULT_MAX_ZIP_BYTES", "list_series", "read_dicom"]
+
+#: Modalities of DICOM objects that are never image series (annotations, plans, documents).
+NON_IMAGE_MODALITIES = frozenset({"SEG", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "SR",
+                                  "PR", "KO", "REG", "RWV", "DOC", "FID", "PLAN"})
+#: SOP classes that are never image series even if they carry plane positions.
+NON_IMAGE_SOP_CLASSES = frozenset({
+    "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation Storage
+    "1.2.840.10008.5.1.4.1.1.66.7",  # Label Map Segmentation Storage
+    "1.2.840.10008.5.1.4.1.1.481.2",  # RT Dose
+    "1.2.840.10008.5.1.4.1.1.481.3",  # RT Structure Set
+})
+#: Threads used to decode compressed pixel data (the C decoders release the GIL). Header
+#: parsing is pure Python and runs in one thread: more threads only add GIL contention.
+MAX_WORKERS = min(4, os.cpu_count() or 1)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class _Image:
+    """One image object found in the input (header only)."""
+
+    index: int  # index into DicomInputs
+    name: str
+    ds: Dataset
+    key: str  # series key: SeriesInstanceUID or synthetic "nouid-<hash>"
+    offset: int | None  # byte offset of the Pixel Data element, when known
+
+
+@dataclass
+class _Scan:
+    series: dict[str, list[_Image]]
+    infos: list[SeriesInfo]
+    skipped: list[str]
+
+
+def _pmap(fn: Callable[[T], R], items: Iterable[T], workers: int) -> list[R]:
+    items = list(items)
+    if workers <= 1 or len(items) < 4:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, items))
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword)
+    return "" if value is None else str(value).strip()
+
+
+def _dcmread_header(src: str | BinaryIO, force: bool) -> tuple[Dataset, int]:
+    """Header without pixel data and the byte offset where reading stopped (the pixel tag)."""
+    if isinstance(src, str):
+        with open(src, "rb") as fh:
+            return pydicom.dcmread(fh, stop_before_pixels=True, force=force), fh.tell()
+    return pydicom.dcmread(src, stop_before_pixels=True, force=force), src.tell()
+
+
+def _read_header(inputs: DicomInputs, index: int) -> tuple[Dataset, int] | None:
+    """Header of one input and its pixel-data offset; ``None`` if it is not a DICOM file.
+
+    Files without the 128-byte preamble are accepted when they start like a raw DICOM stream
+    (group 0x0002 or 0x0008 tag).
+    """
+    try:
+        return _dcmread_header(inputs.open(index), force=False)
+    except InvalidDicomError:
+        pass
+    except Exception:
+        return None
+    try:
+        if inputs.head(index, 2) not in (b"\x08\x00", b"\x02\x00"):
+            return None
+        ds, offset = _dcmread_header(inputs.open(index), force=True)
+        return (ds, offset) if "SOPClassUID" in ds or "Rows" in ds else None
+    except Exception:
+        return None
+
+
+def _recover_uids(ds: Dataset) -> None:
+    """Fill blank SOPInstanceUID/SOPClassUID from the file meta (as in de-identified files)."""
+    meta = getattr(ds, "file_meta", None)
+    for key, meta_key in (("SOPInstanceUID", "MediaStorageSOPInstanceUID"),
+                          ("SOPClassUID", "MediaStorageSOPClassUID")):
+        if not _text(ds, key) and meta is not None and _text(meta, meta_key):
+            setattr(ds, key, meta[meta_key].value)
+
+
+def _iop_text(ds: Dataset) -> str:
+    iop = ds.get("ImageOrientationPatient")
+    if iop is None and ds.get("SharedFunctionalGroupsSequence"):
+        grp = ds.SharedFunctionalGroupsSequence[0]
+        if grp.get("PlaneOrientationSequence"):
+            iop = grp.PlaneOrientationSequence[0].get("ImageOrientationPatient")
+    try:
+        return ",".join(f"{float(v):.4f}" for v in iop or [])
+    except (TypeError, ValueError):
+        return ""
+
+
+def _series_key(ds: Dataset) -> str:
+    """SeriesInstanceUID, or a stable synthetic ``nouid-<hash>`` when the files blank it."""
+    uid = _text(ds, "SeriesInstanceUID")
+    if uid:
+        return uid
+    parts = [_text(ds, k) for k in ("StudyInstanceUID", "SeriesNumber", "Modality",
+                                    "SeriesDescription", "FrameOfReferenceUID")]
+    parts.append(_iop_text(ds))
+    return "nouid-" + hashlib.sha1("\x1f".join(parts).encode()).hexdigest()[:16]
+
+
+def _is_image(ds: Dataset) -> bool:
+    """An image slice or enhanced multi-frame image (not SEG, RTSTRUCT, SR, DICOMDIR...)."""
+    if _text(ds, "Modality").upper() in NON_IMAGE_MODALITIES:
+        return False
+    if _text(ds, "SOPClassUID") in NON_IMAGE_SOP_CLASSES:
+        return False
+    if not ds.get("Rows") or not ds.get("Columns"):
+        return False
+    return any(k in ds for k in ("ImagePositionPatient", "ImageOrientationPatient",
+                                 "PerFrameFunctionalGroupsSequence"))
+
+
+def _n_images(images: list[_Image]) -> int:
+    return sum(int(im.ds.get("NumberOfFrames", 1) or 1) for im in images)
+
+
+def _scan(inputs: DicomInputs) -> _Scan:
+    """Read every header and group the image objects into numbered series."""
+    series: dict[str, list[_Image]] = {}
+    skipped: list[str] = []
+    for index, name in enumerate(inputs.names):
+        header = _read_header(inputs, index)
+        if header is None:
+            skipped.append(name)
+            continue
+        ds, offset = header
+        _recover_uids(ds)
+        if _is_image(ds):
+            key = _series_key(ds)
+            series.setdefault(key, []).append(_Image(index, name, ds, key, offset))
+
+    def sort_key(uid: str) -> tuple[float, str]:
+        num = series[uid][0].ds.get("SeriesNumber")
+        try:
+            return (float(num), uid)
+        except (TypeError, ValueError):
+            return (float("inf"), uid)
+
+    infos = []
+    for number, uid in enumerate(sorted(series, key=sort_key), start=1):
+        ims, first = series[uid], series[uid][0].ds
+        num = first.get("SeriesNumber")
+        infos.append(SeriesInfo(
+            number=number, uid=uid, description=_text(first, "SeriesDescription"),
+            modality=_text(first, "Modality"), n_images=_n_images(ims),
+            rows=int(first.Rows), columns=int(first.Columns),
+            series_number=int(num) if num not in (None, "") else None,
+            files=[im.name for im in ims],
+            multiframe=any("PerFrameFunctionalGroupsSequence" in im.ds for im in ims),
+        ))
+    return _Scan(series, infos, skipped)
+
+
+def list_series(path: str | Path, *, max_zip_bytes: int = DEFAULT_MAX_ZIP_BYTES
+                ) -> list[SeriesInfo]:
+    """Every image series in a DICOM file, folder (recursive) or zip, numbered 1..N.
+
+    Numbering is stable: series sorted by SeriesNumber (missing last), then by UID.
+    """
+    with DicomInputs(Path(path), max_zip_bytes) as inputs:
+        return _scan(inputs).infos
+
+
+def _table(infos: list[SeriesInfo]) -> str:
+    rows = [f"  {i.number:>3}  {i.uid}  {i.modality or '-'}  {i.description or '(no description)'}"
+            f"  [{i.n_images} image(s), {i.rows}x{i.columns}]" for i in infos]
+    return "\n".join(rows)
+
+
+def _select(scan: _Scan, series: str | int | None, path: Path) -> SeriesInfo:
+    infos = scan.infos
+    if not infos:
+        found = f" ({len(scan.skipped)} non-DICOM file(s) skipped)" if scan.skipped else ""
+        raise NoDicomSeriesError(
+            f"{path}: no DICOM image series found{found}. Point medseg at a folder, zip or file "
+            "holding CT/MR image slices (SEG, RTSTRUCT and reports are not image series)."
+        )
+    if series is None:
+        if len(infos) == 1:
+            return infos[0]
+        raise SeriesSelectionError(
+            f"{path} holds {len(infos)} image series:\n{_table(infos)}\n"
+            "Choose one: pass --series UID or --series N (the number in the first column)."
+        )
+    for info in infos:
+        if str(series).strip() == info.uid:
+            return info
+    if isinstance(series, int) or str(series).strip().isdigit():
+        number = int(series)
+        for info in infos:
+            if info.number == number:
+                return info
+    raise SeriesSelectionError(
+        f"{path}: no series {series!r}. The series found are:\n{_table(infos)}\n"
+        "Pass --series with one of these UIDs or numbers."
+    )
+
+
+def _slices(images: list[_Image], label: str) -> list[SliceGeom]:
+    multi = [im for im in images if "PerFrameFunctionalGroupsSequence" in im.ds]
+    if multi and len(images) > 1:
+        raise InconsistentSeriesError(
+            f"Series {label} mixes {len(multi)} enhanced multi-frame file(s) with "
+            f"{len(images) - len(multi)} other image file(s). Pass one multi-frame file "
+            f"directly (e.g. {multi[0].name})."
+        )
+    if multi:
+        return slices_from_multiframe(multi[0].ds, multi[0].name, 0)
+    for im in images:
+        frames = int(im.ds.get("NumberOfFrames", 1) or 1)
+        if frames > 1:
+            raise InconsistentSeriesError(
+                f"{im.name}: a {frames}-frame image without per-frame positions "
+                "(PerFrameFunctionalGroupsSequence), so its frames cannot be placed in 3D. "
+                "medseg reads classic single-frame series and enhanced multi-frame CT/MR."
+            )
+    return [slice_from_dataset(im.ds, im.name, i) for i, im in enumerate(images)]
+
+
+def _decode_all(inputs: DicomInputs, images: list[_Image]) -> list[np.ndarray]:
+    """Stored pixels of every image, each ``(frames, rows, columns)``."""
+    workers = 1 if all(is_native(im.ds) for im in images) else MAX_WORKERS
+    return _pmap(lambda im: decode(inputs.open(im.index), im.name, im.ds, im.offset),
+                 images, workers)
+
+
+def _source(images: list[_Image], slices: list[SliceGeom], order: list[int],
+            skipped: list[str]) -> DicomSource:
+    multiframe = slices[0].frame is not None
+    kept = images if multiframe else [images[slices[k].item] for k in order]
+    first = kept[0].ds
+
+    def uid(keyword: str) -> str | None:
+        return _text(first, keyword) or None
+
+    return DicomSource(
+        datasets=[im.ds for im in kept], series_uid=uid("SeriesInstanceUID"),
+        study_uid=uid("StudyInstanceUID"), frame_of_reference_uid=uid("FrameOfReferenceUID"),
+        sop_class_uid=_text(first, "SOPClassUID"),
+        sop_instance_uids=[_text(im.ds, "SOPInstanceUID") for im in kept],
+        frame_numbers=[int(slices[k].frame) for k in order]  # type: ignore[arg-type]
+        if multiframe else None,
+        files=[im.name for im in kept], skipped_files=list(skipped),
+    )
+
+
+def read_dicom(path: str | Path, series: str | int | None = None, *,
+               max_zip_bytes: int = DEFAULT_MAX_ZIP_BYTES) -> Volume:
+    """Read one DICOM image series as a Volume.
+
+    Args:
+        path: a DICOM file, a folder (searched recursively) or a ``.zip`` of DICOM files.
+        series: SeriesInstanceUID (or synthetic ``nouid-...`` key) or the 1-based number that
+            :func:`list_series` gives; required when the input holds several image series.
+        max_zip_bytes: refuse zip archives that expand to more than this.
+
+    Returns:
+        Volume with ``array[i, j, k]`` (int16 or float32, rescale applied), LPS geometry and
+        ``meta = {"dicom": DicomSource, "path": str(path)}``.
+    """
+    p = Path(path)
+    with DicomInputs(p, max_zip_bytes) as inputs:
+        scan = _scan(inputs)
+        info = _select(scan, series, p)
+        images = sorted(scan.series[info.uid], key=lambda im: im.name)
+        label = f"{info.number} ({info.uid}) in {p}"
+        slices = _slices(images, label)
+        grid = sort_slices(slices, label)
+        raw = _decode_all(inputs, images)
+    array = _stack(raw, slices, grid.order)
+    slopes = np.array([slices[k].slope for k in grid.order])
+    intercepts = np.array([slices[k].intercept for k in grid.order])
+    values = rescale(array, slopes, intercepts)  # (K, rows, columns)
+    meta: dict[str, Any] = {"dicom": _source(images, slices, grid.order, scan.skipped),
+                            "path": str(p)}
+    return Volume(values.transpose(2, 1, 0), grid.spacing, grid.origin, grid.direction,
+                  modality=_text(images[0].ds, "Modality") or None, meta=meta)
+
+
+def _stack(raw: list[np.ndarray], slices: list[SliceGeom], order: list[int]) -> np.ndarray:
+    """Stored values in sorted slice order, shape ``(K, rows, columns)``."""
+    first = raw[0]
+    out = np.empty((len(order), first.shape[1], first.shape[2]),
+                   dtype=np.result_type(*[r.dtype for r in raw]))
+    for k, idx in enumerate(order):
+        s = slices[idx]
+        frames = raw[s.item]
+        out[k] = frames[(s.frame or 1) - 1]
+    return out
