@@ -1,0 +1,1 @@
+"""Training (:mod:`medseg.engine.train`) and inference (:mod:`medseg.engine.infer`)."""

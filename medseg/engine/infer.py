@@ -1,0 +1,213 @@
+"""``Segmenter``: one loaded model bundle, ``predict(Volume) -> Volume`` on the input's grid.
+
+Pipeline (see docs/inference.md):
+
+1. the bundle's preprocessing (:func:`medseg.transforms.build_infer_transforms`, built once)
+   on a channel-first float32 copy of the input with its RAS affine;
+2. MONAI sliding-window inference (bundle ROI, overlap, gaussian blending, window batch), optional
+   flip test-time augmentation (softmax probabilities averaged over all axis-flip combinations);
+3. inversion to the native grid. ``invert="probabilities"`` (default) resamples each class's
+   probability map back (linear, like MONAI ``Invertd``) and takes a *running* argmax, so only
+   two full-resolution arrays exist at a time (best probability float32 + label uint8), never
+   one per class. ``invert="labels"`` takes the argmax on the model grid and resamples the label
+   map (nearest): cheaper, slightly blockier edges;
+4. post-processing (:class:`~medseg.engine.postprocess.PostProcess`), uint8/uint16 output.
+
+Device policy: CUDA when present (fp16 autocast for the network, stitching buffer on the CPU),
+otherwise CPU float32.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms.utils import convert_applied_interp_mode
+
+from medseg.engine.postprocess import PostProcess, postprocess_labels
+from medseg.engine.window import sliding_logits
+from medseg.errors import ModelInputError
+from medseg.models.bundle import BundleMeta, load_bundle
+from medseg.transforms import build_infer_transforms
+from medseg.volume import Volume
+
+__all__ = ["PostProcess", "Segmenter", "pick_device"]
+
+_MODALITY_ALIASES = {"MRI": "MR", "MR": "MR", "CT": "CT", "PET": "PT", "PT": "PT"}
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _norm_modality(m: str | None) -> str | None:
+    return None if m is None else _MODALITY_ALIASES.get(m.upper(), m.upper())
+
+
+class Segmenter:
+    """Loads a model bundle once and segments volumes with it.
+
+    Args:
+        bundle: path of a ``.safetensors`` bundle written by ``medseg train``.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        overlap, sw_batch_size, mode: override the bundle's sliding-window defaults.
+        invert: ``"probabilities"`` (resample class probabilities, then argmax) or
+            ``"labels"`` (argmax on the model grid, then nearest-neighbour resampling).
+        amp: fp16 autocast on CUDA (ignored on the CPU).
+    """
+
+    def __init__(self, bundle: str | Path, *, device: str | torch.device = "auto",
+                 overlap: float | None = None, sw_batch_size: int | None = None,
+                 mode: str | None = None,
+                 invert: Literal["probabilities", "labels"] = "probabilities",
+                 amp: bool = True) -> None:
+        self.device = pick_device(device)
+        self.net, self.meta = load_bundle(bundle, device=self.device)
+        self.path = Path(bundle)
+        inf = self.meta.inference
+        self.overlap = inf.overlap if overlap is None else overlap
+        self.sw_batch_size = sw_batch_size or inf.sw_batch_size
+        self.mode = mode or inf.mode
+        if invert not in ("probabilities", "labels"):
+            raise ValueError(f"invert must be 'probabilities' or 'labels', got {invert!r}")
+        self.invert = invert
+        self.amp = amp and self.device.type == "cuda"
+        self.pipeline = build_infer_transforms(self.meta.preprocess)
+
+    @property
+    def labels(self) -> dict[int, str]:
+        """``{value: name}`` of the label map ``predict`` returns."""
+        return dict(self.meta.labels)
+
+    # ------------------------------------------------------------------ checks
+    def _check(self, vols: list[Volume]) -> None:
+        meta: BundleMeta = self.meta
+        name = vols[0].meta.get("path", "input volume")
+        if len(vols) != meta.network.in_channels:
+            raise ModelInputError(
+                f"{name}: the model {self.path.name} takes {meta.network.in_channels} "
+                f"image channel(s), got {len(vols)} volume(s). Pass one co-registered volume "
+                "per channel, in training order.")
+        want = _norm_modality(meta.modality)
+        for v in vols:
+            got = _norm_modality(v.modality)
+            if want and got and got != want:
+                raise ModelInputError(
+                    f"{v.meta.get('path', 'input volume')}: modality {v.modality} does not match "
+                    f"the model {self.path.name}, trained on {meta.modality}. Use a {meta.modality}"
+                    " image or a model trained for this modality.")
+        if meta.network.spatial_dims == 3 and 1 in vols[0].shape:
+            raise ModelInputError(
+                f"{name}: a 2D image (shape {vols[0].shape}) cannot go to the 3D model "
+                f"{self.path.name}. Use a 2D model (model.spatial_dims: 2) or a 3D volume.")
+        for v in vols[1:]:
+            v.check_same_grid(vols[0], what="channel volume", reference="first channel")
+        if any(v.array.dtype.kind == "c" or v.array.dtype == bool for v in vols):
+            raise ModelInputError(f"{name}: image dtype {vols[0].array.dtype} is not numeric.")
+
+    # ------------------------------------------------------------------ steps
+    def preprocess(self, vols: list[Volume]) -> MetaTensor:
+        """Channel-first preprocessed image ``(C, X, Y, Z)`` float32 on the model grid, carrying
+        the ``applied_operations`` needed to invert it."""
+        arr = np.stack([v.array.astype(np.float32, copy=False) for v in vols])
+        img = MetaTensor(torch.from_numpy(arr),
+                         affine=torch.as_tensor(vols[0].affine_ras, dtype=torch.float64))
+        out = self.pipeline({"image": img})["image"]
+        assert isinstance(out, MetaTensor)
+        return out
+
+    def probabilities(self, image: torch.Tensor, tta: bool = False) -> torch.Tensor:
+        """Softmax probabilities ``(K, X, Y, Z)`` float32 (CPU) for a preprocessed image
+        ``(C, X, Y, Z)``; with ``tta`` averaged over every combination of axis flips."""
+        nd = self.meta.network.spatial_dims
+        axes = [2, 3, 4] if nd == 3 else [2, 3]
+        flips: list[tuple[int, ...]] = [()]
+        if tta:
+            flips += [c for r in range(1, len(axes) + 1) for c in itertools.combinations(axes, r)]
+        x = torch.as_tensor(image, dtype=torch.float32)[None]
+        if x.device != torch.device("cpu"):
+            x = x.cpu()
+        acc: torch.Tensor | None = None
+        for dims in flips:
+            logits = sliding_logits(
+                self.net, x, roi=self.meta.roi_size, spatial_dims=nd, overlap=self.overlap,
+                sw_batch_size=self.sw_batch_size, mode=self.mode, device=self.device,
+                amp=self.amp, flip_dims=dims)[0]
+            probs = torch.softmax(logits, dim=0)
+            acc = probs if acc is None else acc.add_(probs)
+        assert acc is not None
+        return acc.div_(len(flips)) if len(flips) > 1 else acc
+
+    def _inverse(self, data: torch.Tensor, like: MetaTensor, nearest: bool) -> np.ndarray:
+        """Map one channel ``(1, X, Y, Z)`` on the model grid back to the input grid."""
+        ops = [dict(op) for op in like.applied_operations]
+        if nearest:
+            ops = convert_applied_interp_mode(ops, mode="nearest", align_corners=None)
+        meta = dict(like.meta)
+        meta["affine"] = like.affine.clone()
+        ch = MetaTensor(data, meta=meta, applied_operations=ops)
+        out = self.pipeline.inverse({"image": ch})["image"]
+        return np.asarray(out.detach().cpu().numpy()[0])
+
+    def _to_native(self, probs: torch.Tensor, like: MetaTensor, keep_probs: bool
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+        k = probs.shape[0]
+        dtype = np.uint8 if k <= 256 else np.uint16
+        if self.invert == "labels":
+            lab = probs.argmax(0, keepdim=True).to(torch.float32)
+            native = np.rint(self._inverse(lab, like, nearest=True)).astype(dtype)
+            all_p = (np.stack([self._inverse(probs[c:c + 1], like, False) for c in range(k)])
+                     if keep_probs else None)
+            return native, all_p
+        best_p: np.ndarray | None = None
+        best_k: np.ndarray | None = None
+        stack: list[np.ndarray] = []
+        for c in range(k):
+            p = self._inverse(probs[c:c + 1], like, nearest=False).astype(np.float32, copy=False)
+            if keep_probs:
+                stack.append(p)
+            if best_p is None:
+                best_p, best_k = p.copy() if keep_probs else p, np.zeros(p.shape, dtype=dtype)
+                continue
+            better = p > best_p
+            best_k[better] = c  # type: ignore[index]
+            np.maximum(best_p, p, out=best_p)
+        assert best_k is not None
+        return best_k, (np.stack(stack) if keep_probs else None)
+
+    # ------------------------------------------------------------------ public
+    def predict(self, volume: Volume | Sequence[Volume], *, tta: bool = False,
+                return_probabilities: bool = False,
+                postprocess: PostProcess | None = None) -> Volume | tuple[Volume, np.ndarray]:
+        """Segment ``volume`` (or one co-registered volume per model input channel).
+
+        Returns:
+            A label map on exactly the input's grid (``array`` uint8, or uint16 beyond 255
+            labels; ``labels`` = the bundle's names). With ``return_probabilities`` also the
+            per-class probabilities ``(K, I, J, K)`` float32 on the input grid (channel 0 is
+            background; memory: one full-resolution float array per class).
+
+        An input smaller than the ROI along an axis is zero-padded (in normalised intensity)
+        for the windows and cropped back; the output still has the input's shape.
+        """
+        vols = [volume] if isinstance(volume, Volume) else list(volume)
+        self._check(vols)
+        pre = self.preprocess(vols)
+        probs = self.probabilities(pre.as_tensor(), tta=tta)
+        labels, all_p = self._to_native(probs, pre, keep_probs=return_probabilities)
+        del probs
+        if labels.shape != vols[0].shape:  # a transform that is not invertible slipped in
+            raise ModelInputError(f"internal: inverted shape {labels.shape} != input shape "
+                                  f"{vols[0].shape}; please report this with the input file.")
+        if postprocess is not None:
+            labels = postprocess_labels(labels, postprocess)
+        out = vols[0].with_array(labels, labels=self.labels)
+        return (out, all_p) if return_probabilities and all_p is not None else out

@@ -1,0 +1,153 @@
+"""Self-describing model bundles: one ``.safetensors`` file, weights plus a JSON description.
+
+The safetensors header metadata holds one key, ``"medseg"``, whose value is the JSON of
+:class:`BundleMeta`: network name and constructor arguments, label names, preprocessing,
+sliding-window defaults (ROI size...), modality, training config hash and medseg version.
+``medseg predict`` needs nothing else. Loading never unpickles: safetensors stores raw tensors.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from torch import nn
+
+from medseg.config import InferenceConfig, PreprocessConfig
+from medseg.errors import BundleError, IncompatibleBundleError, InputNotFoundError
+from medseg.io.atomic import atomic_path
+from medseg.models.registry import build_network
+
+__all__ = ["BUNDLE_FORMAT_VERSION", "BundleMeta", "NetworkSpec", "load_bundle",
+           "read_bundle_meta", "save_bundle"]
+
+#: Increment when a bundle written by this version cannot be read by older code.
+BUNDLE_FORMAT_VERSION = 1
+_META_KEY = "medseg"
+
+
+class NetworkSpec(BaseModel):
+    """Everything :func:`medseg.models.registry.build_network` needs."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    spatial_dims: Literal[2, 3]
+    in_channels: int = Field(ge=1)
+    out_channels: int = Field(ge=2)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class BundleMeta(BaseModel):
+    """The JSON description stored in a bundle. ``labels`` maps channel index -> name for
+    every foreground output channel (1..out_channels-1); channel 0 is background."""
+
+    model_config = ConfigDict(extra="forbid")
+    format: Literal["medseg-bundle"] = "medseg-bundle"
+    format_version: int = BUNDLE_FORMAT_VERSION
+    medseg_version: str
+    network: NetworkSpec
+    labels: dict[int, str]
+    modality: str | None = None
+    preprocess: PreprocessConfig
+    inference: InferenceConfig
+    config_hash: str = ""
+    training: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def roi_size(self) -> tuple[int, ...]:
+        roi = self.inference.roi_size
+        if roi is None:
+            raise BundleError("bundle has no inference.roi_size; re-save it with one.")
+        return tuple(roi)
+
+
+def _current_version() -> str:
+    from medseg import __version__
+
+    return __version__
+
+
+def save_bundle(path: str | Path, model: nn.Module, meta: BundleMeta) -> Path:
+    """Write ``model``'s weights and ``meta`` to ``path`` (``.safetensors``), atomically."""
+    from safetensors.torch import save_file
+
+    p = Path(path)
+    if meta.inference.roi_size is None:
+        raise BundleError("BundleMeta.inference.roi_size must be set before saving a bundle.")
+    if len(meta.labels) != meta.network.out_channels - 1:
+        raise BundleError(f"bundle has {meta.network.out_channels} output channels but "
+                          f"{len(meta.labels)} label names (expected one per foreground channel)")
+    tensors = {k: v.detach().to("cpu").clone().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(p) as tmp:
+        save_file(tensors, str(tmp), metadata={_META_KEY: meta.model_dump_json()})
+    return p
+
+
+def _check_compatible(raw: dict[str, Any], path: Path) -> None:
+    if raw.get("format") != "medseg-bundle":
+        raise BundleError(f"{path}: not a medseg model bundle (format={raw.get('format')!r}).")
+    version = raw.get("format_version")
+    if not isinstance(version, int) or version > BUNDLE_FORMAT_VERSION or version < 1:
+        raise IncompatibleBundleError(
+            f"{path}: bundle format version {version!r} (written by medseg "
+            f"{raw.get('medseg_version', '?')}) is not supported by medseg {_current_version()}, "
+            f"which reads format versions 1..{BUNDLE_FORMAT_VERSION}. Upgrade medseg or "
+            "re-export the model with this version."
+        )
+    theirs = str(raw.get("medseg_version", "0")).split(".")[0]
+    ours = _current_version().split(".")[0]
+    if theirs != ours:
+        raise IncompatibleBundleError(
+            f"{path}: written by medseg {raw.get('medseg_version')}, major version differs from "
+            f"this medseg {_current_version()}. Use a matching medseg version."
+        )
+
+
+def read_bundle_meta(path: str | Path) -> BundleMeta:
+    """Read and check a bundle's description without loading its weights."""
+    from safetensors import SafetensorError, safe_open
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputNotFoundError(f"{p}: model bundle not found. Pass a .safetensors file "
+                                 "written by `medseg train` (e.g. runs/NAME/best.safetensors).")
+    try:
+        with safe_open(str(p), framework="pt") as fh:
+            header = fh.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise BundleError(f"{p}: not a readable safetensors file ({exc}).") from exc
+    if _META_KEY not in header:
+        raise BundleError(f"{p}: safetensors file without a medseg description; it holds only "
+                          "weights. Save models with medseg.models.save_bundle.")
+    try:
+        raw = json.loads(header[_META_KEY])
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{p}: bundle description is not valid JSON ({exc}).") from exc
+    if not isinstance(raw, dict):
+        raise BundleError(f"{p}: bundle description is not a JSON object.")
+    _check_compatible(raw, p)
+    try:
+        return BundleMeta.model_validate(raw)
+    except ValidationError as exc:
+        raise BundleError(f"{p}: invalid bundle description: {exc}") from exc
+
+
+def load_bundle(path: str | Path, device: str | torch.device = "cpu"
+                ) -> tuple[nn.Module, BundleMeta]:
+    """Build the bundle's network, load its weights (no unpickling) and put it in eval mode."""
+    from safetensors.torch import load_file
+
+    meta = read_bundle_meta(path)
+    spec = meta.network
+    net = build_network(spec.name, spec.spatial_dims, spec.in_channels, spec.out_channels,
+                        **spec.kwargs)
+    state = load_file(str(path), device="cpu")
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise BundleError(f"{path}: weights do not fit network {spec.name} {spec.kwargs}: "
+                          f"{str(exc)[:500]}") from exc
+    return net.to(device).eval(), meta
