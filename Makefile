@@ -12,7 +12,7 @@ STAMP := $(VENV)/.medseg-installed
 SYSTEM_PKGS ?= dicom3tools plastimatch chromium chromium-driver poppler-utils dcmtk
 OUT ?= out
 
-.PHONY: install run test lint system-deps bench clean
+.PHONY: install run app test lint system-deps bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ system-deps:
 
 run: install
 	$(PY) -m medseg.demo --out $(OUT)
+
+# The Streamlit app (viewer) on http://localhost:8501
+app: install
+	$(VENV)/bin/streamlit run app/main.py --server.headless=true --browser.gatherUsageStats=false
 
 test: install system-deps
 	$(PY) -m pytest -q

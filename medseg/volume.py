@@ -216,6 +216,22 @@ class Volume:
         return dataclasses.replace(self, array=arr, spacing=tuple(spacing),
                                    origin=tuple(origin), direction=direction)
 
+    def conform_to(self, reference: Volume, atol_mm: float = 1e-4) -> Volume:
+        """This volume on ``reference``'s grid *without interpolation*, or an error.
+
+        Succeeds when both sample the same points and only the axis order or direction differs
+        (e.g. a NIfTI mask written by dcm2niix with the row axis flipped relative to the DICOM
+        series): the voxels are permuted/flipped exactly. Anything else raises
+        :class:`GeometryMismatchError`; resample explicitly then (nearest neighbour for labels).
+        """
+        if not self.grid_differences(reference, atol_mm=atol_mm):
+            return self
+        candidate = self.reorient(reference.orientation)
+        if candidate.grid_differences(reference, atol_mm=atol_mm):
+            self.check_same_grid(reference, atol_mm=atol_mm)  # raises with the differences
+        return dataclasses.replace(candidate, spacing=reference.spacing,
+                                   origin=reference.origin, direction=reference.direction)
+
     def grid_differences(self, other: Volume, atol_mm: float = 1e-4,
                          atol_dir: float = 1e-5) -> list[str]:
         """Human-readable list of every way the voxel grids of ``self`` and ``other`` differ."""

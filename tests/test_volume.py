@@ -117,3 +117,15 @@ def test_reorient_keeps_every_voxel_at_its_world_position(geometry_volume: Volum
 def test_reorient_rejects_bad_codes() -> None:
     with pytest.raises(ValueError, match="orientation code"):
         make_volume("identity").reorient("LLS")
+
+
+def test_conform_to_flipped_copy_is_exact_and_other_grids_fail(geometry_volume: Volume) -> None:
+    v = geometry_volume
+    flipped = v.reorient("RAI" if v.orientation != "RAI" else "LPS")
+    assert flipped.grid_differences(v)
+    back = flipped.conform_to(v)
+    assert back.grid_differences(v, atol_mm=1e-9) == []
+    np.testing.assert_array_equal(back.array, v.array)
+    shifted = Volume(v.array, v.spacing, np.add(v.origin, 0.5), v.direction)
+    with pytest.raises(GeometryMismatchError, match="origin"):
+        shifted.conform_to(v)

@@ -1,0 +1,58 @@
+"""An open case in the app: the image, optional labels, both also reoriented for display."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from medseg import io
+from medseg.volume import Volume
+
+
+@dataclass
+class Case:
+    """What the viewer shows. ``image``/``labels`` keep the file's own grid (for export);
+    ``image_lps``/``labels_lps`` are exact LPS reorientations used for display only."""
+
+    name: str
+    image: Volume
+    labels: Volume | None = None
+    image_lps: Volume = field(init=False)
+    labels_lps: Volume | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.image_lps = self.image.reorient("LPS")
+        self.set_labels(self.labels)
+
+    def set_labels(self, labels: Volume | None) -> None:
+        if labels is not None:
+            labels = labels.conform_to(self.image)
+        self.labels = labels
+        self.labels_lps = labels.reorient("LPS") if labels is not None else None
+
+    def readout(self, ijk_lps: tuple[int, int, int]) -> dict[str, object]:
+        """Voxel index (file grid and display grid), LPS/RAS mm and intensity at a cursor."""
+        ijk = np.asarray(ijk_lps)
+        world = self.image_lps.index_to_world(ijk)
+        file_ijk = np.rint(self.image.world_to_index(world)).astype(int)
+        value = self.image_lps.array[tuple(ijk)]
+        out: dict[str, object] = {
+            "voxel": [int(x) for x in file_ijk],
+            "lps_mm": [round(float(x), 2) for x in world],
+            "ras_mm": [round(float(x), 2) for x in world * [-1, -1, 1]],
+            "value": float(value),
+        }
+        if self.labels_lps is not None and self.labels_lps.labels is not None:
+            lab = int(self.labels_lps.array[tuple(ijk)])
+            out["label"] = self.labels_lps.labels.get(lab, "background") if lab else "background"
+        return out
+
+
+def open_case(name: str, image_path: Path, labels_path: Path | None = None,
+              series: str | int | None = None) -> Case:
+    """Read an image (and labels on its grid) into a :class:`Case`."""
+    image = io.read(image_path, series=series, label=False)
+    labels = io.read(labels_path, label=True) if labels_path is not None else None
+    return Case(name, image, labels)

@@ -1,0 +1,124 @@
+"""Slice extraction and drawing for the viewer: display orientation, windowing, overlays.
+
+Display convention (radiological): the volume is first reoriented exactly to LPS
+(:meth:`medseg.Volume.reorient`), then
+
+* axial (k fixed): patient's right on screen left, anterior at the top;
+* coronal (j fixed): patient's right on screen left, superior at the top;
+* sagittal (i fixed): anterior on screen left, superior at the top.
+
+Each 2D slice is returned with its pixel size in mm so it can be shown with the correct
+physical aspect ratio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from medseg.volume import Volume
+
+PLANES = ("axial", "coronal", "sagittal")
+
+#: (width, level) in HU.
+CT_PRESETS: dict[str, tuple[float, float]] = {
+    "CT soft tissue": (400.0, 40.0),
+    "CT lung": (1500.0, -600.0),
+    "CT bone": (1800.0, 400.0),
+    "CT brain": (80.0, 40.0),
+    "CT liver": (150.0, 60.0),
+}
+
+
+@dataclass(frozen=True)
+class SliceView:
+    """A 2D slice in display orientation: ``pixels[row, col]``, row 0 at the top."""
+
+    pixels: np.ndarray
+    row_mm: float
+    col_mm: float
+
+
+def plane_axis(plane: str) -> int:
+    """The LPS-reoriented array axis that a plane's slider moves along."""
+    return {"axial": 2, "coronal": 1, "sagittal": 0}[plane]
+
+
+def extract(vol_lps: Volume, plane: str, index: int) -> SliceView:
+    """Slice ``index`` of an LPS-oriented volume, in display orientation (see module doc)."""
+    a = vol_lps.array
+    si, sj, sk = vol_lps.spacing
+    if plane == "axial":  # rows = j (A at top), cols = i (R at left)
+        return SliceView(a[:, :, index].T, sj, si)
+    if plane == "coronal":  # rows = k flipped (S at top), cols = i
+        return SliceView(a[:, index, :].T[::-1], sk, si)
+    if plane == "sagittal":  # rows = k flipped, cols = j (A at left)
+        return SliceView(a[index, :, :].T[::-1], sk, sj)
+    raise ValueError(f"unknown plane {plane!r}; use one of {PLANES}")
+
+
+def display_to_voxel(vol_lps: Volume, plane: str, index: int, row: int, col: int
+                     ) -> tuple[int, int, int]:
+    """Voxel index (in the LPS-oriented volume) of a pixel of :func:`extract`'s slice."""
+    nk = vol_lps.shape[2]
+    if plane == "axial":
+        return (col, row, index)
+    if plane == "coronal":
+        return (col, index, nk - 1 - row)
+    return (index, col, nk - 1 - row)
+
+
+def auto_window(array: np.ndarray, low: float = 1.0, high: float = 99.0) -> tuple[float, float]:
+    """(width, level) from intensity percentiles (MR and unknown modalities)."""
+    sample = array[:: max(1, array.shape[0] // 64), :: max(1, array.shape[1] // 64), :]
+    lo, hi = np.percentile(sample, [low, high])
+    width = max(float(hi - lo), 1e-3)
+    return width, float(lo + width / 2)
+
+
+def to_gray(pixels: np.ndarray, width: float, level: float) -> np.ndarray:
+    """uint8 grey levels of ``pixels`` under a window."""
+    lo = level - width / 2
+    scaled = (pixels.astype(np.float32) - lo) * (255.0 / max(width, 1e-6))
+    return np.clip(scaled, 0, 255).astype(np.uint8)
+
+
+def label_colors(values: list[int]) -> dict[int, tuple[int, int, int]]:
+    """A stable, distinct colour per label value."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab20"]
+    out = {}
+    for v in values:
+        r, g, b, _ = cmap((v * 7 % 20) / 20.0)
+        out[v] = (int(r * 255), int(g * 255), int(b * 255))
+    return out
+
+
+def compose(gray: np.ndarray, labels: np.ndarray | None, colors: dict[int, tuple[int, int, int]],
+            opacity: float, visible: set[int] | None = None) -> np.ndarray:
+    """RGB uint8 image: grey slice with the visible labels blended at ``opacity``."""
+    rgb = np.repeat(gray[:, :, None], 3, axis=2).astype(np.float32)
+    if labels is not None and opacity > 0:
+        for value, color in colors.items():
+            if visible is not None and value not in visible:
+                continue
+            m = labels == value
+            if m.any():
+                rgb[m] = (1 - opacity) * rgb[m] + opacity * np.asarray(color, np.float32)
+    return rgb.astype(np.uint8)
+
+
+def physical_size(view: SliceView, target_width: int) -> tuple[int, int]:
+    """(width, height) in screen pixels that keeps the physical aspect ratio."""
+    rows, cols = view.pixels.shape
+    width_mm, height_mm = cols * view.col_mm, rows * view.row_mm
+    height = max(1, round(target_width * height_mm / width_mm))
+    return target_width, height
+
+
+def to_image(rgb: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """Resize to the physical-aspect display size (nearest: voxels stay visible)."""
+    return Image.fromarray(rgb).resize(size, Image.Resampling.NEAREST)

@@ -1,0 +1,34 @@
+"""App settings, read once from the environment.
+
+- ``MEDSEG_DATA_ROOTS`` (default: the bundled ``data_samples``): server folders the app may
+  list and read, ``os.pathsep``-separated; nothing outside them is listed or read.
+- ``MEDSEG_MAX_UPLOAD_MB`` (default 1024): largest accepted upload.
+- ``MEDSEG_WORKSPACE`` (default ``./workspace``): where annotations and uploads are kept.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLES_DIR = REPO_ROOT / "data_samples"
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    data_roots: tuple[Path, ...]
+    max_upload_mb: int
+    workspace: Path
+
+
+def load_settings(env: dict[str, str] | None = None) -> AppSettings:
+    env = dict(os.environ if env is None else env)
+    roots_env = env.get("MEDSEG_DATA_ROOTS", "")
+    roots = tuple(Path(r).expanduser().resolve() for r in roots_env.split(os.pathsep) if r)
+    return AppSettings(
+        data_roots=roots or (SAMPLES_DIR.resolve(),),
+        max_upload_mb=int(env.get("MEDSEG_MAX_UPLOAD_MB", "1024")),
+        workspace=Path(env.get("MEDSEG_WORKSPACE", "workspace")).expanduser().resolve(),
+    )
