@@ -211,7 +211,8 @@ def list_series(path: str | Path, *, max_zip_bytes: int = DEFAULT_MAX_ZIP_BYTES
 def _table(infos: list[SeriesInfo]) -> str:
     rows = [f"  {i.number:>3}  {i.uid}  {i.modality or '-'}  {i.description or '(no description)'}"
             f"  [{i.n_images} image(s), {i.rows}x{i.columns}]" for i in infos]
-    return "\n".join(rows)
+    return "\n".join(["    N  SeriesInstanceUID  Modality  Description  [images, rows x columns]",
+                      *rows])
 
 
 def _select(scan: _Scan, series: str | int | None, path: Path) -> SeriesInfo:
