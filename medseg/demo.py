@@ -32,18 +32,24 @@ def run(out: Path) -> None:
           f"{d['orientation']}, HU range {d['value_range']}")
     ct_path = io.write(ct, out / "example_ct.nii.gz")
     print(f"3. wrote {ct_path}")
-    labels = io.read(CT_LABELS, label=True)
-    labels.check_same_grid(ct, what="label map", reference="DICOM series")
+    raw = io.read(CT_LABELS, label=True)
+    labels = raw.conform_to(ct)
+    if labels is not raw:
+        print(f"   {CT_LABELS.name} is stored {raw.orientation} (as dcm2niix writes it), the "
+              f"series {ct.orientation}: same voxel centres, re-indexed exactly (no resampling)")
     seg_path = io.write(labels, out / "example_ct_labels.nii.gz", reference=ct)
     present = labels.describe().get("labels", {})
     print(f"4. wrote {seg_path} on the DICOM grid: {len(present)} organs "
           f"({', '.join(list(present.values())[:6])}, ...)")
     back = io.read(seg_path)
-    ijk = np.array([s // 2 for s in ct.shape])
-    w_ct, w_seg = ct.index_to_world(ijk), back.index_to_world(ijk)
-    print(f"5. voxel {ijk.tolist()} is at LPS {np.round(w_ct, 3).tolist()} mm in the DICOM "
-          f"series and {np.round(w_seg, 3).tolist()} mm in the written mask "
-          f"(difference {np.abs(w_ct - w_seg).max():.2e} mm)")
+    liver = [k for k, v in (back.labels or {}).items() if v == "liver"]
+    ijk = np.argwhere(back.array == liver[0])[0] if liver else np.array(ct.shape) // 2
+    world = back.index_to_world(ijk)
+    raw_ijk = np.rint(raw.world_to_index(world)).astype(int)
+    print(f"5. check: voxel {ijk.tolist()} of the written mask is at LPS "
+          f"{np.round(world, 2).tolist()} mm; the original label file has label "
+          f"{int(raw.array[tuple(raw_ijk)])} there and the written mask "
+          f"{int(back.array[tuple(ijk)])} (liver = {liver[0] if liver else '-'})")
 
 
 def main(argv: list[str] | None = None) -> int:
