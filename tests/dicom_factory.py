@@ -22,6 +22,7 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
+    UID,
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGLSLossless,
@@ -79,7 +80,8 @@ def _base(modality: str, uids: dict[str, str], shape: tuple[int, int], pixel_rep
 
 def _file_meta(sop_class: str, sop_uid: str) -> FileMetaDataset:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = sop_class, sop_uid
+    meta.MediaStorageSOPClassUID = UID(sop_class)
+    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     return meta
 

@@ -178,14 +178,16 @@ def _check_consistent(slices: list[SliceGeom], series: str) -> None:
                 "file or re-export the series from the scanner/PACS."
             )
     ref = slices[0]
+    ref_iop = np.asarray(ref.iop)
+    ref_ps = np.asarray(ref.pixel_spacing)
     for s in slices[1:]:
         what = None
-        if np.abs(s.iop - ref.iop).max() > ORIENT_TOL:  # type: ignore[operator]
-            what = f"orientation {_fmt(s.iop)} vs {_fmt(ref.iop)}"
+        if np.abs(np.asarray(s.iop) - ref_iop).max() > ORIENT_TOL:
+            what = f"orientation {_fmt(s.iop)} vs {_fmt(ref_iop)}"
         elif (s.rows, s.columns) != (ref.rows, ref.columns):
             what = f"size {s.rows}x{s.columns} vs {ref.rows}x{ref.columns} (rows x columns)"
-        elif np.abs(np.subtract(s.pixel_spacing, ref.pixel_spacing)).max() > SPACING_TOL_REL * \
-                max(1.0, *ref.pixel_spacing):  # type: ignore[arg-type]
+        elif np.abs(np.asarray(s.pixel_spacing) - ref_ps).max() > \
+                SPACING_TOL_REL * max(1.0, float(ref_ps.max())):
             what = f"pixel spacing {s.pixel_spacing} vs {ref.pixel_spacing} mm"
         if what:
             raise InconsistentSeriesError(
@@ -198,7 +200,8 @@ def _check_consistent(slices: list[SliceGeom], series: str) -> None:
 def _axes(iop: npt.NDArray[np.float64], label: str) -> npt.NDArray[np.float64]:
     """Direction matrix (columns: row cosine, column cosine, normal), checked orthonormal."""
     row, col = iop[:3], iop[3:]
-    err = max(abs(np.linalg.norm(row) - 1), abs(np.linalg.norm(col) - 1), abs(row @ col))
+    err = max(abs(float(np.linalg.norm(row)) - 1.0), abs(float(np.linalg.norm(col)) - 1.0),
+              abs(float(row @ col)))
     if err > ORTHONORMAL_TOL:
         raise GeometryError(
             f"{label}: ImageOrientationPatient {_fmt(iop)} is not two orthogonal unit vectors "
@@ -220,7 +223,7 @@ def sort_slices(slices: list[SliceGeom], series: str) -> Grid:
     if not slices:
         raise SliceSpacingError(f"Series {series} has no slices.")
     _check_consistent(slices, series)
-    direction = _axes(slices[0].iop, slices[0].label)  # type: ignore[arg-type]
+    direction = _axes(np.asarray(slices[0].iop), slices[0].label)
     normal = direction[:, 2]
     pos = np.stack([s.ipp for s in slices])  # type: ignore[misc]
     dist = pos @ normal
