@@ -23,7 +23,13 @@ app = typer.Typer(
 )
 
 #: Command modules; each defines functions decorated with ``@app.command()``.
-COMMAND_MODULES = ["medseg.cli.io_commands"]
+COMMAND_MODULES = [
+    "medseg.cli.io_commands",
+    "medseg.cli.predict",
+    "medseg.cli.train",
+    "medseg.cli.export",
+    "medseg.cli.evaluate",
+]
 
 for _name in COMMAND_MODULES:
     importlib.import_module(_name)

@@ -11,7 +11,7 @@ Actions (per the profile's action codes):
 
 * ``Z`` (zero length) for Type 2 attributes the IOD requires: PatientName, PatientID,
   PatientBirthDate, PatientSex, StudyDate, StudyTime, ReferringPhysicianName, StudyID,
-  AccessionNumber, ContentCreatorName, StructureSetDate/Time;
+  AccessionNumber, ContentCreatorName, StructureSetDate/Time, OperatorsName;
 * ``D`` (dummy value) for Type 1 dates/times: ContentDate = 19000101, ContentTime = 000000;
 * ``X`` (remove) for everything else in :data:`REMOVE`, and every private element;
 * every remaining Person Name (PN) value anywhere, also inside sequences, is emptied.
@@ -31,7 +31,7 @@ __all__ = ["EMPTY", "REMOVE", "anonymize_dataset", "identifying_elements"]
 EMPTY = (
     "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
     "ReferringPhysicianName", "StudyID", "AccessionNumber", "ContentCreatorName",
-    "StructureSetDate", "StructureSetTime",
+    "StructureSetDate", "StructureSetTime", "OperatorsName",
 )
 
 #: Type 1 dates/times in our IODs: replaced by a dummy value (action D).
@@ -44,8 +44,8 @@ REMOVE = (
     "ReferringPhysicianIdentificationSequence", "PhysiciansOfRecord",
     "PhysiciansOfRecordIdentificationSequence", "PerformingPhysicianName",
     "PerformingPhysicianIdentificationSequence", "NameOfPhysiciansReadingStudy",
-    "PhysiciansReadingStudyIdentificationSequence", "OperatorsName",
-    "OperatorIdentificationSequence", "AdmittingDiagnosesDescription",
+    "PhysiciansReadingStudyIdentificationSequence", "OperatorIdentificationSequence",
+    "AdmittingDiagnosesDescription",
     "AdmittingDiagnosesCodeSequence", "ReferencedPatientSequence", "ReferencedStudySequence",
     "ReferencedPerformedProcedureStepSequence", "DerivationDescription", "IssuerOfPatientID",
     "IssuerOfPatientIDQualifiersSequence", "PatientBirthTime", "OtherPatientIDs",
@@ -104,9 +104,7 @@ def anonymize_dataset(ds: Dataset) -> Dataset:
         if elem.VR == "PN" and elem.value not in (None, ""):
             elem.value = ""
     ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = (
-        "medseg: DICOM PS3.15 Basic Application Level Confidentiality Profile, Retain UIDs"
-    )
+    ds.DeidentificationMethod = "medseg: PS3.15 Basic Profile, Retain UIDs Option"
     ds.DeidentificationMethodCodeSequence = [
         _code("113100", "Basic Application Confidentiality Profile"),
         _code("113110", "Retain UIDs Option"),

@@ -139,15 +139,10 @@ def _write(segments: list[_Segment], reference: Volume, out: str | Path, *,
             labelmap[seg.data.astype(bool)] = number
         pixels = _frames(labelmap, frame_numbers)
     sources = src.datasets[:1] if src.multiframe else src.datasets
-    seg_ds = hd.seg.Segmentation(
-        source_images=sources, pixel_array=pixels,
-        segmentation_type="FRACTIONAL" if fractional else "BINARY",
-        segment_descriptions=[_description(n, s, algorithm) for n, s in enumerate(kept, 1)],
-        series_instance_uid=hd.UID(), series_number=series_number, sop_instance_uid=hd.UID(),
-        instance_number=1, manufacturer="medseg", manufacturer_model_name=algorithm.name[:64],
-        software_versions=algorithm.resolved_version, device_serial_number="0",
-        content_label="SEGMENTATION", content_description=series_description[:64],
-        series_description=series_description[:64])
+    with warnings.catch_warnings():  # about the *source's* single-component patient names
+        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person")
+        seg_ds = _segmentation(hd, sources, pixels, kept, fractional, algorithm, series_number,
+                               series_description)
     if anonymize:
         from medseg.io.anonymize import anonymize_dataset
 
@@ -159,6 +154,21 @@ def _write(segments: list[_Segment], reference: Volume, out: str | Path, *,
             "sop_instance_uid": str(seg_ds.SOPInstanceUID), "frames": int(seg_ds.NumberOfFrames),
             "segments": [_summary(n, s) for n, s in enumerate(kept, 1)],
             "skipped_empty": skipped, "derived_uids": src.derived, "anonymized": anonymize}
+
+
+def _segmentation(hd: Any, sources: list[Any], pixels: npt.NDArray[Any], kept: list[_Segment],
+                  fractional: bool, algorithm: Algorithm, series_number: int,
+                  series_description: str) -> Any:
+    """The highdicom Segmentation of ``pixels`` (frames, rows, cols[, segments])."""
+    return hd.seg.Segmentation(
+        source_images=sources, pixel_array=pixels,
+        segmentation_type="FRACTIONAL" if fractional else "BINARY",
+        segment_descriptions=[_description(n, s, algorithm) for n, s in enumerate(kept, 1)],
+        series_instance_uid=hd.UID(), series_number=series_number, sop_instance_uid=hd.UID(),
+        instance_number=1, manufacturer="medseg", manufacturer_model_name=algorithm.name[:64],
+        software_versions=algorithm.resolved_version, device_serial_number="0",
+        content_label="SEGMENTATION", content_description=series_description[:64],
+        series_description=series_description[:64])
 
 
 def _summary(number: int, seg: _Segment) -> dict[str, Any]:

@@ -67,7 +67,7 @@ def dicom_source_of(reference: Volume, fmt: str) -> DicomSource:
             f"A {fmt} export must reference the DICOM image series the mask was drawn on, but "
             f"{where} was not read from DICOM. Pass the folder (or zip) of the original DICOM "
             "series as the reference, e.g. `medseg export mask.nii.gz --reference CT_FOLDER/ "
-            f"--format {fmt.lower()} --out out.dcm`."
+            f"--format {'seg' if fmt == 'DICOM-SEG' else fmt.lower()} --out out.dcm`."
         )
     if not src.datasets:
         raise DicomReferenceRequiredError(
@@ -125,6 +125,8 @@ def prepare_source(reference: Volume, fmt: str) -> PreparedSource:
             ds.SOPInstanceUID = src.sop_instance_uids[k]
         if not ds.get("SOPClassUID"):
             ds.SOPClassUID = src.sop_class_uid
+        if "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet:
+            del ds.SpecificCharacterSet  # blank = default repertoire; highdicom rejects ""
         datasets.append(ds)
     _check_headers(src, datasets)
     return PreparedSource(datasets, study, series, frame, derived,

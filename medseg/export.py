@@ -1,0 +1,147 @@
+"""One entry point for clinical exports, shared by the CLI and the app.
+
+``export(mask, reference, fmt, out)`` writes a label map (or a probability map) as
+
+* ``"seg"``: DICOM Segmentation (BINARY, or FRACTIONAL with ``fractional=True``);
+* ``"rtstruct"``: RT Structure Set (planar contours);
+* ``"stl"`` / ``"obj"``: one surface mesh per label in LPS mm (+ ``summary.json``);
+* ``"nifti"``: the selected labels as a NIfTI label map (with a ``.labels.json`` sidecar).
+
+DICOM formats need ``reference`` read from the DICOM series the mask was made on
+(``medseg.io.read(folder)``); the mask must be on that grid (axis permutations/flips are undone
+exactly, anything else is a :class:`GeometryMismatchError`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medseg.errors import ConfigError, DicomReferenceRequiredError
+from medseg.io.dicom_seg import Algorithm
+from medseg.volume import Volume
+
+__all__ = ["EXPORT_FORMATS", "Algorithm", "export"]
+
+EXPORT_FORMATS = ("seg", "rtstruct", "stl", "obj", "nifti")
+
+
+def _with_names(mask: Volume, names: Mapping[int, str] | None) -> Volume:
+    if not names:
+        return mask
+    merged = dict(mask.labels or {})
+    merged.update({int(k): str(v) for k, v in names.items()})
+    return dataclasses.replace(mask, labels=merged)
+
+
+def _fractional_name(mask: Volume, labels: Sequence[int | str] | None) -> str:
+    if labels:
+        if len(labels) != 1:
+            raise ConfigError("A FRACTIONAL export takes one probability map = one segment; "
+                              "pass at most one --label (its name).")
+        text = str(labels[0])
+        return (mask.labels or {}).get(int(text), text) if text.isdigit() else text
+    return (mask.labels or {}).get(1, "probability")
+
+
+def _dicom_reference(reference: Volume | None, fmt: str) -> Volume:
+    if reference is None:
+        raise DicomReferenceRequiredError(
+            f"A {fmt} export needs the DICOM image series the mask was made on. Pass it as "
+            f"reference (CLI: --reference CT_FOLDER/), read with medseg.io.read(folder).")
+    from medseg.io.export_source import dicom_source_of
+
+    dicom_source_of(reference, fmt)
+    return reference
+
+
+def _self_check_anonymous(path: Path) -> None:
+    import pydicom
+
+    from medseg.io.anonymize import identifying_elements
+
+    left = identifying_elements(pydicom.dcmread(path, stop_before_pixels=True))
+    if left:
+        path.unlink(missing_ok=True)
+        raise ConfigError(f"De-identification of {path.name} left {', '.join(left[:5])}; "
+                          "the file was deleted. Please report this as a bug.")
+
+
+def export(mask: Volume, reference: Volume | None, fmt: str, out: str | Path, *,
+           labels: Sequence[int | str] | None = None,
+           label_names: Mapping[int, str] | None = None, fractional: bool = False,
+           algorithm: Algorithm | None = None, anonymize: bool = False,
+           frame: str = "LPS", smooth_iterations: int = 0,
+           decimate: float | None = None) -> dict[str, Any]:
+    """Export ``mask`` as ``fmt`` to ``out`` and return a JSON-able summary.
+
+    Args:
+        mask: label map ``(I, J, K)`` (or, with ``fractional``, float probabilities in [0, 1]).
+        reference: source image; required (from DICOM) for ``seg``/``rtstruct``, optional
+            (grid check only) for meshes and NIfTI.
+        fmt: one of :data:`EXPORT_FORMATS`.
+        out: output file (seg, rtstruct, nifti) or folder (stl, obj).
+        labels: label values or names to export (default: all present).
+        label_names: ``{value: name}`` overriding the names stored with the mask.
+        fractional: ``seg`` only: write a FRACTIONAL SEG from a probability map.
+        algorithm: algorithm type/name/version recorded in DICOM exports.
+        anonymize: de-identify DICOM exports (Basic Profile, Retain UIDs); checked after writing.
+        frame, smooth_iterations, decimate: mesh options (see :mod:`medseg.io.mesh`).
+    """
+    fmt = fmt.lower()
+    if fmt not in EXPORT_FORMATS:
+        raise ConfigError(f"Unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}.")
+    if fractional and fmt != "seg":
+        raise ConfigError("--fractional applies to --format seg only.")
+    out = Path(out)
+    mask = _with_names(mask, label_names)
+    labels = list(labels) if labels else None
+    if fmt in ("seg", "rtstruct"):
+        ref = _dicom_reference(reference, "DICOM-SEG" if fmt == "seg" else "RTSTRUCT")
+        if fmt == "seg" and fractional:
+            from medseg.io.dicom_seg import write_dicom_seg_fractional
+
+            summary = write_dicom_seg_fractional({_fractional_name(mask, labels): mask}, ref, out,
+                                                 algorithm=algorithm, anonymize=anonymize)
+        elif fmt == "seg":
+            from medseg.io.dicom_seg import write_dicom_seg
+
+            summary = write_dicom_seg(mask, ref, out, labels=labels, algorithm=algorithm,
+                                      anonymize=anonymize)
+        else:
+            from medseg.io.rtstruct import write_rtstruct
+
+            summary = write_rtstruct(mask, ref, out, labels=labels, algorithm=algorithm,
+                                     anonymize=anonymize)
+        if anonymize:
+            _self_check_anonymous(out)
+        return summary
+    if reference is not None:
+        from medseg.io.export_source import align_to_reference
+
+        mask = align_to_reference(mask, reference, what="mask")
+    if fmt in ("stl", "obj"):
+        from medseg.io.mesh import write_meshes
+
+        return write_meshes(mask, out, fmt, labels=labels, frame=frame,
+                            smooth_iterations=smooth_iterations, decimate=decimate)
+    return _write_nifti(mask, out, labels)
+
+
+def _write_nifti(mask: Volume, out: Path, labels: Sequence[int | str] | None) -> dict[str, Any]:
+    from medseg import io
+    from medseg.io.export_source import select_labels
+
+    if not out.name.lower().endswith((".nii", ".nii.gz")):
+        raise ConfigError(f"{out}: a NIfTI export needs a .nii.gz or .nii file name.")
+    chosen = select_labels(mask, labels)
+    keep = np.isin(mask.array, list(chosen))
+    arr = np.where(keep, mask.array, 0).astype(mask.array.dtype)
+    io.write(mask.with_array(arr, labels=chosen), out)
+    return {"path": str(out), "format": "NIFTI",
+            "labels": [{"label_value": v, "name": n, "voxels": int(np.sum(mask.array == v))}
+                       for v, n in chosen.items()]}
