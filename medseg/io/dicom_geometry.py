@@ -28,11 +28,13 @@ from medseg.volume import ORTHONORMAL_TOL
 
 #: Two slices closer than this along the normal (mm) occupy the same position.
 DUPLICATE_TOL_MM = 0.01
-#: Largest distance (mm) of a slice position from the line through the first position along the
-#: normal before the series counts as gantry-tilted (covers DS rounding of positions).
-TILT_TOL_MM = 0.01
-#: Largest deviation of a slice from the uniform grid, as a fraction of the step (floor 0.01 mm).
+#: Largest in-plane offset (mm) of a slice position from the stack's mean line along the normal
+#: before the series counts as gantry-tilted (covers positions rounded to 0.01 mm).
+TILT_TOL_MM = 0.05
+#: Largest deviation of a slice from the uniform grid, as a fraction of the step ...
 UNEVEN_TOL_REL = 0.02
+#: ... but never less than this many mm (covers positions rounded to 0.01 mm).
+UNEVEN_TOL_MM = 0.02
 #: Cosines of two slices differing by more than this mean a different orientation.
 ORIENT_TOL = 1e-3
 #: Relative tolerance on PixelSpacing equality between slices.
@@ -268,15 +270,15 @@ def _check_tilt(p: npt.NDArray[np.float64], normal: npt.NDArray[np.float64], ser
     offsets = p - p[0]
     along = offsets @ normal
     perp = offsets - np.outer(along, normal)
-    dev = np.linalg.norm(perp, axis=1)
+    dev = np.linalg.norm(perp - perp.mean(axis=0), axis=1)
     if dev.max() > TILT_TOL_MM:
         last = offsets[-1]
         angle = float(np.degrees(np.arctan2(np.linalg.norm(perp[-1]), abs(last @ normal))))
         raise GantryTiltError(
-            f"Series {series}: consecutive slices are shifted within their own plane (up to "
-            f"{dev.max():.3g} mm), i.e. the stack is tilted {angle:.2f} deg from the slice normal "
-            "(gantry tilt). medseg reads only orthogonal grids; resample the series first "
-            "(e.g. dcm2niix corrects gantry tilt) and read the result."
+            f"Series {series}: slice positions drift within the slice plane (up to "
+            f"{dev.max():.3g} mm off the stack axis), i.e. the stack is tilted {angle:.2f} deg "
+            "from the slice normal (gantry tilt). medseg reads only orthogonal grids; resample "
+            "the series first (e.g. dcm2niix corrects gantry tilt) and read the result."
         )
 
 
@@ -284,7 +286,7 @@ def _check_steps(d: npt.NDArray[np.float64], p: npt.NDArray[np.float64],
                  normal: npt.NDArray[np.float64], ordered: list[SliceGeom], series: str) -> None:
     steps = np.diff(d)
     median = float(np.median(steps))
-    tol = max(0.01, UNEVEN_TOL_REL * median)
+    tol = max(UNEVEN_TOL_MM, UNEVEN_TOL_REL * median)
     for k, s in enumerate(steps):
         ratio = s / median
         n_missing = round(ratio) - 1

@@ -63,6 +63,16 @@ def test_uneven_spacing(series: list[Path]) -> None:
         read_dicom(series[0].parent)
 
 
+def test_positions_rounded_to_hundredths_are_accepted(series: list[Path]) -> None:
+    """Real headers often round positions to 0.01 mm: no false tilt / uneven-spacing alarm."""
+    for path in series:
+        edit(path, lambda ds: setattr(ds, "ImagePositionPatient",
+                                      [round(float(v), 2) for v in ds.ImagePositionPatient]))
+    vol = read_dicom(series[0].parent)
+    assert vol.shape[2] == len(series)
+    np.testing.assert_allclose(vol.spacing[2], 2.5, atol=0.01)
+
+
 def test_gantry_tilt_reports_angle(tmp_path: Path) -> None:
     write_series(make_volume(), tmp_path, tilt_deg=15.0)
     with pytest.raises(GantryTiltError, match="15.00 deg"):
