@@ -112,14 +112,17 @@ def test_file_input_and_non_image_objects_ignored(tmp_path: Path) -> None:
 def test_generated_series_roundtrip(tmp_path: Path, geometry: str,
                                     compression: str | None) -> None:
     direction, spacing = GEOMETRIES[geometry]
-    src = make_volume(direction=direction, spacing=spacing, seed=len(geometry))
-    files = write_series(src, tmp_path, compression=compression, seed=3)
+    modality = "MR" if geometry == "flipped" else "CT"  # MR: intercept 0, signed stored pixels
+    src = make_volume(direction=direction, spacing=spacing, seed=len(geometry), modality=modality)
+    files = write_series(src, tmp_path, compression=compression, seed=3, modality=modality)
     assert sorted(p.name for p in files) != [p.name for p in files]  # names do not give order
     vol = read_dicom(tmp_path)
     assert_same_volume(vol, expected_read(src))
     assert_matches_sitk(vol, sitk_series(tmp_path))
     numbers = [int(ds.InstanceNumber) for ds in vol.meta["dicom"].datasets]
     assert numbers != sorted(numbers) and numbers != sorted(numbers, reverse=True)
+    assert vol.modality == modality
+    assert vol.meta["dicom"].datasets[0].PixelRepresentation == (modality == "MR")
 
 
 @pytest.mark.parametrize("compression", [None, "j2k"])
