@@ -113,3 +113,7 @@ class EmptySegmentationError(MedsegError):
 
 class OverlappingSegmentsError(MedsegError):
     """Segments overlap, so they cannot be merged into one label map."""
+
+
+class EvaluationInputError(MedsegError):
+    """Inputs of an evaluation do not fit together (file vs folder, no paired cases...)."""
