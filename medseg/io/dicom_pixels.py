@@ -105,11 +105,6 @@ def transfer_syntax(ds: Dataset) -> UID | None:
     return UID(str(value)) if value else None
 
 
-def is_native(ds: Dataset) -> bool:
-    """True for uncompressed little-endian pixel data (decoding is just a copy)."""
-    return transfer_syntax(ds) in _NATIVE
-
-
 def _frames(ds: Dataset) -> int:
     return int(ds.get("NumberOfFrames", 1) or 1)
 
