@@ -82,7 +82,7 @@ class DicomInputs:
         if path.is_dir():
             self._files = _walk(path)
             self.names = [str(p) for p in self._files]
-        elif zipfile.is_zipfile(path):
+        elif not _has_dicom_preamble(path) and zipfile.is_zipfile(path):
             try:
                 self._zip = zipfile.ZipFile(path)
             except (zipfile.BadZipFile, OSError) as exc:
@@ -142,3 +142,10 @@ def _walk(folder: Path) -> list[Path]:
             if name != ".DS_Store" and p.is_file():
                 out.append(p)
     return out
+
+
+def _has_dicom_preamble(path: Path) -> bool:
+    """True when ``path`` is a DICOM Part 10 file (``DICM`` after the 128-byte preamble)."""
+    with open(path, "rb") as fh:
+        head = fh.read(132)
+    return len(head) == 132 and head[128:] == b"DICM"

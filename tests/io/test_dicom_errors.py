@@ -146,6 +146,17 @@ def test_missing_decoder_names_plugin(tmp_path: Path, monkeypatch: pytest.Monkey
         read_dicom(tmp_path)
 
 
+def test_multiframe_without_frame_geometry(tmp_path: Path) -> None:
+    (path,) = write_series(make_volume(), tmp_path, multiframe=True)
+
+    def classic(ds: Dataset) -> None:
+        del ds.PerFrameFunctionalGroupsSequence
+        ds.ImagePositionPatient, ds.ImageOrientationPatient = [0, 0, 0], [1, 0, 0, 0, 1, 0]
+    edit(path, classic)
+    with pytest.raises(InconsistentSeriesError, match="without per-frame positions"):
+        read_dicom(path)
+
+
 def test_junk_file_skipped_and_recorded(tmp_path: Path) -> None:
     src = make_volume(direction=rotation("z", 30))
     write_series(src, tmp_path, junk=True)
