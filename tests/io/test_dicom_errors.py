@@ -115,6 +115,7 @@ def test_missing_position(series: list[Path]) -> None:
     assert series[2].name in str(err.value)
 
 
+@pytest.mark.filterwarnings("ignore:End of file reached")
 @pytest.mark.parametrize("compression", [None, "rle"])
 def test_truncated_file_is_named(tmp_path: Path, compression: str | None) -> None:
     files = write_series(make_volume(), tmp_path, compression=compression)
