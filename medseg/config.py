@@ -43,6 +43,9 @@ class DataConfig(_Strict):
     labels: dict[int, str] | None = Field(
         default=None, description="{value: name} for non-zero labels; required for 'folders' "
                                   "unless the label files carry names; overrides dataset.json")
+    keep_labels: dict[int, str] | None = Field(
+        default=None, description="{file value: name}: train on these labels only, renumbered "
+                                  "1..N in the order given; every other value is background")
     modality: str = "CT"
     channels: int = Field(default=1, ge=1)
     val_fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
@@ -80,10 +83,12 @@ class IntensityConfig(_Strict):
 
 
 class PreprocessConfig(_Strict):
-    """Shared by training and inference; stored in every model bundle."""
+    """Shared by training and inference; stored in every model bundle. ``spacing`` is the
+    target voxel size (mm) along the axes *after* reorientation; ``null`` keeps the native
+    spacing of an axis (or of all axes)."""
 
     orientation: str = "RAS"
-    spacing: tuple[float, float, float] | None = (1.5, 1.5, 1.5)
+    spacing: tuple[float | None, float | None, float | None] | None = (1.5, 1.5, 1.5)
     intensity: IntensityConfig = IntensityConfig()
     foreground_crop: bool = False
 
@@ -98,9 +103,9 @@ class PreprocessConfig(_Strict):
 
     @field_validator("spacing")
     @classmethod
-    def _positive(cls, v: tuple[float, float, float] | None) -> tuple[float, float, float] | None:
-        if v is not None and any(s <= 0 for s in v):
-            raise ValueError(f"spacing {v} must be positive (mm)")
+    def _positive(cls, v: tuple[float | None, ...] | None) -> tuple[float | None, ...] | None:
+        if v is not None and any(s is not None and s <= 0 for s in v):
+            raise ValueError(f"spacing {v} must be positive (mm), or null to keep an axis")
         return v
 
 

@@ -60,7 +60,8 @@ def preprocess_transforms(cfg: PreprocessConfig, keys: Sequence[str] = ("image",
     out: list[mt.MapTransform] = [
         mt.Orientationd(keys, axcodes=cfg.orientation, labels=_RAS_LABELS)]
     if cfg.spacing is not None:
-        out.append(mt.Spacingd(keys, pixdim=cfg.spacing, mode=modes, dtype=np.float32))
+        pixdim = [-1.0 if s is None else float(s) for s in cfg.spacing]  # <= 0: keep native
+        out.append(mt.Spacingd(keys, pixdim=pixdim, mode=modes, dtype=np.float32))
     out += intensity_transform(cfg.intensity, keys[0])
     if cfg.foreground_crop:
         out.append(mt.CropForegroundd(keys, source_key=keys[0], select_fn=_above_minimum,
@@ -68,9 +69,33 @@ def preprocess_transforms(cfg: PreprocessConfig, keys: Sequence[str] = ("image",
     return out
 
 
-def load_transforms(keys: Sequence[str] = ("image", "label")) -> list[mt.MapTransform]:
-    """Read files (NIfTI/NRRD/... through MONAI readers) to channel-first MetaTensors."""
-    return [mt.LoadImaged(list(keys), image_only=True), mt.EnsureChannelFirstd(list(keys))]
+class SelectLabelsd(mt.MapTransform):
+    """Keep the label values in ``mapping`` (source -> new value); all others become 0."""
+
+    def __init__(self, keys: str, mapping: dict[int, int]) -> None:
+        super().__init__(keys)
+        self.mapping = dict(mapping)
+
+    def __call__(self, data: Any) -> dict[str, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            lab = d[key]
+            out = torch.zeros_like(lab) if isinstance(lab, torch.Tensor) else np.zeros_like(lab)
+            for src, dst in self.mapping.items():
+                out[lab == src] = dst
+            d[key] = out
+        return d
+
+
+def load_transforms(keys: Sequence[str] = ("image", "label"),
+                    keep_labels: dict[int, str] | None = None) -> list[mt.MapTransform]:
+    """Read files (NIfTI/NRRD/... through MONAI readers) to channel-first MetaTensors; with
+    ``keep_labels`` the label key is renumbered to 1..N (see ``DataConfig.keep_labels``)."""
+    out: list[mt.MapTransform] = [mt.LoadImaged(list(keys), image_only=True),
+                                  mt.EnsureChannelFirstd(list(keys))]
+    if keep_labels and len(keys) > 1:
+        out.append(SelectLabelsd(keys[1], {v: i + 1 for i, v in enumerate(keep_labels)}))
+    return out
 
 
 def _augment(cfg: AugmentConfig, patch: Sequence[int], nd: int) -> list[mt.MapTransform]:
@@ -120,7 +145,8 @@ def build_train_transforms(cfg: MedsegConfig) -> mt.Compose:
     """Files -> preprocessed -> ``num_samples`` random patches per case (2D: single slices,
     squeezed to ``(C, X, Y)``). ``label`` stays integer-valued."""
     keys = ("image", "label")
-    steps = [*load_transforms(keys), *preprocess_transforms(cfg.preprocess, keys),
+    steps = [*load_transforms(keys, cfg.data.keep_labels),
+             *preprocess_transforms(cfg.preprocess, keys),
              mt.EnsureTyped(list(keys), dtype=torch.float32, track_meta=True),
              *_augment(cfg.augment, _patch3d(cfg), cfg.model.spatial_dims)]
     return mt.Compose(steps)
@@ -129,7 +155,8 @@ def build_train_transforms(cfg: MedsegConfig) -> mt.Compose:
 def build_val_transforms(cfg: MedsegConfig) -> mt.Compose:
     """Files -> preprocessed whole volumes ``(C, X, Y, Z)`` for sliding-window validation."""
     keys = ("image", "label")
-    return mt.Compose([*load_transforms(keys), *preprocess_transforms(cfg.preprocess, keys),
+    return mt.Compose([*load_transforms(keys, cfg.data.keep_labels),
+                       *preprocess_transforms(cfg.preprocess, keys),
                        mt.EnsureTyped(list(keys), dtype=torch.float32)])
 
 

@@ -166,6 +166,9 @@ def load_dataset(cfg: DataConfig, check_labels: bool = True) -> Dataset:
         cases, labels, modality = _pairs(cfg.root, cfg.images_dir, cfg.labels_dir, None), {}, None
     if cfg.labels is not None:
         labels = dict(cfg.labels)
+    if cfg.keep_labels is not None:
+        labels = {i + 1: name for i, name in enumerate(cfg.keep_labels.values())}
+        check_labels = False
     if not labels:
         raise DatasetError(f"{cfg.root}: no label names. Set data.labels, e.g. "
                            "{1: liver, 2: spleen}.")

@@ -56,7 +56,9 @@ def _estimate_case_bytes(case: Case, cfg: MedsegConfig) -> int:
         hdr = nib.load(str(case.images[0])).header
         shape = np.asarray(hdr.get_data_shape()[:3], dtype=float)
         zooms = np.asarray(hdr.get_zooms()[:3], dtype=float)
-        target = np.asarray(cfg.preprocess.spacing or zooms, dtype=float)
+        spacing = cfg.preprocess.spacing or (None, None, None)
+        target = np.asarray([z if s is None else s for s, z in zip(spacing, zooms, strict=True)],
+                            dtype=float)
         voxels = float(np.prod(np.ceil(shape * zooms / target)))
         return int(voxels * 4 * (len(case.images) + 1))
     except Exception:

@@ -17,7 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from medseg.config import InferenceConfig, PreprocessConfig
-from medseg.errors import BundleError, IncompatibleBundleError, InputNotFoundError
+from medseg.errors import (
+    BundleError,
+    IncompatibleBundleError,
+    InputNotFoundError,
+    UnknownNetworkError,
+)
 from medseg.io.atomic import atomic_path
 from medseg.models.registry import build_network
 
@@ -142,8 +147,12 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu"
 
     meta = read_bundle_meta(path)
     spec = meta.network
-    net = build_network(spec.name, spec.spatial_dims, spec.in_channels, spec.out_channels,
-                        **spec.kwargs)
+    try:
+        net = build_network(spec.name, spec.spatial_dims, spec.in_channels, spec.out_channels,
+                            **spec.kwargs)
+    except UnknownNetworkError as exc:
+        raise UnknownNetworkError(f"{path}: the bundle needs {exc} A newer medseg may know "
+                                  "this network.") from exc
     state = load_file(str(path), device="cpu")
     try:
         net.load_state_dict(state, strict=True)

@@ -1,0 +1,105 @@
+"""``medseg predict MODEL INPUT... --out DIR``: segment files, DICOM folders, folders of cases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from tqdm.auto import tqdm
+
+from medseg import io
+from medseg.cli import app
+from medseg.errors import InputNotFoundError, MedsegError
+
+_IMAGE_EXT = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def _is_image_file(p: Path) -> bool:
+    return p.is_file() and p.name.lower().endswith(_IMAGE_EXT) and not p.name.startswith(".")
+
+
+def _case_name(p: Path) -> str:
+    name = p.name
+    for ext in (*_IMAGE_EXT, ".dcm", ".zip"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def discover_cases(inputs: list[Path]) -> list[tuple[str, Path]]:
+    """``(case name, path)`` for every input.
+
+    A file is one case (NIfTI/NRRD/MHA, a DICOM file or a zip). A folder holding image files is a
+    folder of cases (one per file; label sidecars ``*.labels.json`` are ignored); a folder holding
+    other files is one DICOM series; a folder holding only sub-folders is one case per
+    sub-folder (each a DICOM series).
+    """
+    cases: list[tuple[str, Path]] = []
+    for inp in inputs:
+        if not inp.exists():
+            raise InputNotFoundError(f"{inp}: no such file or folder. Check the input path.")
+        if inp.is_file():
+            cases.append((_case_name(inp), inp))
+            continue
+        entries = sorted(p for p in inp.iterdir() if not p.name.startswith("."))
+        images = [p for p in entries if _is_image_file(p)]
+        files = [p for p in entries if p.is_file()]
+        if images:
+            cases += [(_case_name(p), p) for p in images]
+        elif files:
+            cases.append((inp.name, inp))
+        else:
+            cases += [(p.name, p) for p in entries if p.is_dir()]
+    names = [n for n, _ in cases]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise MedsegError(f"several inputs give the same case name(s) {dup}; their outputs "
+                          "would overwrite each other. Predict them into different --out folders.")
+    if not cases:
+        raise InputNotFoundError(f"no cases found in {[str(i) for i in inputs]}.")
+    return cases
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="Model bundle (.safetensors from medseg train).")],
+    inputs: Annotated[list[Path], typer.Argument(
+        help="Image files, DICOM folders/zips, or folders of cases.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    fmt: Annotated[str, typer.Option("--format", help="nii.gz, nii, nrrd or mha.")] = "nii.gz",
+    tta: Annotated[bool, typer.Option(help="Average over axis flips (slower).")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    overlap: Annotated[float | None, typer.Option(help="Window overlap (bundle default).")
+                       ] = None,
+    sw_batch_size: Annotated[int | None, typer.Option(help="Windows per forward pass.")] = None,
+    invert: Annotated[str, typer.Option(
+        help="probabilities: resample class probabilities then argmax; labels: argmax first."
+    )] = "probabilities",
+    largest_component: Annotated[bool, typer.Option(help="Keep one component per label.")
+                                 ] = False,
+    fill_holes: Annotated[bool, typer.Option(help="Fill enclosed holes per label.")] = False,
+    min_size: Annotated[int, typer.Option(help="Drop components smaller than N voxels.")] = 0,
+) -> None:
+    """Segment every case with a model bundle; masks are written on each input's exact grid."""
+    from medseg.engine.infer import PostProcess, Segmenter
+
+    ext = "." + fmt.lstrip(".")
+    if ext not in io.WRITE_EXTENSIONS:
+        raise MedsegError(f"--format {fmt}: use one of {', '.join(io.WRITE_EXTENSIONS)}.")
+    if invert not in ("probabilities", "labels"):
+        raise MedsegError(f"--invert {invert}: use 'probabilities' or 'labels'.")
+    cases = discover_cases(inputs)
+    seg = Segmenter(model, device=device, overlap=overlap, sw_batch_size=sw_batch_size,
+                    invert=invert)  # type: ignore[arg-type]
+    post = PostProcess(largest_component=largest_component, fill_holes=fill_holes,
+                       min_size=min_size)
+    for name, path in tqdm(cases, desc="predict", unit="case", disable=len(cases) < 2):
+        image = io.read(path, label=False)
+        image.meta.setdefault("path", str(path))
+        mask = seg.predict(image, tta=tta, postprocess=post)
+        assert not isinstance(mask, tuple)
+        target = out / f"{name}{ext}"
+        io.write(mask, target, reference=image)
+        typer.echo(f"{path} -> {target}")
+    typer.echo(f"wrote {len(cases)} mask(s) to {out}")

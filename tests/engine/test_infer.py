@@ -1,0 +1,150 @@
+"""Segmenter: geometry-exact output, equivalence with a plain MONAI recipe, input checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from monai import transforms as mt
+from monai.inferers import sliding_window_inference
+from scipy.spatial.transform import Rotation
+
+from medseg import io
+from medseg.engine.infer import PostProcess, Segmenter
+from medseg.engine.postprocess import postprocess_labels
+from medseg.errors import ModelInputError
+from medseg.models.bundle import load_bundle
+from medseg.volume import Volume
+from tests.engine.fixtures import CT, LABELS, random_bundle, sample_ct
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return random_bundle(tmp_path_factory.mktemp("b") / "random.safetensors")
+
+
+@pytest.fixture(scope="module")
+def segmenter(bundle: Path) -> Segmenter:
+    return Segmenter(bundle, device="cpu")
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    s = a.sum() + b.sum()
+    return 1.0 if s == 0 else float(2 * (a & b).sum() / s)
+
+
+def test_matches_plain_monai_recipe(bundle: Path, segmenter: Segmenter) -> None:
+    """LoadImaged -> Orientationd -> Spacingd -> ScaleIntensityRanged -> sliding window ->
+    Invertd (probabilities) -> argmax, same network and weights."""
+    net, _ = load_bundle(bundle)
+    pre = mt.Compose([
+        mt.LoadImaged("image"), mt.EnsureChannelFirstd("image"),
+        mt.Orientationd("image", axcodes="RAS"),
+        mt.Spacingd("image", pixdim=(4.0, 4.0, 4.0), mode="bilinear"),
+        mt.ScaleIntensityRanged("image", -200, 300, 0.0, 1.0, clip=True)])
+    d = pre({"image": str(CT)})
+    with torch.no_grad():
+        logits = sliding_window_inference(d["image"][None], (32, 32, 32), 2, net, overlap=0.25,
+                                          mode="gaussian")
+    d["pred"] = torch.softmax(logits[0], 0)
+    inv = mt.Invertd("pred", transform=pre, orig_keys="image", nearest_interp=False)(d)["pred"]
+    ref = inv.argmax(0).numpy()
+    ours = segmenter.predict(io.read(CT))
+    assert isinstance(ours, Volume) and ours.array.dtype == np.uint8
+    assert ours.labels == LABELS
+    for c in range(1, 4):
+        assert (ref == c).sum() > 1000  # non-trivial masks
+        assert _dice(ref == c, ours.array == c) >= 0.99, c
+
+
+def _lps_copy(vol: Volume) -> Volume:
+    """The same world image stored with i, j reversed (LPS-ordered voxels)."""
+    origin = vol.index_to_world(np.array(vol.shape) - [1, 1, vol.shape[2]])
+    return Volume(vol.array[::-1, ::-1, :].copy(), vol.spacing, tuple(origin),
+                  vol.direction @ np.diag([-1.0, -1.0, 1.0]), modality="CT")
+
+
+def test_geometry_ras_lps_and_world_agreement(segmenter: Segmenter) -> None:
+    ras = sample_ct()
+    lps = _lps_copy(ras)
+    assert ras.orientation == "RAS" and lps.orientation == "LPS"
+    out_ras = segmenter.predict(ras)
+    out_lps = segmenter.predict(lps)
+    assert out_ras.grid_differences(ras) == [] and out_lps.grid_differences(lps) == []
+    np.testing.assert_array_equal(out_lps.array[::-1, ::-1, :], out_ras.array)
+
+
+def test_geometry_oblique_anisotropic(segmenter: Segmenter) -> None:
+    ct = sample_ct()
+    rot = Rotation.from_euler("zx", [25, 10], degrees=True).as_matrix()
+    vol = Volume(ct.array[:, :, :20], (2.5, 3.0, 4.5), (10.0, -20.0, 30.0), rot @ ct.direction,
+                 modality="CT")
+    out = segmenter.predict(vol)
+    assert out.grid_differences(vol) == []
+    assert out.shape == vol.shape and len(np.unique(out.array)) > 1
+
+
+def test_geometry_dicom_series_smaller_than_roi(segmenter: Segmenter) -> None:
+    vol = io.read(ROOT / "data_samples/dcmqi/ct-3slice")  # 512x512x3, fewer slices than ROI
+    out = segmenter.predict(vol)
+    assert out.grid_differences(vol) == [] and out.array.dtype == np.uint8
+    tiny = Volume(vol.array[200:210, 200:212, :], vol.spacing, vol.origin, vol.direction,
+                  modality="CT")  # 10x12x3 voxels: every axis smaller than the 32^3 ROI
+    assert segmenter.predict(tiny).shape == (10, 12, 3)
+
+
+def test_probabilities_tta_and_invert_labels(bundle: Path, segmenter: Segmenter) -> None:
+    ct = sample_ct()
+    crop = Volume(ct.array[30:90, 20:80, :], ct.spacing, tuple(ct.index_to_world([30, 20, 0])),
+                  ct.direction, modality="CT")
+    lab, probs = segmenter.predict(crop, return_probabilities=True)
+    assert probs.shape == (4, *crop.shape) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-4)
+    np.testing.assert_array_equal(probs.argmax(0), lab.array)
+    tta = segmenter.predict(crop, tta=True)
+    assert tta.grid_differences(crop) == [] and not np.array_equal(tta.array, lab.array)
+    nearest = Segmenter(bundle, invert="labels").predict(crop)
+    assert nearest.shape == crop.shape
+    assert set(np.unique(nearest.array)) <= {0, 1, 2, 3}
+
+
+def test_2d_model_predicts_slice_by_slice(tmp_path: Path) -> None:
+    path = random_bundle(tmp_path / "m2d.safetensors", spatial_dims=2, spacing=(4.0, 4.0, None))
+    ct = sample_ct()
+    out = Segmenter(path).predict(ct)
+    assert out.grid_differences(ct) == [] and len(np.unique(out.array)) > 1
+
+
+def test_input_errors(bundle: Path, segmenter: Segmenter) -> None:
+    ct = sample_ct()
+    mr = Volume(ct.array, ct.spacing, ct.origin, ct.direction, modality="MR")
+    with pytest.raises(ModelInputError, match=r"modality MR does not match .* trained on CT"):
+        segmenter.predict(mr)
+    flat = Volume(ct.array[:, :, :1], ct.spacing, ct.origin, ct.direction, modality="CT")
+    with pytest.raises(ModelInputError, match=r"2D image .* 3D model"):
+        segmenter.predict(flat)
+    with pytest.raises(ModelInputError, match="1 image channel"):
+        segmenter.predict([ct, ct])
+
+
+def test_postprocess_options() -> None:
+    lab = np.zeros((20, 20, 20), dtype=np.uint8)
+    lab[2:10, 2:10, 2:10] = 1
+    lab[5, 5, 5] = 0  # a hole
+    lab[15:17, 15:17, 15:17] = 1  # small second component (8 voxels)
+    lab[12:18, 2:6, 2:6] = 2
+    big = 8**3 - 1
+    out = postprocess_labels(lab, PostProcess(largest_component=True))
+    assert (out == 1).sum() == big and (out == 2).sum() == 96
+    out = postprocess_labels(lab, PostProcess(fill_holes=True))
+    assert out[5, 5, 5] == 1 and (out == 1).sum() == big + 1 + 8
+    out = postprocess_labels(lab, PostProcess(min_size=10))
+    assert (out == 1).sum() == big and (out == 2).sum() == 96
+    out = postprocess_labels(lab, PostProcess(min_size=100))
+    assert (out == 2).sum() == 0 and (out == 1).sum() == big
+    assert postprocess_labels(lab, PostProcess()) is lab

@@ -1,0 +1,124 @@
+"""Config loading, validation messages and dotted overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medseg.config import (
+    MedsegConfig,
+    apply_overrides,
+    config_hash,
+    load_config,
+    parse_config,
+)
+from medseg.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+def _raw(**extra: object) -> dict:
+    raw: dict = {"data": {"root": "ds/dataset.json"}}
+    raw.update(extra)
+    return raw
+
+
+def test_shipped_configs_validate() -> None:
+    names = {p.stem for p in CONFIGS}
+    assert {"ct_organs_3d", "unet_2d", "mri_tumour", "demo"} <= names
+    for path in CONFIGS:
+        cfg = load_config(path)
+        assert isinstance(cfg, MedsegConfig)
+        assert len(cfg.roi_size) == cfg.model.spatial_dims
+    assert load_config(ROOT / "configs/unet_2d.yaml").preprocess.spacing == (1.0, 1.0, None)
+
+
+def test_demo_config_points_at_shipped_data() -> None:
+    cfg = load_config(ROOT / "configs/demo.yaml")
+    assert (ROOT / cfg.data.root).is_file()
+
+
+def test_unknown_key_names_itself_and_allowed_keys() -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(_raw(train={"epochz": 3}), source="x.yaml")
+    msg = str(exc.value)
+    assert "x.yaml" in msg and "'train.epochz'" in msg
+    assert "epochs" in msg and "patch_size" in msg and "allowed keys under train" in msg
+
+
+def test_unknown_top_level_section() -> None:
+    with pytest.raises(ConfigError, match=r"unknown key 'trainer'.*allowed keys under top level"):
+        parse_config(_raw(trainer={}))
+
+
+def test_wrong_type_names_key() -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(_raw(train={"epochs": "many"}))
+    assert "'train.epochs'" in str(exc.value) and "many" in str(exc.value)
+    with pytest.raises(ConfigError, match=r"preprocess\.intensity\.mode"):
+        parse_config(_raw(preprocess={"intensity": {"mode": "hounsfield"}}))
+
+
+def test_unknown_network_lists_available() -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(_raw(model={"name": "resnet9000"}))
+    assert "resnet9000" in str(exc.value) and "unet" in str(exc.value)
+    assert "swinunetr" in str(exc.value)
+
+
+def test_missing_data_section() -> None:
+    with pytest.raises(ConfigError, match="missing required key 'data'"):
+        parse_config({})
+
+
+def test_patch_dims_must_match_model() -> None:
+    with pytest.raises(ConfigError, match="spatial_dims=2"):
+        parse_config(_raw(model={"spatial_dims": 2}, train={"patch_size": [64, 64, 64]}))
+
+
+def test_bad_orientation_and_window() -> None:
+    with pytest.raises(ConfigError, match="orientation"):
+        parse_config(_raw(preprocess={"orientation": "RRS"}))
+    with pytest.raises(ConfigError, match="window low"):
+        parse_config(_raw(preprocess={"intensity": {"window": [300, -200]}}))
+
+
+def test_overrides_are_dotted_and_yaml_typed() -> None:
+    raw = apply_overrides(_raw(), ["train.epochs=7", "preprocess.spacing=[1, 1, 2.5]",
+                                   "train.deterministic=true", "data.n_folds=null"])
+    cfg = parse_config(raw)
+    assert cfg.train.epochs == 7 and cfg.train.deterministic is True
+    assert cfg.preprocess.spacing == (1.0, 1.0, 2.5)
+    assert _raw()["data"] == {"root": "ds/dataset.json"}  # input untouched
+
+
+def test_override_errors() -> None:
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        apply_overrides(_raw(), ["train.epochs"])
+    with pytest.raises(ConfigError, match="'train.epochs' is a value"):
+        apply_overrides(_raw(train={"epochs": 3}), ["train.epochs.x=1"])
+    with pytest.raises(ConfigError, match="'train.epohcs'"):
+        parse_config(apply_overrides(_raw(), ["train.epohcs=1"]))
+
+
+def test_load_config_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("3")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(scalar)
+
+
+def test_config_hash_is_stable_and_sensitive() -> None:
+    a = parse_config(_raw())
+    b = parse_config(_raw())
+    c = parse_config(_raw(train={"epochs": 5}))
+    assert config_hash(a) == config_hash(b) != config_hash(c)
+    assert len(config_hash(a)) == 16
