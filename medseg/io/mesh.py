@@ -71,6 +71,9 @@ def label_mesh(mask: Volume, value: int, *, frame: str = "LPS", smooth_iteration
             raise ConfigError(f"decimate must be a fraction in (0, 1), got {decimate}.")
         target = max(4, int(len(mesh.faces) * decimate))
         mesh = mesh.simplify_quadric_decimation(face_count=target)
+        mesh.merge_vertices()  # the decimator leaves collapsed (zero-area) faces behind
+        mesh.update_faces(mesh.nondegenerate_faces())
+        mesh.remove_unreferenced_vertices()
     return mesh
 
 
