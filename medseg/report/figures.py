@@ -245,8 +245,7 @@ def slice_dice_figure(names: Mapping[int, str], dice: Mapping[int, np.ndarray],
         fig = Figure(figsize=(10.0, 1.2 + 0.17 * len(labels)))
         ax = fig.subplots()
         mat = np.vstack([dice[lab] for lab in labels])
-        cmap = matplotlib.colormaps["RdYlGn"].copy()
-        cmap.set_bad("0.88")
+        cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="0.88")
         im = ax.imshow(np.ma.masked_invalid(mat), aspect="auto", cmap=cmap, vmin=0, vmax=1,
                        interpolation="nearest")
         ax.set_yticks(range(len(labels)), [f"{names[lab]}"[:24] for lab in labels], fontsize=6)
