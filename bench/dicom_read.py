@@ -122,7 +122,9 @@ def main() -> None:
         "# DICOM series read: medseg vs SimpleITK (GDCM)", "",
         f"Baseline: {report['baseline']}; medseg with pydicom {pydicom.__version__}; "
         f"{os.cpu_count()} CPUs; median of {args.runs} runs after one warm-up; both readers do "
-        "discovery + sort + decode. Ratio < 1: medseg faster.", "",
+        "discovery + sort + decode. Ratio < 1: medseg faster. Load average at the end: "
+        + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        + " (a shared machine inflates both columns alike; the runs alternate).", "",
         "| input | shape (i,j,k) | medseg median s | SimpleITK median s | ratio |",
         "|---|---|---:|---:|---:|",
     ]

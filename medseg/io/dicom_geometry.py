@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from medseg.errors import (
@@ -92,15 +91,13 @@ def _floats(value: Any, n: int) -> npt.NDArray[np.float64] | None:
 
 def _raw(ds: Dataset, keyword: str) -> Any:
     """Value of a top-level element, as raw bytes when pydicom has not converted it yet."""
-    if keyword not in ds:
-        return None
-    elem = ds.get_item(keyword)
-    if isinstance(elem, RawDataElement):
-        return elem.value
-    return elem.value
+    return ds.get_item(keyword).value if keyword in ds else None
 
 
 def _num(value: Any, default: float | None) -> float | None:
+    """A finite float from a DS value (also raw bytes), else ``default``."""
+    if isinstance(value, bytes):
+        value = value.strip(b"\x00 ")
     try:
         out = float(value)
     except (TypeError, ValueError):
@@ -117,10 +114,10 @@ def slice_from_dataset(ds: Dataset, name: str, item: int) -> SliceGeom:
         iop=_floats(_raw(ds, "ImageOrientationPatient"), 6),
         pixel_spacing=None if ps is None else (float(ps[0]), float(ps[1])),
         rows=int(ds.get("Rows", 0) or 0), columns=int(ds.get("Columns", 0) or 0),
-        slope=_num(ds.get("RescaleSlope"), 1.0) or 1.0,
-        intercept=_num(ds.get("RescaleIntercept"), 0.0) or 0.0,
-        thickness=_num(ds.get("SliceThickness"), None),
-        between=_num(ds.get("SpacingBetweenSlices"), None),
+        slope=_num(_raw(ds, "RescaleSlope"), 1.0) or 1.0,
+        intercept=_num(_raw(ds, "RescaleIntercept"), 0.0) or 0.0,
+        thickness=_num(_raw(ds, "SliceThickness"), None),
+        between=_num(_raw(ds, "SpacingBetweenSlices"), None),
     )
 
 
