@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import trimesh
 from skimage import measure
 
@@ -141,9 +140,9 @@ def write_meshes(mask: Volume, out_dir: str | Path, fmt: str = "stl", *,
 def _stats(mesh: trimesh.Trimesh, path: Path, value: int, name: str,
            voxel_ml: float) -> dict[str, Any]:
     watertight = bool(mesh.is_watertight)
-    volume: npt.ArrayLike = abs(mesh.volume) / 1000.0 if watertight else float("nan")
+    volume = abs(float(mesh.volume)) / 1000.0 if watertight else float("nan")
     return {"label_value": value, "name": name, "file": path.name,
             "vertices": len(mesh.vertices), "faces": len(mesh.faces), "watertight": watertight,
             "surface_area_mm2": round(float(mesh.area), 3),
-            "volume_ml": round(float(volume), 4) if watertight else None,
+            "volume_ml": round(volume, 4) if watertight else None,
             "voxel_volume_ml": round(voxel_ml, 4)}

@@ -84,15 +84,14 @@ def _header(src: PreparedSource, algorithm: Algorithm, series_number: int,
             description: str) -> Dataset:
     now = datetime.datetime.now()
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = RTSTRUCT_SOP_CLASS
+    meta.MediaStorageSOPClassUID = pydicom.uid.UID(RTSTRUCT_SOP_CLASS)
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
     first = src.datasets[0]
     for key in COPIED:
-        ds[key] = first[key] if key in first else pydicom.DataElement(
-            pydicom.datadict.tag_for_keyword(key), pydicom.datadict.dictionary_VR(key), "")
+        setattr(ds, key, first[key].value if key in first else "")
     if not ds.SpecificCharacterSet:
         del ds.SpecificCharacterSet
     if not ds.StudyDescription:
@@ -133,7 +132,7 @@ def _add_roi(ds: Dataset, number: int, name: str, data: npt.NDArray[np.bool_],
         ROINumber=number, ReferencedFrameOfReferenceUID=src.frame_of_reference_uid,
         ROIName=name[:64], ROIGenerationAlgorithm=algorithm.type.upper(),
         ROIGenerationDescription=f"{algorithm.name} {algorithm.resolved_version}"[:64]))
-    contours = []
+    contours: list[Dataset] = []
     for k in np.flatnonzero(data.any(axis=(0, 1))):
         for poly in mask_contours(data[:, :, k]):
             ijk = np.column_stack([poly, np.full(len(poly), float(k))])
@@ -172,7 +171,8 @@ def write_rtstruct(mask: Volume, reference: Volume, out: str | Path, *,
     chosen = select_labels(mask, labels)
     src = prepare_source(reference, "RTSTRUCT")
     ds = _header(src, algorithm, series_number, series_description)
-    rois, skipped = [], []
+    rois: list[dict[str, Any]] = []
+    skipped: list[str] = []
     for value, name in chosen.items():
         data = mask.array == value
         if not data.any():
