@@ -203,7 +203,9 @@ def evaluate_cohort(pred_dir: str | Path, ref_dir: str | Path, out_dir: str | Pa
             f"{pairing.unpaired['prediction'][:5]}, references: "
             f"{pairing.unpaired['reference'][:5]}.")
     out = Path(out_dir)
-    cases, values, names = [], {}, {}
+    cases: list[dict[str, Any]] = []
+    values: dict[int, dict[str, list[float]]] = {}
+    names: dict[int, str] = {}
     for case in pairing.pairs:
         rep, error = None, None
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -58,7 +59,8 @@ def intensity_window(image: np.ndarray) -> tuple[float, float]:
 
 def _edge_letters(ax: Axes, view: str) -> None:
     top, bottom, left, right = VIEW_EDGES[view]
-    style = {"color": "white", "fontsize": 9, "fontweight": "bold", "transform": ax.transAxes}
+    style: dict[str, Any] = {"color": "white", "fontsize": 9, "fontweight": "bold",
+                             "transform": ax.transAxes}
     ax.text(0.5, 0.985, top, ha="center", va="top", **style)
     ax.text(0.5, 0.015, bottom, ha="center", va="bottom", **style)
     ax.text(0.012, 0.5, left, ha="left", va="center", **style)

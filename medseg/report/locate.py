@@ -59,7 +59,8 @@ def locate_errors(inputs: CaseInputs, metrics: list[LabelMetrics],
     ref, pred = inputs.ref, inputs.pred
     frame = display_frame(ref)
     lab = _worst_label(metrics)
-    worst = worst_boundary_point(surfaces[lab], lab) if lab in surfaces else None
+    worst = worst_boundary_point(surfaces[lab], lab) if lab is not None and lab in surfaces \
+        else None
     centre_ijk = worst.ijk if worst is not None else foreground_centre(ref.array)
     centre = frame.to_display(centre_ijk)
     wb_display = {view: centre[VIEW_AXIS[view]] for view in VIEWS}

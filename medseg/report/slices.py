@@ -54,11 +54,11 @@ class DisplayFrame:
 
     def to_display(self, ijk: np.ndarray | tuple[int, int, int]) -> tuple[int, int, int]:
         """Display-frame voxel ``(x, y, z)`` of array voxel ``(i, j, k)``."""
-        ijk = tuple(int(v) for v in ijk)
+        idx = [int(v) for v in ijk]
         out = []
         for d in range(3):
             a = self.perm[d]
-            out.append(self.shape[d] - 1 - ijk[a] if self.flip[d] else ijk[a])
+            out.append(self.shape[d] - 1 - idx[a] if self.flip[d] else idx[a])
         return (out[0], out[1], out[2])
 
     def array_index(self, view: str, index: int) -> tuple[str, int]:
