@@ -57,9 +57,10 @@ def mask_contours(mask2d: npt.NDArray[np.bool_]) -> list[npt.NDArray[np.float64]
     padded = np.pad(mask2d.astype(np.uint8), 1)
     out = []
     for c in measure.find_contours(padded, 0.5):
-        c = measure.approximate_polygon(c - 1.0, tolerance=0.01)
-        if len(c) > 1 and np.allclose(c[0], c[-1]):
-            c = c[:-1]
+        c = c[:-1] - 1.0 if len(c) > 1 and np.allclose(c[0], c[-1]) else c - 1.0
+        before, after = c - np.roll(c, 1, axis=0), np.roll(c, -1, axis=0) - c
+        cross = before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0]
+        c = c[np.abs(cross) > 1e-9]  # drop points in the middle of straight runs
         if len(c) >= 3:
             out.append(c)
     return out
@@ -133,9 +134,11 @@ def _add_roi(ds: Dataset, number: int, name: str, data: npt.NDArray[np.bool_],
         ROIName=name[:64], ROIGenerationAlgorithm=algorithm.type.upper(),
         ROIGenerationDescription=f"{algorithm.name} {algorithm.resolved_version}"[:64]))
     contours: list[Dataset] = []
+    ii, jj = np.flatnonzero(data.any(axis=(1, 2))), np.flatnonzero(data.any(axis=(0, 2)))
+    box = data[ii[0]:ii[-1] + 1, jj[0]:jj[-1] + 1]  # trace within the bounding box only
     for k in np.flatnonzero(data.any(axis=(0, 1))):
-        for poly in mask_contours(data[:, :, k]):
-            ijk = np.column_stack([poly, np.full(len(poly), float(k))])
+        for poly in mask_contours(box[:, :, k]):
+            ijk = np.column_stack([poly + (ii[0], jj[0]), np.full(len(poly), float(k))])
             xyz = reference.index_to_world(ijk)
             contours.append(_item(
                 ContourImageSequence=[_image_ref(src, reference, int(k))],
