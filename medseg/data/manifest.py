@@ -133,7 +133,7 @@ def _nnunet(cfg: DataConfig) -> tuple[list[Case], dict[int, str], str | None]:
 def _unique_values(path: Path) -> np.ndarray:
     from monai.transforms import LoadImage
 
-    arr = np.asarray(LoadImage(image_only=True)(str(path)))
+    arr = np.asarray(LoadImage(image_only=True, dtype=None)(str(path)))
     return np.unique(arr)
 
 
@@ -145,7 +145,8 @@ def check_label_values(cases: list[Case], labels: dict[int, str]) -> None:
     allowed = {0, *labels}
     for case in cases:
         values = _unique_values(case.label)
-        bad = [v for v in values.tolist() if v not in allowed]
+        bad = [int(v) if float(v).is_integer() else v for v in values.tolist()
+               if v not in allowed]
         if bad:
             raise DatasetError(
                 f"case {case.id}: label map {case.label.name} holds value(s) {bad} that the other "

@@ -43,9 +43,10 @@ def capture_rng(pipeline: Compose | None = None) -> dict[str, Any]:
     """Every random state that affects training, in a ``weights_only``-loadable form."""
     out: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": _np_state(np.random.get_state()),
+        "numpy": _np_state(tuple(np.random.get_state(legacy=True))),
         "torch": torch.get_rng_state(),
-        "transforms": [_np_state(t.R.get_state()) for t in _randomizables(pipeline)],
+        "transforms": [_np_state(tuple(t.R.get_state(legacy=True)))
+                       for t in _randomizables(pipeline)],
     }
     if torch.cuda.is_available():
         out["cuda"] = torch.cuda.get_rng_state_all()

@@ -53,12 +53,12 @@ def _estimate_case_bytes(case: Case, cfg: MedsegConfig) -> int:
     try:
         import nibabel as nib
 
-        hdr = nib.load(str(case.images[0])).header
-        shape = np.asarray(hdr.get_data_shape()[:3], dtype=float)
-        zooms = np.asarray(hdr.get_zooms()[:3], dtype=float)
+        img = nib.load(str(case.images[0]))
+        shape = np.asarray(img.shape[:3], dtype=np.float64)  # type: ignore[attr-defined]
+        zooms = np.linalg.norm(img.affine[:3, :3], axis=0)  # type: ignore[attr-defined]
         spacing = cfg.preprocess.spacing or (None, None, None)
         target = np.asarray([z if s is None else s for s, z in zip(spacing, zooms, strict=True)],
-                            dtype=float)
+                            dtype=np.float64)
         voxels = float(np.prod(np.ceil(shape * zooms / target)))
         return int(voxels * 4 * (len(case.images) + 1))
     except Exception:
@@ -105,12 +105,14 @@ class Trainer:
         self.step = 0
         self.best_metric = -math.inf
         self.history: list[dict[str, Any]] = []
+        self._pending_rng: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ builders
     def _loss(self) -> torch.nn.Module:
-        kw = {"to_onehot_y": True, "softmax": True,
-              "include_background": self.cfg.loss.include_background}
-        return DiceFocalLoss(**kw) if self.cfg.loss.name == "dice_focal" else DiceCELoss(**kw)
+        bg = self.cfg.loss.include_background
+        if self.cfg.loss.name == "dice_focal":
+            return DiceFocalLoss(to_onehot_y=True, softmax=True, include_background=bg)
+        return DiceCELoss(to_onehot_y=True, softmax=True, include_background=bg)
 
     def _optimizer(self) -> torch.optim.Optimizer:
         o = self.cfg.optimizer
@@ -227,7 +229,7 @@ class Trainer:
         self.scaler.load_state_dict(ck["scaler"])
         self.epoch, self.step = int(ck["epoch"]), int(ck["step"])
         self.best_metric = float(ck["best_metric"])
-        restore_rng(ck["rng"], self.train_tf)
+        self._pending_rng = ck["rng"]  # applied once the data loader exists (it reseeds)
         self.history = _read_csv(self.out_dir / "metrics.csv")[: self.epoch]
 
     def _write_csv(self) -> None:
@@ -247,6 +249,9 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.out_dir / "config.json", self.cfg.model_dump_json(indent=2))
         loader, val_cases = self._loaders()
+        if self._pending_rng is not None:  # MONAI's DataLoader reseeds transforms and torch
+            restore_rng(self._pending_rng, self.train_tf)
+            self._pending_rng = None
         best, last = self.out_dir / "best.safetensors", self.out_dir / "last.safetensors"
         bar = tqdm(range(self.epoch, t.epochs), desc="training", disable=not self.progress)
         for _ in bar:

@@ -89,10 +89,13 @@ def available_networks() -> list[str]:
 
 def network_defaults(name: str) -> dict[str, Any]:
     """Constructor keywords the builder fills in when they are not given (for docs)."""
-    return {"unet": {"channels": (16, 32, 64, 128, 256), "strides": (2, 2, 2, 2),
-                     "num_res_units": 2, "norm": "instance"},
-            "dynunet": {"levels": 5}, "segresnet": {"init_filters": 8},
-            "swinunetr": {"feature_size": 24}}.get(name.lower(), {})
+    table: dict[str, dict[str, Any]] = {
+        "unet": {"channels": (16, 32, 64, 128, 256), "strides": (2, 2, 2, 2),
+                 "num_res_units": 2, "norm": "instance"},
+        "dynunet": {"levels": 5}, "segresnet": {"init_filters": 8},
+        "swinunetr": {"feature_size": 24},
+    }
+    return dict(table.get(name.lower(), {}))
 
 
 def build_network(name: str, spatial_dims: int, in_channels: int, out_channels: int,

@@ -1,0 +1,72 @@
+"""``medseg predict`` end to end through the CLI entry point."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medseg import io
+from medseg.cli import main
+from medseg.cli.predict import discover_cases
+from medseg.engine.infer import Segmenter
+from tests.engine.fixtures import CT, LABELS, random_bundle
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[2]
+DICOM = ROOT / "data_samples/dcmqi/ct-3slice"
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return random_bundle(tmp_path_factory.mktemp("m") / "model.safetensors")
+
+
+def test_predict_file_dicom_folder_and_case_folder(bundle: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    shutil.copy(CT, cases / "a.nii.gz")
+    shutil.copy(CT, cases / "b.nii.gz")
+    out = tmp_path / "out"
+    rc = main(["predict", str(bundle), str(CT), str(DICOM), str(cases), "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    written = sorted(p.name for p in out.glob("*.nii.gz"))
+    assert written == ["a.nii.gz", "b.nii.gz", "ct-3slice.nii.gz", "example_ct_sm.nii.gz"]
+    direct = Segmenter(bundle).predict(io.read(CT))
+    for name, src in (("example_ct_sm", CT), ("ct-3slice", DICOM)):
+        mask = io.read(out / f"{name}.nii.gz", label=True)
+        image = io.read(src)
+        assert mask.grid_differences(image, atol_mm=1e-3) == []
+        assert mask.labels == LABELS and mask.array.dtype == np.uint8
+    np.testing.assert_array_equal(io.read(out / "a.nii.gz", label=True).array, direct.array)
+
+
+def test_predict_options_and_format(bundle: Path, tmp_path: Path) -> None:
+    rc = main(["predict", str(bundle), str(CT), "--out", str(tmp_path), "--format", "nrrd",
+               "--largest-component", "--fill-holes", "--min-size", "5", "--invert", "labels"])
+    assert rc == 0
+    mask = io.read(tmp_path / "example_ct_sm.nrrd", label=True)
+    assert mask.shape == (122, 101, 30)
+
+
+def test_predict_errors(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["predict", str(tmp_path / "none.safetensors"), str(CT), "--out",
+                 str(tmp_path)]) == 2
+    assert "model bundle not found" in capsys.readouterr().err
+    assert main(["predict", str(bundle), str(tmp_path / "missing.nii.gz"), "--out",
+                 str(tmp_path)]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["predict", str(bundle), str(CT), str(CT), "--out", str(tmp_path)]) == 2
+    assert "same case name" in capsys.readouterr().err
+
+
+def test_discover_cases_subfolders(tmp_path: Path) -> None:
+    (tmp_path / "p1").mkdir()
+    (tmp_path / "p2").mkdir()
+    (tmp_path / "p1/x.dcm").write_bytes(b"")
+    (tmp_path / "p2/y.dcm").write_bytes(b"")
+    assert [n for n, _ in discover_cases([tmp_path])] == ["p1", "p2"]
