@@ -138,7 +138,7 @@ def _add_roi(ds: Dataset, number: int, name: str, data: npt.NDArray[np.bool_],
     box = data[ii[0]:ii[-1] + 1, jj[0]:jj[-1] + 1]  # trace within the bounding box only
     for k in np.flatnonzero(data.any(axis=(0, 1))):
         for poly in mask_contours(box[:, :, k]):
-            ijk = np.column_stack([poly + (ii[0], jj[0]), np.full(len(poly), float(k))])
+            ijk = np.column_stack([poly + np.array([ii[0], jj[0]]), np.full(len(poly), float(k))])
             xyz = reference.index_to_world(ijk)
             contours.append(_item(
                 ContourImageSequence=[_image_ref(src, reference, int(k))],
