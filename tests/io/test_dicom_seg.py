@@ -253,3 +253,32 @@ def test_coding_table_uses_dicom_snomed_codes() -> None:
     assert coding_for_label("kidney_left").modifier.meaning == "Left"
     assert coding_for_label("tumour").category.meaning == "Morphologically Altered Structure"
     assert coding_for_label("thing_42").is_generic
+
+
+def test_enhanced_multiframe_source(tmp_path: Path) -> None:
+    """A legacy-converted enhanced CT (one file, frames in reverse slice order) as reference."""
+    import glob
+    import warnings
+
+    from medseg.io.rtstruct import read_rtstruct, write_rtstruct
+
+    files = sorted(glob.glob(str(DCMQI / "ct-3slice" / "*.dcm")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the source's single-component patient name
+        image = hd.legacy.LegacyConvertedEnhancedCTImage(
+            [pydicom.dcmread(f) for f in files], series_instance_uid=hd.UID(), series_number=5,
+            sop_instance_uid=hd.UID(), instance_number=1)
+    image.save_as(tmp_path / "mf.dcm")
+    ref = io.read(tmp_path / "mf.dcm")
+    frames = ref.meta["dicom"].frame_numbers
+    assert frames is not None and ref.grid_differences(ct3()) == []
+    write_dicom_seg(liver3(), ref, tmp_path / "seg.dcm")
+    got = hd.seg.segread(tmp_path / "seg.dcm").get_pixels_by_source_frame(
+        source_sop_instance_uid=ref.meta["dicom"].sop_instance_uids[0],
+        source_frame_numbers=[1, 2, 3], combine_segments=True,
+        assert_missing_frames_are_empty=True)
+    for k, f in enumerate(frames):
+        np.testing.assert_array_equal(got[f - 1] > 0, liver3().array[:, :, k].T > 0)
+    write_rtstruct(liver3(), ref, tmp_path / "rt.dcm")
+    np.testing.assert_array_equal(read_rtstruct(tmp_path / "rt.dcm", ref)[0].array,
+                                  liver3().array)
