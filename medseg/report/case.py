@@ -8,6 +8,7 @@ of the reference); a prediction on another grid is refused unless resampling was
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as _dt
 import hashlib
 import io
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage as ndi
 
 import medseg
 from medseg.errors import GeometryMismatchError, InputNotFoundError
@@ -29,6 +31,7 @@ from medseg.metrics import (
     per_slice_dice,
     surface_distances,
 )
+from medseg.metrics.surface import union_crop
 from medseg.resample import resample_to
 from medseg.volume import Volume
 
@@ -217,6 +220,32 @@ class CaseReport:
         return buf.getvalue()
 
 
+def per_label_details(pred: np.ndarray, ref: np.ndarray, labels: list[int],
+                      spacing: tuple[float, float, float]
+                      ) -> tuple[dict[int, SurfaceDistances], dict[int, np.ndarray]]:
+    """Surface distances (voxel indices in the full array) and Dice per k-slice of each label.
+
+    ``pred`` and ``ref`` are integer label maps ``(I, J, K)`` on one grid. Each label is
+    cropped to the box of its union plus one voxel first (as medseg.metrics does), so the cost
+    follows the structures, not the image size.
+    """
+    boxes_p, boxes_r = ndi.find_objects(pred), ndi.find_objects(ref)
+    surfaces: dict[int, SurfaceDistances] = {}
+    slice_dice: dict[int, np.ndarray] = {}
+    for lab in labels:
+        boxes = [b[lab - 1] if lab <= len(b) else None for b in (boxes_p, boxes_r)]
+        crop = union_crop(boxes, pred.shape) or tuple(slice(0, 1) for _ in pred.shape)
+        p, r = pred[crop] == lab, ref[crop] == lab
+        off = np.array([c.start for c in crop], dtype=np.int64)
+        sd = surface_distances(p, r, spacing)
+        surfaces[lab] = dataclasses.replace(sd, pred_surface_ijk=sd.pred_surface_ijk + off,
+                                            ref_surface_ijk=sd.ref_surface_ijk + off)
+        full = np.full(pred.shape[2], np.nan)
+        full[crop[2]] = per_slice_dice(p, r, axis=2)
+        slice_dice[lab] = full
+    return surfaces, slice_dice
+
+
 def compute_case(inputs: CaseInputs, *, nsd_tolerance_mm: float = 2.0,
                  case_id: str = "case") -> CaseReport:
     """Metrics per label, surface distances, per-slice Dice and error locations."""
@@ -224,12 +253,8 @@ def compute_case(inputs: CaseInputs, *, nsd_tolerance_mm: float = 2.0,
 
     metrics = evaluate_label_maps(inputs.pred, inputs.ref, labels=inputs.names,
                                   nsd_tolerance_mm=nsd_tolerance_mm)
-    surfaces: dict[int, SurfaceDistances] = {}
-    slice_dice: dict[int, np.ndarray] = {}
-    for lab in inputs.names:
-        p, r = inputs.pred.array == lab, inputs.ref.array == lab
-        surfaces[lab] = surface_distances(p, r, inputs.ref.spacing)
-        slice_dice[lab] = np.asarray(per_slice_dice(p, r, axis=2), dtype=np.float64)
+    surfaces, slice_dice = per_label_details(inputs.pred.array, inputs.ref.array,
+                                             list(inputs.names), inputs.ref.spacing)
     geometry = {"grid": _grid(inputs.ref), "inputs": inputs.grids,
                 "resampling": inputs.resampling or ["none: all inputs on the reference grid"]}
     return CaseReport(case_id=case_id, metrics=metrics, names=dict(inputs.names),

@@ -88,6 +88,8 @@ def case_figures(inputs: CaseInputs, report: CaseReport) -> list[FigureItem]:
     """Every figure of a case report, in page order."""
     names = report.names
     items = overlay_figures(inputs, report)
+    if not names:  # nothing segmented in either map: the charts would be empty
+        return items
     hd95 = {m.label: m.hd95 for m in report.metrics}
     items.append(FigureItem(
         "surface_histograms", "Surface-distance histograms",

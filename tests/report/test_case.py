@@ -16,6 +16,7 @@ from PIL import Image
 
 from medseg.errors import GeometryMismatchError
 from medseg.io import read, write
+from medseg.metrics import per_slice_dice
 from medseg.report.evaluate import evaluate_case
 from medseg.resample import resample_to
 from medseg.volume import Volume
@@ -81,6 +82,11 @@ def test_worst_boundary_and_largest_error_locations(ts_case: RenderedCase) -> No
     assert loc["largest_error"]["sagittal"]["index"] == int(np.argmax(err.sum(axis=(1, 2))))
     assert loc["largest_error"]["axial"]["error_voxels"] == int(err.sum(axis=(0, 1)).max())
     assert loc["total_error_voxels"] == int(err.sum())
+    # per-slice Dice (computed on per-label crops) equals the full-array computation
+    for lab in (LIVER, SPLEEN, KIDNEY_LEFT):
+        full = per_slice_dice(pred.array == lab, ref.array == lab, axis=2)
+        got = np.array([np.nan if v is None else v for v in data["per_slice_dice_k"][str(lab)]])
+        np.testing.assert_allclose(got, full, equal_nan=True)
 
 
 def test_csv_has_one_row_per_label(ts_case: RenderedCase) -> None:
@@ -153,3 +159,15 @@ def test_resample_to_ref_is_nearest_and_stated(brain1_offgrid: tuple[Path, Path,
     assert 0.8 < row.dice < 1.0  # the same mask, twice through a 2x coarser grid
     html = (tmp_path / "out" / "report.html").read_text()
     assert "nearest-neighbour" in html and "brain_tumour" in html
+
+
+def test_empty_label_maps_still_give_a_report(tmp_path: Path) -> None:
+    empty = Volume(np.zeros((12, 10, 4), np.uint8), (1.0, 1.0, 2.5), labels={})
+    p = write(empty, tmp_path / "p.nii.gz")
+    r = write(empty, tmp_path / "r.nii.gz")
+    report = evaluate_case(p, r, tmp_path / "out")
+    assert report.metrics == [] and report.locations["worst_boundary"] is None
+    data = _strict_json(tmp_path / "out" / "report.json")
+    assert data["labels"] == [] and data["locations"]["total_error_voxels"] == 0
+    assert (tmp_path / "out" / "report.pdf").read_bytes().startswith(b"%PDF-")
+    assert "centre of the reference foreground" in (tmp_path / "out" / "report.html").read_text()
