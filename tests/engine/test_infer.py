@@ -69,9 +69,14 @@ def _lps_copy(vol: Volume) -> Volume:
                   vol.direction @ np.diag([-1.0, -1.0, 1.0]), modality="CT")
 
 
-def test_geometry_ras_lps_and_world_agreement(segmenter: Segmenter) -> None:
-    ras = sample_ct()
-    lps = _lps_copy(ras)
+def _via_nifti(vol: Volume, path: Path) -> Volume:
+    io.write(vol, path)
+    return io.read(path)
+
+
+def test_geometry_ras_lps_and_world_agreement(segmenter: Segmenter, tmp_path: Path) -> None:
+    ras = io.read(CT)
+    lps = _via_nifti(_lps_copy(ras), tmp_path / "lps.nii.gz")
     assert ras.orientation == "RAS" and lps.orientation == "LPS"
     out_ras = segmenter.predict(ras)
     out_lps = segmenter.predict(lps)
@@ -79,11 +84,12 @@ def test_geometry_ras_lps_and_world_agreement(segmenter: Segmenter) -> None:
     np.testing.assert_array_equal(out_lps.array[::-1, ::-1, :], out_ras.array)
 
 
-def test_geometry_oblique_anisotropic(segmenter: Segmenter) -> None:
+def test_geometry_oblique_anisotropic(segmenter: Segmenter, tmp_path: Path) -> None:
     ct = sample_ct()
     rot = Rotation.from_euler("zx", [25, 10], degrees=True).as_matrix()
-    vol = Volume(ct.array[:, :, :20], (2.5, 3.0, 4.5), (10.0, -20.0, 30.0), rot @ ct.direction,
-                 modality="CT")
+    vol = _via_nifti(Volume(ct.array[:, :, :20], (2.5, 3.0, 4.5), (10.0, -20.0, 30.0),
+                            rot @ ct.direction, modality="CT"), tmp_path / "oblique.nii.gz")
+    assert np.abs(vol.direction).max(axis=0).min() < 0.95  # truly oblique after the file trip
     out = segmenter.predict(vol)
     assert out.grid_differences(vol) == []
     assert out.shape == vol.shape and len(np.unique(out.array)) > 1
