@@ -7,6 +7,9 @@
 * ``"stl"`` / ``"obj"``: one surface mesh per label in LPS mm (+ ``summary.json``);
 * ``"nifti"``: the selected labels as a NIfTI label map (with a ``.labels.json`` sidecar).
 
+:func:`read_mask` is the import side: it also accepts a DICOM-SEG or RTSTRUCT file, so
+``medseg export seg.dcm -r CT/ -f nifti -o seg.nii.gz`` converts a SEG back to a label map.
+
 DICOM formats need ``reference`` read from the DICOM series the mask was made on
 (``medseg.io.read(folder)``); the mask must be on that grid (axis permutations/flips are undone
 exactly, anything else is a :class:`GeometryMismatchError`).
@@ -25,7 +28,7 @@ from medseg.errors import ConfigError, DicomReferenceRequiredError
 from medseg.io.dicom_seg import Algorithm
 from medseg.volume import Volume
 
-__all__ = ["EXPORT_FORMATS", "Algorithm", "export"]
+__all__ = ["EXPORT_FORMATS", "Algorithm", "export", "read_mask"]
 
 EXPORT_FORMATS = ("seg", "rtstruct", "stl", "obj", "nifti")
 
@@ -145,3 +148,50 @@ def _write_nifti(mask: Volume, out: Path, labels: Sequence[int | str] | None) ->
     return {"path": str(out), "format": "NIFTI",
             "labels": [{"label_value": v, "name": n, "voxels": int(np.sum(mask.array == v))}
                        for v, n in chosen.items()]}
+
+
+def read_mask(path: str | Path, reference: Volume | None = None, *,
+              fractional: bool = False) -> Volume:
+    """Read a mask for export: a label map file, or a DICOM-SEG / RTSTRUCT to import.
+
+    DICOM-SEG segments become label values = segment numbers (placed on ``reference`` when
+    given, else on the SEG's own grid); RTSTRUCT ROIs become values = ROI numbers on
+    ``reference`` (required). Overlapping segments raise :class:`OverlappingSegmentsError`.
+    """
+    from medseg import io
+
+    p = Path(path)
+    kind = _dicom_object_kind(p)
+    if kind == "seg":
+        from medseg.io.dicom_seg import merge_segments, read_dicom_seg
+
+        return merge_segments(read_dicom_seg(p, reference))
+    if kind == "rtstruct":
+        from medseg.io.dicom_seg import merge_segments
+        from medseg.io.rtstruct import read_rtstruct
+
+        if reference is None:
+            raise DicomReferenceRequiredError(
+                f"{p} is an RTSTRUCT: its contours need the image grid they were drawn on. "
+                "Pass the DICOM series with --reference.")
+        rois = read_rtstruct(p, reference)
+        return merge_segments(rois, [r.meta["roi"]["number"] for r in rois])
+    return io.read(p, label=not fractional)
+
+
+def _dicom_object_kind(path: Path) -> str | None:
+    """``"seg"``, ``"rtstruct"`` or ``None`` from the SOP class of a DICOM file."""
+    if not path.is_file():
+        return None
+    with open(path, "rb") as fh:
+        head = fh.read(132)
+    if head[128:132] != b"DICM":
+        return None
+    import pydicom
+
+    from medseg.io.dicom_seg_read import SEG_SOP_CLASSES
+    from medseg.io.rtstruct import RTSTRUCT_SOP_CLASS
+
+    sop = str(pydicom.dcmread(path, stop_before_pixels=True,
+                              specific_tags=["SOPClassUID"]).get("SOPClassUID", ""))
+    return "seg" if sop in SEG_SOP_CLASSES else "rtstruct" if sop == RTSTRUCT_SOP_CLASS else None

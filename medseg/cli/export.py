@@ -51,7 +51,8 @@ def _print(summary: dict[str, Any]) -> None:
 @app.command()
 def export(
     mask: Annotated[Path, typer.Argument(help="Label map (or probability map with "
-                                         "--fractional): NIfTI, NRRD, MHA.")],
+                                         "--fractional): NIfTI, NRRD, MHA; or a DICOM-SEG / "
+                                         "RTSTRUCT file to convert.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output file (seg, rtstruct, nifti) "
                                       "or folder (stl, obj).")],
     fmt: Annotated[str, typer.Option("--format", "-f",
@@ -88,17 +89,17 @@ def export(
 ) -> None:
     """Export a segmentation for clinical systems: DICOM-SEG, RTSTRUCT, meshes or NIfTI."""
     from medseg import io
-    from medseg.export import Algorithm
+    from medseg.export import Algorithm, read_mask
     from medseg.export import export as run_export
 
     if all_labels and label:
         raise ConfigError("Use either --all-labels or --label, not both.")
     algorithm = Algorithm(algorithm_type.lower().replace("-", ""), model_name, model_version)
-    vol = io.read(mask, label=not fractional)
     ref = None
     if reference is not None:
         ref = io.read(reference, series=int(series) if series and series.isdigit() else series,
                       label=False)
+    vol = read_mask(mask, ref, fractional=fractional)
     summary = run_export(vol, ref, fmt, out, labels=label or None,
                          label_names=_label_table(labels_file), fractional=fractional,
                          algorithm=algorithm, anonymize=anonymize, frame=frame,

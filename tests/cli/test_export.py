@@ -102,3 +102,23 @@ def test_fractional_seg_from_a_probability_map(tmp_path: Path,
     assert abs(back.array.max() - 0.8) < 1 / 255
     assert main(["export", str(prob_path), "-f", "stl", "--fractional", "-o", str(out)]) == 2
     assert "--fractional applies to --format seg only" in capsys.readouterr().err
+
+
+def test_import_seg_and_rtstruct_back_to_label_maps(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "liver.nii.gz"
+    assert main(["export", str(DCMQI / "liver.dcm"), "-f", "nifti", "-o", str(out)]) == 0
+    got, expected = io.read(out, label=True), io.read(DCMQI / "liver_seg.nrrd")
+    assert got.grid_differences(expected) == [] and got.labels == {1: "Liver"}
+    np.testing.assert_array_equal(got.array, expected.array)
+    rt = tmp_path / "rt.dcm"
+    assert main(["export", str(DCMQI / "liver_seg.nrrd"), "-r", str(DCMQI / "ct-3slice"),
+                 "-f", "rtstruct", "-o", str(rt)]) == 0
+    assert main(["export", str(rt), "-r", str(DCMQI / "ct-3slice"), "-f", "nifti",
+                 "-o", str(out)]) == 0
+    np.testing.assert_array_equal(io.read(out).array, expected.array)
+    assert main(["export", str(rt), "-f", "nifti", "-o", str(out)]) == 2
+    assert "Pass the DICOM series with --reference" in capsys.readouterr().err
+    assert main(["export", str(DCMQI / "partial_overlaps.dcm"), "-f", "nifti", "-o",
+                 str(out)]) == 2
+    assert "overlap" in capsys.readouterr().err
