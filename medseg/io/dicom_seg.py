@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from medseg.errors import ConfigError, EmptySegmentationError
+from medseg.errors import ConfigError, EmptySegmentationError, UnsupportedFormatError
 from medseg.io.atomic import atomic_path
 from medseg.io.codes import coding_for_label
 from medseg.io.export_source import align_to_reference, prepare_source, select_labels
@@ -129,6 +129,12 @@ def _write(segments: list[_Segment], reference: Volume, out: str | Path, *,
             "no segment. Check the label selection (--label) and that the mask belongs to this "
             "series.")
     frame_numbers = reference.meta["dicom"].frame_numbers
+    n_frames = int(src.datasets[0].get("NumberOfFrames", 0)) if src.multiframe else 0
+    if frame_numbers is not None and sorted(frame_numbers) != list(range(1, n_frames + 1)):
+        raise UnsupportedFormatError(
+            f"The multi-frame reference uses {len(frame_numbers)} of its {n_frames} frames as "
+            "slices; a DICOM-SEG must map onto whole source images. Export as RTSTRUCT or "
+            "NIfTI instead.")
     if fractional:
         stacked = np.stack([np.clip(s.data, 0, 1).astype(np.float32) for s in kept], axis=-1)
         pixels = _frames(stacked, frame_numbers)
