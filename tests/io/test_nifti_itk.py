@@ -215,3 +215,12 @@ def test_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_to_sitk_matches_volume(geometry_volume: Volume) -> None:
     assert_matches_sitk(geometry_volume, to_sitk(geometry_volume))
+
+
+def test_written_files_honour_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        path = io.write(make_volume("identity"), tmp_path / "m.nii.gz")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
