@@ -70,6 +70,20 @@ class CaseInputs:
     resampling: list[str] = field(default_factory=list)
 
 
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def case_name(path: str | Path) -> str | None:
+    """Case id of an image file (name without its image extension); ``None`` for other files
+    (``.labels.json`` sidecars, ``.raw`` data of ``.mhd`` headers, notes...)."""
+    p = Path(path)
+    low = p.name.lower()
+    for suf in IMAGE_SUFFIXES:
+        if low.endswith(suf):
+            return p.name[: -len(suf)]
+    return None
+
+
 def _grid(volume: Volume) -> dict[str, Any]:
     """Geometry summary of a volume (JSON-ready)."""
     return {

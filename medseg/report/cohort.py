@@ -21,23 +21,12 @@ import numpy as np
 import medseg
 from medseg.errors import EvaluationInputError, InputNotFoundError, MedsegError
 from medseg.io.atomic import write_bytes_atomic, write_text_atomic
-from medseg.report.case import CaseReport, _json_safe
+from medseg.report.case import CaseReport, _json_safe, case_name
 from medseg.report.evaluate import evaluate_case, mean_dice
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 #: metrics summarised across cases (fields of LabelMetrics)
 SUMMARY_METRICS = ("dice", "iou", "sensitivity", "precision", "hd", "hd95", "assd", "nsd",
                    "rel_volume_diff", "volume_ref_ml", "volume_pred_ml")
-
-
-def case_name(path: Path) -> str | None:
-    """Case id of an image file (name without its image extension); ``None`` for other files
-    (``.labels.json`` sidecars, ``.raw`` data of ``.mhd`` headers, notes...)."""
-    low = path.name.lower()
-    for suf in IMAGE_SUFFIXES:
-        if low.endswith(suf):
-            return path.name[: -len(suf)]
-    return None
 
 
 def _index_folder(folder: Path, what: str) -> tuple[dict[str, Path], list[str]]:

@@ -13,14 +13,17 @@ import numpy as np
 
 from medseg.io.atomic import write_bytes_atomic, write_text_atomic
 from medseg.report import figures as F
-from medseg.report.case import CaseInputs, CaseReport, compute_case, load_case
+from medseg.report.case import CaseInputs, CaseReport, case_name, compute_case, load_case
 from medseg.report.render_html import FigureItem, case_html
 from medseg.report.render_pdf import case_pdf
 from medseg.report.slices import VIEWS, display_frame
 
-ORIENTATION_NOTE = ("Radiological convention: axial and coronal views show the patient's right "
-                    "on the image's left, the sagittal view shows anterior on the left; "
-                    "superior is up. Pixels keep their physical size (true aspect ratio).")
+ORIENTATION_NOTE = ("Reference contours cyan (wide), prediction contours orange (thin, on top): "
+                    "a cyan line alone is a missed boundary, an orange line alone a predicted "
+                    "one, both together agree. Radiological convention: axial and coronal "
+                    "views show the patient's right on the image's left, the sagittal view "
+                    "shows anterior on the left; superior is up. Pixels keep their physical "
+                    "size (true aspect ratio).")
 
 
 def _slice_notes(entry: dict[str, dict[str, object]], extra: str = "") -> dict[str, str]:
@@ -138,13 +141,14 @@ def evaluate_case(pred: str | Path, ref: str | Path, out_dir: str | Path, *,
         nsd_tolerance_mm: tolerance of the normalised surface Dice.
         resample_to: ``None`` (grids must match) or ``"ref"`` (resample prediction and image
             onto the reference grid; nearest neighbour for the prediction).
-        case_id: name shown in the report (default: the prediction's file name).
+        case_id: name shown in the report (default: the prediction's file name without
+            its extension).
     """
     if resample_to not in (None, "ref"):
         raise ValueError(f"resample_to must be None or 'ref', got {resample_to!r}")
     inputs = load_case(pred, ref, image_path=image, labels_path=labels,
                        resample_to_ref=resample_to == "ref")
-    cid = case_id or Path(pred).name
+    cid = case_id or case_name(pred) or Path(pred).name
     report = compute_case(inputs, nsd_tolerance_mm=nsd_tolerance_mm, case_id=cid)
     write_case_report(inputs, report, out_dir, back_link=back_link)
     return report

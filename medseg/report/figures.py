@@ -17,6 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.legend_handler import HandlerTuple
 from matplotlib.lines import Line2D
 from skimage.measure import find_contours
 
@@ -68,7 +69,7 @@ def _edge_letters(ax: Axes, view: str) -> None:
 
 
 def _contours(ax: Axes, plane: np.ndarray, labels: Sequence[int], colour: str,
-              px: tuple[float, float]) -> None:
+              px: tuple[float, float], width: float = 1.1) -> None:
     """Draw the 0.5-level contour of every label present on a label-map ``plane``
     (rows, columns) as one line collection; ``px`` is the pixel (width, height) in mm."""
     present = set(np.unique(plane).tolist()) & set(labels)
@@ -80,7 +81,7 @@ def _contours(ax: Axes, plane: np.ndarray, labels: Sequence[int], colour: str,
             # padded (row, col) -> mm of the pixel centre on the unpadded plane
             segments.append(np.column_stack(((c[:, 1] - 0.5) * px[0], (c[:, 0] - 0.5) * px[1])))
     if segments:
-        ax.add_collection(LineCollection(segments, colors=colour, linewidths=1.1))
+        ax.add_collection(LineCollection(segments, colors=colour, linewidths=width))
 
 
 def _panel(ax: Axes, view: str, frame: DisplayFrame, planes: tuple[np.ndarray, ...],
@@ -96,8 +97,9 @@ def _panel(ax: Axes, view: str, frame: DisplayFrame, planes: tuple[np.ndarray, .
     else:
         ax.imshow(bg, cmap="gray", vmin=window[0], vmax=window[1], extent=extent,
                   interpolation="bilinear")
-    _contours(ax, ref, labels, REF_COLOUR, (pw, ph))
-    _contours(ax, pred, labels, PRED_COLOUR, (pw, ph))
+    # reference wider and underneath: where both boundaries agree it shows as a cyan rim
+    _contours(ax, ref, labels, REF_COLOUR, (pw, ph), width=2.8)
+    _contours(ax, pred, labels, PRED_COLOUR, (pw, ph), width=1.0)
     if cross[0] is not None:
         ax.axvline((cross[0] + 0.5) * pw, color="white", lw=0.6, ls="--", alpha=0.45)
     if cross[1] is not None:
@@ -153,12 +155,16 @@ def overlay_panels(background: np.ndarray, pred: np.ndarray, ref: np.ndarray,
                                                    "pad": 1.5, "lw": 0})
     side = fig.add_subplot(grid[0, 1])
     side.set_axis_off()
-    handles = [Line2D([], [], color=REF_COLOUR, lw=2, label="reference"),
-               Line2D([], [], color=PRED_COLOUR, lw=2, label="prediction")]
+    ref_h = Line2D([], [], color=REF_COLOUR, lw=2.8)
+    pred_h = Line2D([], [], color=PRED_COLOUR, lw=1.0)
+    handles: list[Any] = [ref_h, pred_h, (ref_h, pred_h)]
+    texts = ["reference only", "prediction only", "both (boundaries agree)"]
     if marker is not None:
         handles.append(Line2D([], [], ls="none", marker="o", ms=9, mfc="none",
-                              mec=MARK_COLOUR, mew=2, label="worst boundary point"))
-    side.legend(handles=handles, loc="upper left", frameon=False, fontsize=8)
+                              mec=MARK_COLOUR, mew=2))
+        texts.append("worst boundary point")
+    side.legend(handles, texts, loc="upper left", frameon=False, fontsize=8,
+                handler_map={tuple: HandlerTuple(ndivide=1)})
     side.text(0.04, 0.05, "\n".join(notes), transform=side.transAxes, ha="left", va="bottom",
               fontsize=7, wrap=True)
     fig.suptitle(title, fontsize=9.5, y=1 - 0.08 / fig.get_figheight(), va="top")

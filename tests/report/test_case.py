@@ -96,7 +96,7 @@ def test_csv_has_one_row_per_label(ts_case: RenderedCase) -> None:
     assert by_label[KIDNEY_LEFT]["flags"] == "empty_pred"
     assert float(by_label[STOMACH]["dice"]) == 1.0
     assert by_label[KIDNEY_LEFT]["hd"] == "inf"
-    assert {r["case_id"] for r in rows} == {"pred.nii.gz"}
+    assert {r["case_id"] for r in rows} == {"pred"}
 
 
 def test_html_is_self_contained(ts_case: RenderedCase) -> None:
