@@ -81,12 +81,12 @@ def _case_rows(report: CohortReport) -> tuple[list[list[str]], list[list[str]]]:
         link = f'<a href="{esc(c["dir"])}/report.html">{esc(c["case_id"])}</a>'
         if c["status"] != "ok":
             rows.append([esc(c["case_id"]), "failed", "", "", esc(c["error"])])
-            classes.append(["", "bad", "", "", ""])
+            classes.append(["", "bad", "l", "", "l"])
             continue
         rows.append([link, fmt(c["mean_dice"]),
                      f"{esc(c['worst_label'])} ({fmt(c['worst_dice'])})", esc(c["n_labels"]),
                      esc("; ".join(c["flags"]))])
-        classes.append(["", dice_class(c["mean_dice"]), "", "", ""])
+        classes.append(["", dice_class(c["mean_dice"]), "l", "", "l"])
     return rows, classes
 
 
