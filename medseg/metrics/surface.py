@@ -15,12 +15,12 @@ Conventions (stated once here and in ``docs/metrics.md``):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from medseg.errors import GeometryMismatchError, MetricInputError
@@ -184,8 +184,13 @@ def union_crop(boxes: Sequence[Crop | None], shape: tuple[int, ...]) -> Crop | N
 
 def bounding_box(mask: np.ndarray) -> Crop | None:
     """Tight bounding box (slices) of the True voxels of a bool mask; ``None`` if empty."""
-    boxes = ndimage.find_objects(mask.view(np.uint8))
-    return boxes[0] if boxes else None
+    box = []
+    for ax in range(mask.ndim):
+        hits = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != ax)))
+        if hits.size == 0:
+            return None
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return tuple(box)
 
 
 def surface_voxels(mask: np.ndarray) -> np.ndarray:
@@ -210,21 +215,60 @@ def surface_voxels(mask: np.ndarray) -> np.ndarray:
     return inner
 
 
-def _directed(src: np.ndarray, src_xyz: np.ndarray, common: np.ndarray,
-              dst_xyz: np.ndarray) -> np.ndarray:
-    """Distance from each point of ``src_xyz`` (mm) to the nearest of ``dst_xyz``.
+#: Number of neighbour offsets tried before the k-d tree (see :func:`_ball_offsets`).
+BALL_OFFSETS = 200
 
-    ``common`` marks (in ``src`` order) points lying on both surfaces: their distance is 0 and
-    they are not queried.
+
+def _ball_offsets(spacing: tuple[float, ...], count: int = BALL_OFFSETS
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Integer voxel offsets of every grid point within radius R (mm), sorted by length.
+
+    R is chosen so that the ball holds about ``count`` voxels. Returns ``(offsets (M, ndim)
+    int64, lengths (M,) float64 mm)``; the zero offset comes first.
     """
-    out = np.zeros(src_xyz.shape[0], dtype=np.float64)
-    if dst_xyz.shape[0] == 0:
-        out[:] = np.inf
+    sp = np.asarray(spacing, dtype=np.float64)
+    unit_ball = np.pi ** (sp.size / 2) / math.gamma(sp.size / 2 + 1)
+    radius = (count * float(np.prod(sp)) / unit_ball) ** (1.0 / sp.size)
+    half = np.ceil(radius / sp).astype(np.int64)
+    axes = [np.arange(-h, h + 1) for h in half]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, sp.size)
+    lengths = np.sqrt(((grid * sp) ** 2).sum(axis=1))
+    keep = lengths <= radius
+    order = np.argsort(lengths[keep], kind="stable")
+    return grid[keep][order], lengths[keep][order]
+
+
+def _directed(src_ijk: np.ndarray, dst_surface: np.ndarray, dst_ijk: np.ndarray,
+              spacing: tuple[float, ...]) -> np.ndarray:
+    """Exact distance (mm) from each voxel ``src_ijk`` to the nearest True voxel of ``dst_surface``.
+
+    First a sweep over the ~200 nearest neighbour offsets in increasing length: a point whose
+    offset hits ``dst_surface`` gets that (exact) length, and since shorter offsets missed it is
+    the nearest. Points still unresolved are farther than the ball radius and are answered by a
+    k-d tree over ``dst_ijk``. The sweep costs about as much as the tree query for the same
+    points, so the worst case (nothing near) is at most ~2x the tree alone, and the usual case
+    (surfaces a few voxels apart) is several times faster.
+    """
+    out = np.full(src_ijk.shape[0], np.inf)
+    if dst_ijk.shape[0] == 0 or src_ijk.shape[0] == 0:
         return out
-    todo = ~common[src]
-    if np.any(todo):
-        tree = cKDTree(dst_xyz, leafsize=32, balanced_tree=False, compact_nodes=False)
-        out[todo] = tree.query(src_xyz[todo], k=1)[0]
+    offsets, lengths = _ball_offsets(tuple(spacing))
+    pad = offsets.max(axis=0)
+    grid = np.ascontiguousarray(np.pad(dst_surface, [(int(p), int(p)) for p in pad]))
+    strides = np.asarray(grid.strides, dtype=np.int64) // grid.itemsize
+    padded = grid.ravel()
+    todo = np.arange(src_ijk.shape[0])
+    lin = (src_ijk + pad) @ strides
+    for step, length in zip(offsets @ strides, lengths, strict=True):
+        hit = padded[lin + step]
+        if hit.any():
+            out[todo[hit]] = length
+            todo, lin = todo[~hit], lin[~hit]
+            if todo.size == 0:
+                return out
+    scale = np.asarray(spacing, dtype=np.float64)
+    tree = cKDTree(dst_ijk * scale, leafsize=32, balanced_tree=False, compact_nodes=False)
+    out[todo] = tree.query(src_ijk[todo] * scale, k=1)[0]
     return out
 
 
@@ -238,16 +282,13 @@ def cropped_surface_distances(pred: np.ndarray, ref: np.ndarray, spacing: Sequen
     """
     sp = surface_voxels(pred)
     sr = surface_voxels(ref)
-    common = sp & sr
-    scale = np.asarray(spacing, dtype=np.float64)
     off = np.asarray(offset, dtype=np.int64)
     pred_ijk = np.argwhere(sp)
     ref_ijk = np.argwhere(sr)
-    pred_xyz = pred_ijk * scale
-    ref_xyz = ref_ijk * scale
+    spacing = tuple(float(s) for s in spacing)
     return SurfaceDistances(
-        pred_to_ref=_directed(sp, pred_xyz, common, ref_xyz),
-        ref_to_pred=_directed(sr, ref_xyz, common, pred_xyz),
+        pred_to_ref=_directed(pred_ijk, sr, ref_ijk, spacing),
+        ref_to_pred=_directed(ref_ijk, sp, pred_ijk, spacing),
         pred_surface_ijk=pred_ijk + off,
         ref_surface_ijk=ref_ijk + off,
     )

@@ -73,6 +73,36 @@ def test_cropping_changes_nothing_and_indices_are_in_the_full_array() -> None:
     assert np.all(big_p[tuple(big.pred_surface_ijk.T)])
 
 
+def test_memory_layout_does_not_matter() -> None:
+    """nibabel hands out Fortran-ordered arrays; views with strides must work too."""
+    ref = random_blobs((14, 12, 9), 8, 0.3)
+    pred = perturb(ref, 9)
+    c = surface_distances(pred, ref, (0.7, 1.1, 2.9))
+    f = surface_distances(np.asfortranarray(pred), np.asfortranarray(ref), (0.7, 1.1, 2.9))
+    np.testing.assert_array_equal(c.pred_to_ref, f.pred_to_ref)
+    np.testing.assert_array_equal(c.ref_to_pred, f.ref_to_pred)
+    big_p = np.zeros((28, 12, 18), dtype=bool)
+    big_r = np.zeros_like(big_p)
+    big_p[::2, :, ::2], big_r[::2, :, ::2] = pred, ref
+    v = surface_distances(big_p[::2, :, ::2], big_r[::2, :, ::2], (0.7, 1.1, 2.9))
+    np.testing.assert_array_equal(c.ref_to_pred, v.ref_to_pred)
+
+
+def test_far_apart_surfaces_use_the_exact_fallback() -> None:
+    """Beyond the neighbour-offset ball the k-d tree answers; both agree with brute force."""
+    a = np.zeros((60, 8, 8), dtype=bool)
+    b = np.zeros_like(a)
+    a[2:5, 2:6, 2:6] = True
+    b[50:58, 1:7, 3:5] = True
+    b[6, 3, 3] = True  # one near point, many far ones
+    d = surface_distances(a, b, (1.0, 0.5, 0.5))
+    pa, pb = d.pred_surface_ijk * [1.0, 0.5, 0.5], d.ref_surface_ijk * [1.0, 0.5, 0.5]
+    full = cdist(pa, pb)
+    np.testing.assert_allclose(d.pred_to_ref, full.min(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(d.ref_to_pred, full.min(axis=0), rtol=1e-12)
+    assert d.hausdorff() > 40
+
+
 def test_known_distances_with_anisotropic_spacing() -> None:
     """Two single voxels: the distance is the spacing-weighted offset."""
     a = np.zeros((5, 5, 5), dtype=bool)
