@@ -40,6 +40,7 @@ from medseg.io import read, write  # noqa: E402
 from medseg.io.atomic import write_text_atomic  # noqa: E402
 from medseg.metrics import evaluate_label_maps  # noqa: E402
 from medseg.report import figures as F  # noqa: E402
+from medseg.report import overlay as O  # noqa: E402
 from medseg.report.case import compute_case, load_case  # noqa: E402
 from medseg.report.evaluate import case_figures  # noqa: E402
 from medseg.report.render_html import case_html  # noqa: E402
@@ -67,13 +68,13 @@ def make_inputs(tmp: Path) -> dict[str, tuple[Path, Path, Path]]:
 
 
 def naive_contours(ax: object, plane: np.ndarray, labels: Sequence[int], colour: str,
-                   px: tuple[float, float]) -> None:
+                   px: tuple[float, float], width: float) -> None:
     """Baseline: one ``Axes.contour`` call per label present."""
     rows, cols = plane.shape
     xs, ys = (np.arange(cols) + 0.5) * px[0], (np.arange(rows) + 0.5) * px[1]
     for lab in sorted(set(np.unique(plane).tolist()) & set(labels)):
         ax.contour(xs, ys, (plane == lab).astype(np.float32), levels=[0.5],  # type: ignore
-                   colors=colour, linewidths=1.1)
+                   colors=colour, linewidths=width)
 
 
 def naive_histograms(names: Mapping[int, str],
@@ -135,12 +136,12 @@ def main() -> None:
             run_report(pred, ref, image, tmp)  # warm-up (imports, caches)
             ours = median_runs(lambda: run_report(pred, ref, image, tmp), RUNS)  # noqa: B023
             base = statistics.median(metrics_only(pred, ref) for _ in range(RUNS))
-            saved = (F._contours, F.surface_histograms)
-            F._contours, F.surface_histograms = naive_contours, naive_histograms  # type: ignore
+            saved = (O._contours, F.surface_histograms)
+            O._contours, F.surface_histograms = naive_contours, naive_histograms  # type: ignore
             try:
                 naive = median_runs(lambda: run_report(pred, ref, image, tmp), 3)  # noqa: B023
             finally:
-                F._contours, F.surface_histograms = saved  # type: ignore
+                O._contours, F.surface_histograms = saved  # type: ignore
             rows.append({"case": name, "medseg_report_s": ours, "metrics_only_s": base,
                          "naive_figures_report_s": naive,
                          "report_over_metrics_ratio": ours["total"] / base,

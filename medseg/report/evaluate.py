@@ -14,6 +14,7 @@ import numpy as np
 from medseg.io.atomic import write_bytes_atomic, write_text_atomic
 from medseg.report import figures as F
 from medseg.report.case import CaseInputs, CaseReport, case_name, compute_case, load_case
+from medseg.report.overlay import overlay_panels
 from medseg.report.render_html import FigureItem, case_html
 from medseg.report.render_pdf import case_pdf
 from medseg.report.slices import VIEWS, display_frame
@@ -69,12 +70,12 @@ def overlay_figures(inputs: CaseInputs, report: CaseReport) -> list[FigureItem]:
     else:
         title = "Worst boundary error: none (no label present in both segmentations)"
         caption = f"Slices through the centre of the reference foreground, {bg_note}. "
-    fig1 = F.overlay_panels(background, canon_pred, canon_ref, frame, wb_slices, labels, title,
+    fig1 = overlay_panels(background, canon_pred, canon_ref, frame, wb_slices, labels, title,
                             window=window, marker=marker, notes=notes,
                             panel_notes=_slice_notes(loc["worst_boundary_slices"]))
     le = loc["largest_error"]
     le_slices = {v: le[v]["display_index"] for v in VIEWS}
-    fig2 = F.overlay_panels(background, canon_pred, canon_ref, frame, le_slices, labels,
+    fig2 = overlay_panels(background, canon_pred, canon_ref, frame, le_slices, labels,
                             "Largest error volume: slices with most FP+FN voxels",
                             window=window, notes=notes,
                             panel_notes=_slice_notes(le, "error_voxels"))

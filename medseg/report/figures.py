@@ -9,27 +9,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import matplotlib
 import numpy as np
-from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
-from matplotlib.legend_handler import HandlerTuple
 from matplotlib.lines import Line2D
-from skimage.measure import find_contours
-
-from medseg.report.slices import (
-    VIEW_AXIS,
-    VIEW_EDGES,
-    VIEWS,
-    DisplayFrame,
-    view_pixel_mm,
-    view_plane,
-    view_point,
-)
 
 REF_COLOUR = "#00d0ff"
 PRED_COLOUR = "#ff8c00"
@@ -56,119 +41,6 @@ def intensity_window(image: np.ndarray) -> tuple[float, float]:
         return 0.0, 1.0
     lo, hi = np.percentile(nz, [1.0, 99.5])
     return float(lo), float(hi if hi > lo else lo + 1)
-
-
-def _edge_letters(ax: Axes, view: str) -> None:
-    top, bottom, left, right = VIEW_EDGES[view]
-    style: dict[str, Any] = {"color": "white", "fontsize": 9, "fontweight": "bold",
-                             "transform": ax.transAxes}
-    ax.text(0.5, 0.985, top, ha="center", va="top", **style)
-    ax.text(0.5, 0.015, bottom, ha="center", va="bottom", **style)
-    ax.text(0.012, 0.5, left, ha="left", va="center", **style)
-    ax.text(0.988, 0.5, right, ha="right", va="center", **style)
-
-
-def _contours(ax: Axes, plane: np.ndarray, labels: Sequence[int], colour: str,
-              px: tuple[float, float], width: float = 1.1) -> None:
-    """Draw the 0.5-level contour of every label present on a label-map ``plane``
-    (rows, columns) as one line collection; ``px`` is the pixel (width, height) in mm."""
-    present = set(np.unique(plane).tolist()) & set(labels)
-    segments = []
-    padded = np.zeros((plane.shape[0] + 2, plane.shape[1] + 2), dtype=np.float32)
-    for lab in sorted(present):
-        padded[1:-1, 1:-1] = plane == lab
-        for c in find_contours(padded, 0.5):
-            # padded (row, col) -> mm of the pixel centre on the unpadded plane
-            segments.append(np.column_stack(((c[:, 1] - 0.5) * px[0], (c[:, 0] - 0.5) * px[1])))
-    if segments:
-        ax.add_collection(LineCollection(segments, colors=colour, linewidths=width))
-
-
-def _panel(ax: Axes, view: str, frame: DisplayFrame, planes: tuple[np.ndarray, ...],
-           labels: Sequence[int], window: tuple[float, float] | None,
-           cross: tuple[float | None, float | None]) -> None:
-    """One view: background, both contour sets, where the other views cut (dashed lines)."""
-    bg, ref, pred = planes
-    pw, ph = view_pixel_mm(frame, view)
-    extent = (0.0, bg.shape[1] * pw, bg.shape[0] * ph, 0.0)
-    if window is None:
-        shade = np.where(bg != 0, 0.35 + 0.3 * ((bg.astype(np.int64) * 7) % 5) / 4, 0.0)
-        ax.imshow(shade, cmap="gray", vmin=0, vmax=1, extent=extent, interpolation="nearest")
-    else:
-        ax.imshow(bg, cmap="gray", vmin=window[0], vmax=window[1], extent=extent,
-                  interpolation="bilinear")
-    # reference wider and underneath: where both boundaries agree it shows as a cyan rim
-    _contours(ax, ref, labels, REF_COLOUR, (pw, ph), width=2.8)
-    _contours(ax, pred, labels, PRED_COLOUR, (pw, ph), width=1.0)
-    if cross[0] is not None:
-        ax.axvline((cross[0] + 0.5) * pw, color="white", lw=0.6, ls="--", alpha=0.45)
-    if cross[1] is not None:
-        ax.axhline((cross[1] + 0.5) * ph, color="white", lw=0.6, ls="--", alpha=0.45)
-    _edge_letters(ax, view)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_xlim(extent[0], extent[1])
-    ax.set_ylim(extent[2], extent[3])
-
-
-def overlay_panels(background: np.ndarray, pred: np.ndarray, ref: np.ndarray,
-                   frame: DisplayFrame, slices: Mapping[str, int], labels: Sequence[int],
-                   title: str, *, window: tuple[float, float] | None,
-                   marker: tuple[int, int, int] | None = None,
-                   panel_notes: Mapping[str, str] | None = None,
-                   notes: Sequence[str] = ()) -> bytes:
-    """Orthogonal views at one common mm scale, with reference and prediction contours.
-
-    Layout: axial top left, coronal below it (same left-right axis), sagittal right of the
-    coronal (same superior-inferior axis); the top-right cell holds the legend and ``notes``.
-    ``background``, ``pred`` and ``ref`` are display-frame arrays ``[x, y, z]`` (see
-    :mod:`medseg.report.slices`); ``slices`` gives the index along each view's fixed axis;
-    ``window`` is the grey-level window of an image, or ``None`` when the background is the
-    reference label map (drawn as grey fill). ``marker`` is a display voxel to ring.
-    """
-    sx, sy, sz = (n * s for n, s in zip(frame.shape, frame.spacing, strict=True))
-    width_in = 8.4
-    scale = width_in / (sx + sy)
-    if scale * (sy + sz) > 8.0:
-        scale = 8.0 / (sy + sz)
-    fig = Figure(figsize=(scale * (sx + sy) + 0.3, scale * (sy + sz) + 0.75))
-    grid = fig.add_gridspec(2, 2, width_ratios=[sx, sy], height_ratios=[sy, sz],
-                            left=0.15 / fig.get_figwidth(), right=1 - 0.15 / fig.get_figwidth(),
-                            bottom=0.1 / fig.get_figheight(), top=1 - 0.6 / fig.get_figheight(),
-                            wspace=0.02, hspace=0.02)
-    cells = {"axial": grid[0, 0], "coronal": grid[1, 0], "sagittal": grid[1, 1]}
-    x, y, z = slices["sagittal"], slices["coronal"], slices["axial"]
-    nz = frame.shape[2]
-    cross = {"axial": (x, y), "coronal": (x, nz - 1 - z), "sagittal": (y, nz - 1 - z)}
-    for view in VIEWS:
-        ax = fig.add_subplot(cells[view])
-        planes = tuple(view_plane(a, view, slices[view]) for a in (background, ref, pred))
-        _panel(ax, view, frame, planes, labels, window, cross[view])
-        if marker is not None and slices[view] == marker[VIEW_AXIS[view]]:
-            col, row = view_point(frame, view, marker)
-            pw, ph = view_pixel_mm(frame, view)
-            ax.plot([(col + 0.5) * pw], [(row + 0.5) * ph], marker="o", ms=15, mfc="none",
-                    mec=MARK_COLOUR, mew=2.0)
-        note = f" {panel_notes[view]}" if panel_notes and view in panel_notes else ""
-        ax.text(0.01, 0.99, f"{view}{note}", transform=ax.transAxes, ha="left", va="top",
-                fontsize=7.5, color="white", bbox={"facecolor": "black", "alpha": 0.55,
-                                                   "pad": 1.5, "lw": 0})
-    side = fig.add_subplot(grid[0, 1])
-    side.set_axis_off()
-    ref_h = Line2D([], [], color=REF_COLOUR, lw=2.8)
-    pred_h = Line2D([], [], color=PRED_COLOUR, lw=1.0)
-    handles: list[Any] = [ref_h, pred_h, (ref_h, pred_h)]
-    texts = ["reference only", "prediction only", "both (boundaries agree)"]
-    if marker is not None:
-        handles.append(Line2D([], [], ls="none", marker="o", ms=9, mfc="none",
-                              mec=MARK_COLOUR, mew=2))
-        texts.append("worst boundary point")
-    side.legend(handles, texts, loc="upper left", frameon=False, fontsize=8,
-                handler_map={tuple: HandlerTuple(ndivide=1)})
-    side.text(0.04, 0.05, "\n".join(notes), transform=side.transAxes, ha="left", va="bottom",
-              fontsize=7, wrap=True)
-    fig.suptitle(title, fontsize=9.5, y=1 - 0.08 / fig.get_figheight(), va="top")
-    return png_bytes(fig)
 
 
 def surface_histograms(names: Mapping[int, str],
