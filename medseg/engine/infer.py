@@ -19,6 +19,7 @@ otherwise CPU float32.
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms.utils import convert_applied_interp_mode
 
+from medseg.engine.invert import AxisMap, axis_mapping, iter_native_slabs
 from medseg.engine.postprocess import PostProcess, postprocess_labels
 from medseg.engine.window import sliding_logits
 from medseg.errors import ModelInputError
@@ -38,6 +40,8 @@ from medseg.volume import Volume
 
 __all__ = ["PostProcess", "Segmenter", "pick_device"]
 
+#: Bytes of float32 class probabilities resampled at once on the input grid.
+_SLAB_BYTES = 64 << 20
 _MODALITY_ALIASES = {"MRI": "MR", "MR": "MR", "CT": "CT", "PET": "PT", "PT": "PT"}
 
 
@@ -148,7 +152,7 @@ class Segmenter:
 
     def _inverse(self, data: torch.Tensor, like: MetaTensor, nearest: bool) -> np.ndarray:
         """Map one channel ``(1, X, Y, Z)`` on the model grid back to the input grid."""
-        ops = [dict(op) for op in like.applied_operations]
+        ops = copy.deepcopy(like.applied_operations)  # inverse pops nested entries
         if nearest:
             ops = convert_applied_interp_mode(ops, mode="nearest", align_corners=None)
         meta = dict(like.meta)
@@ -157,8 +161,36 @@ class Segmenter:
         out = self.pipeline.inverse({"image": ch})["image"]
         return np.asarray(out.detach().cpu().numpy()[0])
 
-    def _to_native(self, probs: torch.Tensor, like: MetaTensor, keep_probs: bool
+    def _to_native_slabs(self, probs: torch.Tensor, mapping: AxisMap,
+                         shape: tuple[int, int, int], keep_probs: bool
+                         ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Fast path: separable resampling slab by slab (see :mod:`medseg.engine.invert`)."""
+        k = probs.shape[0]
+        labels = np.empty(shape, dtype=np.uint8 if k <= 256 else np.uint16)
+        all_p = np.empty((k, *shape), dtype=np.float32) if keep_probs else None
+        slab = max(1, _SLAB_BYTES // (4 * k * shape[0] * shape[1]))
+        if self.invert == "labels":
+            lab = probs.argmax(0, keepdim=True).to(torch.float32)
+            for k0, k1, v in iter_native_slabs(lab, mapping, shape, nearest=True, slab=slab):
+                labels[..., k0:k1] = v[0].numpy()
+        if self.invert == "probabilities" or keep_probs:
+            for k0, k1, v in iter_native_slabs(probs, mapping, shape, slab=slab):
+                if self.invert == "probabilities":
+                    labels[..., k0:k1] = v.argmax(0).numpy()
+                if all_p is not None:
+                    all_p[..., k0:k1] = v.numpy()
+        return labels, all_p
+
+    def _to_native(self, probs: torch.Tensor, like: MetaTensor, keep_probs: bool,
+                   native_affine: np.ndarray, shape: tuple[int, int, int]
                    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Model-grid probabilities ``(K, X, Y, Z)`` -> labels (and probabilities) on the input
+        grid. Axis-aligned maps (always, without a foreground crop) take the slab path; others
+        MONAI's own ``Compose.inverse``, one class at a time."""
+        mapping = None if self.meta.preprocess.foreground_crop else axis_mapping(
+            native_affine, like.affine.numpy())
+        if mapping is not None:
+            return self._to_native_slabs(probs, mapping, shape, keep_probs)
         k = probs.shape[0]
         dtype = np.uint8 if k <= 256 else np.uint16
         if self.invert == "labels":
@@ -202,7 +234,8 @@ class Segmenter:
         self._check(vols)
         pre = self.preprocess(vols)
         probs = self.probabilities(pre.as_tensor(), tta=tta)
-        labels, all_p = self._to_native(probs, pre, keep_probs=return_probabilities)
+        labels, all_p = self._to_native(probs, pre, return_probabilities, vols[0].affine_ras,
+                                        vols[0].shape)
         del probs
         if labels.shape != vols[0].shape:  # a transform that is not invertible slipped in
             raise ModelInputError(f"internal: inverted shape {labels.shape} != input shape "
