@@ -102,3 +102,22 @@ def test_cohort_with_unpaired_files_and_images(tmp_path: Path,
     case = json.loads((out / "cases" / "c0" / "report.json").read_text())
     assert case["inputs"]["image"]["path"].endswith("c0_0000.nii.gz")
     assert (out / "index.html").is_file() and (out / "cohort.pdf").is_file()
+
+
+def test_cohort_with_a_failing_case_exits_2_after_writing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pred, ref = synthetic_pair()
+    write(pred, tmp_path / "pred" / "good.nii.gz")
+    write(ref, tmp_path / "ref" / "good.nii.gz")
+    write(pred, tmp_path / "pred" / "bad.nii.gz")
+    write(Volume(ref.array, (2.0, 2.0, 4.0), ref.origin, ref.direction, labels=ref.labels),
+          tmp_path / "ref" / "bad.nii.gz")
+    out = tmp_path / "out"
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
+                 "--out", str(out)]) == 2
+    err = _one_error_line(capsys)
+    assert "1 of 2 cases failed" in err and "bad:" in err and "index.html" in err
+    status = {c["case_id"]: c["status"] for c in
+              json.loads((out / "cohort.json").read_text())["cases"]}
+    assert status == {"bad": "failed", "good": "ok"}
+    assert (out / "cases" / "good" / "report.html").is_file()
