@@ -206,11 +206,11 @@ def surface_voxels(mask: np.ndarray) -> np.ndarray:
         hi[ax], lo[ax] = slice(1, None), slice(None, -1)
         inner[tuple(hi)] &= mask[tuple(lo)]
         inner[tuple(lo)] &= mask[tuple(hi)]
-        edge = [slice(None)] * mask.ndim
-        edge[ax] = 0
-        inner[tuple(edge)] = False
-        edge[ax] = -1
-        inner[tuple(edge)] = False
+        first = [slice(None)] * mask.ndim
+        last = [slice(None)] * mask.ndim
+        first[ax], last[ax] = slice(0, 1), slice(-1, None)
+        inner[tuple(first)] = False  # the image border is background
+        inner[tuple(last)] = False
     np.logical_xor(inner, mask, out=inner)
     return inner
 
