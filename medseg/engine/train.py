@@ -23,11 +23,13 @@ from monai.losses import DiceCELoss, DiceFocalLoss
 from monai.metrics import compute_dice
 from monai.networks.utils import one_hot
 from monai.utils import set_determinism
+from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 from medseg.config import MedsegConfig, config_hash
 from medseg.data import Case, load_dataset, split_cases
 from medseg.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from medseg.engine.distributed import all_reduce_mean, barrier, init_distributed
 from medseg.engine.infer import pick_device
 from medseg.engine.window import sliding_logits
 from medseg.errors import DatasetError
@@ -78,8 +80,13 @@ class Trainer:
 
     def __init__(self, cfg: MedsegConfig, *, progress: bool = True) -> None:
         self.cfg = cfg
-        self.progress = progress
-        self.device = pick_device(cfg.train.device)
+        device = pick_device(cfg.train.device)
+        self.ctx = init_distributed(device.type)
+        if self.ctx.enabled and device.type == "cuda":
+            device = torch.device("cuda", self.ctx.local_rank)
+            torch.cuda.set_device(device)
+        self.device = device
+        self.progress = progress and self.ctx.is_main
         self.amp = cfg.train.amp and self.device.type == "cuda"
         set_determinism(seed=cfg.train.seed)
         if cfg.train.deterministic:
@@ -94,6 +101,13 @@ class Trainer:
         m = cfg.model
         self.net = build_network(m.name, m.spatial_dims, cfg.data.channels, self.n_classes,
                                  **m.kwargs).to(self.device)
+        #: what the training step calls: the network, wrapped in DDP across processes
+        self.model: torch.nn.Module = self.net
+        if self.ctx.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.net, device_ids=ids)
         self.loss_fn = self._loss()
         self.optimizer = self._optimizer()
         self.scheduler = self._scheduler()
@@ -106,6 +120,7 @@ class Trainer:
         self.best_metric = -math.inf
         self.history: list[dict[str, Any]] = []
         self._pending_rng: dict[str, Any] | None = None
+        self.sampler: DistributedSampler | None = None
 
     # ------------------------------------------------------------------ builders
     def _loss(self) -> torch.nn.Module:
@@ -142,38 +157,52 @@ class Trainer:
                                                      milestones=[s.warmup_epochs])
 
     def _loaders(self) -> tuple[DataLoader, list[Case]]:
+        """Training loader (a ``DistributedSampler`` shards cases across processes) and the
+        validation cases (validated on rank 0 only)."""
         t = self.cfg.train
         data = [c.as_dict() for c in self.train_cases]
         ds = CacheDataset(data, self.train_tf, cache_num=_cache_num(self.train_cases, self.cfg),
                           num_workers=1, progress=False, copy_cache=True)
-        loader = DataLoader(ds, batch_size=t.batch_size, shuffle=True, num_workers=t.num_workers,
-                            drop_last=False)
-        return loader, self.val_cases
+        self.sampler = (DistributedSampler(ds, num_replicas=self.ctx.world_size,
+                                           rank=self.ctx.rank, shuffle=True, seed=t.seed)
+                        if self.ctx.enabled else None)
+        loader = DataLoader(ds, batch_size=t.batch_size, shuffle=self.sampler is None,
+                            sampler=self.sampler, num_workers=t.num_workers, drop_last=False)
+        if self.ctx.rank > 0:  # the loader seeded the transforms identically on every rank
+            self.train_tf.set_random_state(seed=t.seed + 1000 * self.ctx.rank)
+        return loader, self.val_cases if self.ctx.is_main else []
+
+    def _new_iter(self, loader: DataLoader, restarts: int) -> Any:
+        if self.sampler is not None:
+            self.sampler.set_epoch(self.epoch * 10_000 + restarts)
+        return iter(loader)
 
     # ------------------------------------------------------------------ steps
     def _train_epoch(self, loader: DataLoader) -> float:
-        self.net.train()
+        self.model.train()
         n_iter = self.cfg.train.iterations_per_epoch or len(loader)
         losses: list[float] = []
-        it = iter(loader)
+        restarts = 0
+        it = self._new_iter(loader, restarts)
         for _ in tqdm(range(n_iter), desc=f"epoch {self.epoch + 1}", leave=False,
                       disable=not self.progress):
             try:
                 batch = next(it)
             except StopIteration:
-                it = iter(loader)
+                restarts += 1
+                it = self._new_iter(loader, restarts)
                 batch = next(it)
             x = batch["image"].to(self.device)
             y = batch["label"].to(self.device)
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
-                loss = self.loss_fn(self.net(x), y)
+                loss = self.loss_fn(self.model(x), y)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
             losses.append(float(loss.detach()))
             self.step += 1
-        return float(np.mean(losses))
+        return all_reduce_mean(float(np.mean(losses)), self.ctx)
 
     @torch.no_grad()
     def validate(self, cases: list[Case]) -> dict[str, float]:
@@ -246,8 +275,10 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train until ``train.epochs`` (continuing from :meth:`resume` if called)."""
         t = self.cfg.train
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.out_dir / "config.json", self.cfg.model_dump_json(indent=2))
+        main = self.ctx.is_main
+        if main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self.out_dir / "config.json", self.cfg.model_dump_json(indent=2))
         loader, val_cases = self._loaders()
         if self._pending_rng is not None:  # MONAI's DataLoader reseeds transforms and torch
             restore_rng(self._pending_rng, self.train_tf)
@@ -271,14 +302,19 @@ class Trainer:
                     save_bundle(best, self.net, self.bundle_meta({"val_dice_mean": mean}))
             row["seconds"] = round(time.perf_counter() - t0, 3)
             self.history.append(row)
-            save_bundle(last, self.net, self.bundle_meta())
-            if not val_cases or not best.exists():
-                save_bundle(best, self.net, self.bundle_meta())
-            save_checkpoint(self.out_dir / "last.pt", self._state())
-            self._write_csv()
+            if main:
+                self._save_epoch(best, last, bool(val_cases))
             bar.set_postfix(loss=f"{loss:.4f}",
                             dice=f"{row.get('val_dice_mean', float('nan')):.3f}")
+        barrier(self.ctx)
         return TrainResult(self.out_dir, best, last, self.history)
+
+    def _save_epoch(self, best: Path, last: Path, validated: bool) -> None:
+        save_bundle(last, self.net, self.bundle_meta())
+        if not validated or not best.exists():
+            save_bundle(best, self.net, self.bundle_meta())
+        save_checkpoint(self.out_dir / "last.pt", self._state())
+        self._write_csv()
 
 
 def _read_csv(path: Path) -> list[dict[str, Any]]:
@@ -291,6 +327,12 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
 def train(cfg: MedsegConfig, *, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train ``cfg`` end to end (the library twin of ``medseg train``)."""
     trainer = Trainer(cfg, progress=progress)
-    if resume:
-        trainer.resume()
-    return trainer.fit()
+    try:
+        if resume:
+            trainer.resume()
+        return trainer.fit()
+    finally:
+        if trainer.ctx.owns_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()

@@ -41,8 +41,9 @@ def remapped_seg() -> np.ndarray:
     return out
 
 
-def make_dataset(root: Path, size: tuple[int, int] = (48, 40)) -> Path:
-    """A Decathlon dataset of ``len(CROPS)`` real crops; returns the dataset.json path."""
+def make_dataset(root: Path, size: tuple[int, int] = (48, 40), depth: int = 30) -> Path:
+    """A Decathlon dataset of ``len(CROPS)`` real crops (``size`` x ``depth`` voxels at 3 mm);
+    returns the dataset.json path."""
     img = nib.load(str(CT))
     ct = np.asarray(img.dataobj)
     seg = remapped_seg()
@@ -50,7 +51,7 @@ def make_dataset(root: Path, size: tuple[int, int] = (48, 40)) -> Path:
     (root / "labelsTr").mkdir(parents=True, exist_ok=True)
     training = []
     for n, (i0, j0) in enumerate(CROPS):
-        sl = (slice(i0, i0 + size[0]), slice(j0, j0 + size[1]), slice(None))
+        sl = (slice(i0, i0 + size[0]), slice(j0, j0 + size[1]), slice(0, depth))
         aff = img.affine.copy()
         aff[:3, 3] = img.affine[:3, :3] @ np.array([i0, j0, 0]) + img.affine[:3, 3]
         name = f"case{n}.nii.gz"
