@@ -61,6 +61,19 @@ def discover_cases(inputs: list[Path]) -> list[tuple[str, Path]]:
     return cases
 
 
+def shard_cases(cases: list[tuple[str, Path]], rank: int | None = None,
+                world_size: int | None = None) -> list[tuple[str, Path]]:
+    """The cases of this process under ``torchrun`` (``RANK``/``WORLD_SIZE`` from the
+    environment): round-robin, so every case is predicted by exactly one rank."""
+    import os
+
+    rank = int(os.environ.get("RANK", "0")) if rank is None else rank
+    world = int(os.environ.get("WORLD_SIZE", "1")) if world_size is None else world_size
+    if not 0 <= rank < max(world, 1):
+        raise MedsegError(f"RANK={rank} is outside WORLD_SIZE={world}.")
+    return cases[rank::max(world, 1)]
+
+
 @app.command()
 def predict(
     model: Annotated[Path, typer.Argument(help="Model bundle (.safetensors from medseg train).")],
@@ -81,7 +94,11 @@ def predict(
     fill_holes: Annotated[bool, typer.Option(help="Fill enclosed holes per label.")] = False,
     min_size: Annotated[int, typer.Option(help="Drop components smaller than N voxels.")] = 0,
 ) -> None:
-    """Segment every case with a model bundle; masks are written on each input's exact grid."""
+    """Segment every case with a model bundle; masks are written on each input's exact grid.
+
+    Under ``torchrun --nproc_per_node N -m medseg predict ...`` the cases are sharded across
+    the N processes (round-robin by RANK).
+    """
     from medseg.engine.infer import PostProcess, Segmenter
 
     ext = "." + fmt.lstrip(".")
@@ -89,7 +106,7 @@ def predict(
         raise MedsegError(f"--format {fmt}: use one of {', '.join(io.WRITE_EXTENSIONS)}.")
     if invert not in ("probabilities", "labels"):
         raise MedsegError(f"--invert {invert}: use 'probabilities' or 'labels'.")
-    cases = discover_cases(inputs)
+    cases = shard_cases(discover_cases(inputs))
     seg = Segmenter(model, device=device, overlap=overlap, sw_batch_size=sw_batch_size,
                     invert=invert)  # type: ignore[arg-type]
     post = PostProcess(largest_component=largest_component, fill_holes=fill_holes,
@@ -103,3 +120,7 @@ def predict(
         io.write(mask, target, reference=image)
         typer.echo(f"{path} -> {target}")
     typer.echo(f"wrote {len(cases)} mask(s) to {out}")
+
+
+# `torchrun -m medseg predict ...` needs no process group: each rank takes every
+# WORLD_SIZE-th case (see shard_cases) and writes it; no collective communication.

@@ -70,3 +70,21 @@ def test_discover_cases_subfolders(tmp_path: Path) -> None:
     (tmp_path / "p1/x.dcm").write_bytes(b"")
     (tmp_path / "p2/y.dcm").write_bytes(b"")
     assert [n for n, _ in discover_cases([tmp_path])] == ["p1", "p2"]
+
+
+def test_torchrun_sharding_writes_every_case_once(bundle: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    for name in ("c1", "c2", "c3"):
+        shutil.copy(CT, cases / f"{name}.nii.gz")
+    written: list[list[str]] = []
+    for rank in (0, 1):  # what two torchrun processes see
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        out = tmp_path / f"out{rank}"
+        assert main(["predict", str(bundle), str(cases), "--out", str(out)]) == 0
+        written.append(sorted(p.name for p in out.glob("*.nii.gz")))
+    assert written == [["c1.nii.gz", "c3.nii.gz"], ["c2.nii.gz"]]
+    monkeypatch.setenv("RANK", "2")
+    assert main(["predict", str(bundle), str(cases), "--out", str(tmp_path / "x")]) == 2
