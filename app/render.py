@@ -18,9 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from medseg.report.slices import VIEWS, view_plane
 from medseg.volume import Volume
 
-PLANES = ("axial", "coronal", "sagittal")
+PLANES = VIEWS
 
 #: (width, level) in HU.
 CT_PRESETS: dict[str, tuple[float, float]] = {
@@ -47,16 +48,15 @@ def plane_axis(plane: str) -> int:
 
 
 def extract(vol_lps: Volume, plane: str, index: int) -> SliceView:
-    """Slice ``index`` of an LPS-oriented volume, in display orientation (see module doc)."""
-    a = vol_lps.array
-    si, sj, sk = vol_lps.spacing
-    if plane == "axial":  # rows = j (A at top), cols = i (R at left)
-        return SliceView(a[:, :, index].T, sj, si)
-    if plane == "coronal":  # rows = k flipped (S at top), cols = i
-        return SliceView(a[:, index, :].T[::-1], sk, si)
-    if plane == "sagittal":  # rows = k flipped, cols = j (A at left)
-        return SliceView(a[index, :, :].T[::-1], sk, sj)
-    raise ValueError(f"unknown plane {plane!r}; use one of {PLANES}")
+    """Slice ``index`` of an LPS-oriented volume, in display orientation (see module doc).
+
+    Uses the report's display convention (:mod:`medseg.report.slices`), so the app and the
+    reports show every case the same way.
+    """
+    pixels = view_plane(vol_lps.array, plane, index)
+    sx, sy, sz = vol_lps.spacing
+    col_mm, row_mm = {"axial": (sx, sy), "coronal": (sx, sz), "sagittal": (sy, sz)}[plane]
+    return SliceView(pixels, row_mm, col_mm)
 
 
 def display_to_voxel(vol_lps: Volume, plane: str, index: int, row: int, col: int

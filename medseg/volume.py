@@ -197,10 +197,7 @@ class Volume:
         letters = {"L": (0, 1), "R": (0, -1), "P": (1, 1), "A": (1, -1), "S": (2, 1), "I": (2, -1)}
         if len(code) != 3 or sorted(letters[c][0] for c in code if c in letters) != [0, 1, 2]:
             raise ValueError(f"orientation code must name each of L/R, P/A, S/I once: {code!r}")
-        # which input axis is closest to each world axis
-        src_axis_of_world = np.argmax(np.abs(self.direction), axis=1)
-        if len(set(src_axis_of_world.tolist())) != 3:  # 45-degree ties: fall back to per-column
-            src_axis_of_world = np.argsort(np.argmax(np.abs(self.direction), axis=0))
+        src_axis_of_world = nearest_axes(self.direction)
         perm = [int(src_axis_of_world[letters[c][0]]) for c in code]
         arr = np.transpose(self.array, perm)
         spacing = np.asarray(self.spacing)[perm]
@@ -229,8 +226,9 @@ class Volume:
         candidate = self.reorient(reference.orientation)
         if candidate.grid_differences(reference, atol_mm=atol_mm):
             self.check_same_grid(reference, atol_mm=atol_mm)  # raises with the differences
-        return dataclasses.replace(candidate, spacing=reference.spacing,
-                                   origin=reference.origin, direction=reference.direction)
+        return dataclasses.replace(candidate, array=np.ascontiguousarray(candidate.array),
+                                   spacing=reference.spacing, origin=reference.origin,
+                                   direction=reference.direction)
 
     def grid_differences(self, other: Volume, atol_mm: float = 1e-4,
                          atol_dir: float = 1e-5) -> list[str]:
@@ -280,6 +278,21 @@ class Volume:
             present = sorted(int(v) for v in np.unique(arr) if v != 0)
             out["labels"] = {str(k): self.labels.get(k, f"label_{k}") for k in present}
         return out
+
+
+def nearest_axes(direction: npt.NDArray[np.float64]) -> list[int]:
+    """For each LPS world axis (x, y, z), the array axis most aligned with it.
+
+    Greedy on ``|direction|`` so every array axis is used once, even for 45-degree grids.
+    """
+    work = np.abs(np.asarray(direction, dtype=np.float64)).copy()  # rows: x, y, z; cols: i, j, k
+    out = [-1, -1, -1]
+    for _ in range(3):
+        d, a = np.unravel_index(int(np.argmax(work)), work.shape)
+        out[int(d)] = int(a)
+        work[d, :] = -1.0
+        work[:, a] = -1.0
+    return out
 
 
 def _fmt(values: tuple[float, ...]) -> str:

@@ -14,7 +14,6 @@ under a new study; the image references (SOP Instance UIDs) stay exact.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +23,7 @@ from pydicom.uid import generate_uid
 
 from medseg.errors import (
     DicomReferenceRequiredError,
+    GeometryMismatchError,
     LabelNotFoundError,
     MissingDicomAttributeError,
 )
@@ -143,11 +143,11 @@ def align_to_reference(mask: Volume, reference: Volume, what: str = "mask") -> V
     """
     if not mask.grid_differences(reference):
         return mask
-    turned = mask.reorient(reference.orientation)
-    if not turned.grid_differences(reference):
-        return dataclasses.replace(turned, array=np.ascontiguousarray(turned.array))
-    mask.check_same_grid(reference, what=what, reference="reference DICOM series")
-    return mask  # unreachable: check_same_grid raised
+    try:
+        return mask.conform_to(reference)
+    except GeometryMismatchError:
+        mask.check_same_grid(reference, what=what, reference="reference DICOM series")
+        raise
 
 
 def select_labels(mask: Volume, wanted: Sequence[int | str] | None = None) -> dict[int, str]:

@@ -109,6 +109,14 @@ def _onto_ref(vol: Volume, ref: Volume, what: str, *, label: bool, allow: bool,
     diffs = vol.grid_differences(ref)
     if not diffs:
         return vol
+    try:  # same voxel centres with permuted/flipped axes: exact re-indexing, no interpolation
+        conformed = vol.conform_to(ref)
+    except GeometryMismatchError:
+        pass
+    else:
+        notes.append(f"{what} re-indexed exactly onto the reference grid (same voxel centres, "
+                     f"axes stored as {vol.orientation}, reference {ref.orientation})")
+        return conformed
     if not allow:
         raise GeometryMismatchError(
             f"The {what} and the reference are on different voxel grids ({'; '.join(diffs)}). "

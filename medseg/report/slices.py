@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from medseg.metrics import SurfaceDistances
-from medseg.volume import Volume
+from medseg.volume import Volume, nearest_axes
 
 VIEWS = ("axial", "coronal", "sagittal")
 #: display-frame axis held fixed by each view (x=0 L, y=1 P, z=2 S)
@@ -72,13 +72,7 @@ def display_frame(volume: Volume) -> DisplayFrame:
     """The :class:`DisplayFrame` of ``volume``: each array axis goes to the patient axis it is
     most aligned with (greedy on ``|direction|``, so 45-degree grids still get distinct axes)."""
     absd = np.abs(np.asarray(volume.direction))  # rows: L, P, S; columns: i, j, k
-    perm = [-1, -1, -1]
-    work = absd.copy()
-    for _ in range(3):
-        d, a = np.unravel_index(int(np.argmax(work)), work.shape)
-        perm[int(d)] = int(a)
-        work[d, :] = -1.0
-        work[:, a] = -1.0
+    perm = nearest_axes(volume.direction)
     flip = tuple(bool(volume.direction[d, perm[d]] < 0) for d in range(3))
     cosines = [absd[d, perm[d]] for d in range(3)]
     obliquity = float(np.degrees(np.arccos(np.clip(min(cosines), -1.0, 1.0))))
