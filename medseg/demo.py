@@ -1,7 +1,8 @@
 """The headless pipeline that ``make run`` starts on the bundled sample data.
 
 Reads the bundled JPEG 2000 CT DICOM series, lists it, converts it to NIfTI, puts the organ
-label map that belongs to it on the exact same grid, and writes both, printing what it did.
+label map that belongs to it on the exact same grid, writes both, then exports the organs as a
+DICOM-SEG and the liver as an STL mesh, printing what it did.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 
 from medseg import io
 from medseg.errors import MedsegError
+from medseg.volume import Volume
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data_samples"
 CT_DICOM = SAMPLES / "totalsegmentator" / "example_ct_dicom"
@@ -50,6 +52,21 @@ def run(out: Path) -> None:
           f"{np.round(world, 2).tolist()} mm; the original label file has label "
           f"{int(raw.array[tuple(raw_ijk)])} there and the written mask "
           f"{int(back.array[tuple(ijk)])} (liver = {liver[0] if liver else '-'})")
+    export_clinical(ct, labels, out)
+
+
+def export_clinical(ct: Volume, labels: Volume, out: Path) -> None:
+    """DICOM-SEG of every organ and an STL mesh of the liver, referencing the source series."""
+    from medseg.export import export
+
+    seg = export(labels, ct, "seg", out / "example_ct_organs.seg.dcm")
+    print(f"6. wrote {out / 'example_ct_organs.seg.dcm'}: DICOM-SEG referencing the source "
+          f"series, {len(seg.get('segments', []))} segments")
+    mesh = export(labels, ct, "stl", out / "meshes", labels=["liver"])
+    for row in mesh["labels"]:
+        print(f"7. wrote {out / 'meshes' / row['file']} ({mesh['frame']} mm): "
+              f"{row['volume_ml']:.1f} mL enclosed vs {row['voxel_volume_ml']:.1f} mL of voxels, "
+              f"{row['surface_area_mm2']:.0f} mm2, watertight={row['watertight']}")
 
 
 def main(argv: list[str] | None = None) -> int:
