@@ -30,3 +30,11 @@ def test_readme_and_ci_use_the_make_commands() -> None:
 def test_constraints_pin_cpu_compatible_torch() -> None:
     pins = (ROOT / "constraints.txt").read_text().splitlines()
     assert "torch==2.13.0" in pins
+
+
+def test_public_api_is_reexported_lazily() -> None:
+    code = ("import sys, medseg; assert 'torch' not in sys.modules; "
+            "[getattr(medseg, n) for n in medseg.__all__]; print('ok')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
