@@ -40,8 +40,6 @@ from medseg.volume import Volume
 
 __all__ = ["PostProcess", "Segmenter", "pick_device"]
 
-#: Bytes of float32 class probabilities resampled at once on the input grid.
-_SLAB_BYTES = 64 << 20
 _MODALITY_ALIASES = {"MRI": "MR", "MR": "MR", "CT": "CT", "PET": "PT", "PT": "PT"}
 
 
@@ -54,6 +52,17 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
 
 def _norm_modality(m: str | None) -> str | None:
     return None if m is None else _MODALITY_ALIASES.get(m.upper(), m.upper())
+
+
+def _running_argmax(values: torch.Tensor, out: torch.Tensor) -> None:
+    """``out[...] = values.argmax(0)`` (first maximum wins) without an int64 temporary;
+    ``values`` ``(K, ...)`` float32, ``out`` an integer view of the result."""
+    best = values[0].clone()
+    out.zero_()
+    for c in range(1, values.shape[0]):
+        better = values[c] > best
+        out[better] = c
+        torch.maximum(best, values[c], out=best)
 
 
 class Segmenter:
@@ -167,18 +176,18 @@ class Segmenter:
         """Fast path: separable resampling slab by slab (see :mod:`medseg.engine.invert`)."""
         k = probs.shape[0]
         labels = np.empty(shape, dtype=np.uint8 if k <= 256 else np.uint16)
+        out = torch.from_numpy(labels.view(np.int16) if k > 256 else labels)  # shares memory
         all_p = np.empty((k, *shape), dtype=np.float32) if keep_probs else None
-        slab = max(1, _SLAB_BYTES // (4 * k * shape[0] * shape[1]))
         if self.invert == "labels":
             lab = probs.argmax(0, keepdim=True).to(torch.float32)
-            for k0, k1, v in iter_native_slabs(lab, mapping, shape, nearest=True, slab=slab):
-                labels[..., k0:k1] = v[0].numpy()
+            for i0, i1, v in iter_native_slabs(lab, mapping, shape, nearest=True):
+                out[i0:i1] = v[0].to(out.dtype)
         if self.invert == "probabilities" or keep_probs:
-            for k0, k1, v in iter_native_slabs(probs, mapping, shape, slab=slab):
+            for i0, i1, v in iter_native_slabs(probs, mapping, shape):
                 if self.invert == "probabilities":
-                    labels[..., k0:k1] = v.argmax(0).numpy()
+                    _running_argmax(v, out[i0:i1])
                 if all_p is not None:
-                    all_p[..., k0:k1] = v.numpy()
+                    all_p[:, i0:i1] = v.numpy()
         return labels, all_p
 
     def _to_native(self, probs: torch.Tensor, like: MetaTensor, keep_probs: bool,

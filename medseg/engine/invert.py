@@ -69,18 +69,22 @@ def _lerp(t: torch.Tensor, dim: int, lo: torch.Tensor, hi: torch.Tensor, w: torc
 
 
 def iter_native_slabs(model: torch.Tensor, mapping: AxisMap, native_shape: tuple[int, int, int],
-                      *, nearest: bool = False, slab: int = 8
+                      *, nearest: bool = False, slab_bytes: int = 16 << 20
                       ) -> Iterator[tuple[int, int, torch.Tensor]]:
-    """Yield ``(k0, k1, values)`` covering the input grid, ``values`` of shape
-    ``(C, I, J, k1 - k0)`` float32: ``model`` ``(C, X, Y, Z)`` resampled (trilinear, or nearest
-    with ``nearest``) at the input voxels of slices ``k0..k1-1``."""
+    """Yield ``(i0, i1, values)`` covering the input grid, ``values`` of shape
+    ``(C, i1 - i0, J, K)`` float32: ``model`` ``(C, X, Y, Z)`` resampled (trilinear, or nearest
+    with ``nearest``) at the input voxels of rows ``i0..i1-1``. Slabs along the first (slowest)
+    input axis keep every write to a C-ordered ``(I, J, K)`` output contiguous; about
+    ``slab_bytes`` of values exist at a time."""
     t = model.permute(0, *(1 + b for b, _, _ in mapping))  # axes in input order
     w = [_weights(native_shape[a], s, o, t.shape[1 + a], nearest)
          for a, (_, s, o) in enumerate(mapping)]
-    for k0 in range(0, native_shape[2], slab):
-        k1 = min(k0 + slab, native_shape[2])
-        lo, hi, wk = (v[k0:k1] for v in w[2])
-        part = _lerp(t, 3, lo, hi, wk)
+    per_row = 4 * t.shape[0] * native_shape[1] * native_shape[2]
+    slab = max(1, slab_bytes // per_row)
+    for i0 in range(0, native_shape[0], slab):
+        i1 = min(i0 + slab, native_shape[0])
+        lo, hi, wi = (v[i0:i1] for v in w[0])
+        part = _lerp(t, 1, lo, hi, wi)
         part = _lerp(part, 2, *w[1])
-        part = _lerp(part, 1, *w[0])
-        yield k0, k1, part
+        part = _lerp(part, 3, *w[2])
+        yield i0, i1, part
