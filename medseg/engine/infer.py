@@ -130,7 +130,10 @@ class Segmenter:
     def preprocess(self, vols: list[Volume]) -> MetaTensor:
         """Channel-first preprocessed image ``(C, X, Y, Z)`` float32 on the model grid, carrying
         the ``applied_operations`` needed to invert it."""
-        arr = np.stack([v.array.astype(np.float32, copy=False) for v in vols])
+        chans = [v.array.astype(np.float32, copy=False) for v in vols]
+        # one channel: a view, keeping the reader's memory order (nibabel gives Fortran order;
+        # np.stack would transpose all voxels into a C-ordered copy)
+        arr = chans[0][None] if len(chans) == 1 else np.stack(chans)
         img = MetaTensor(torch.from_numpy(arr),
                          affine=torch.as_tensor(vols[0].affine_ras, dtype=torch.float64))
         out = self.pipeline({"image": img})["image"]
