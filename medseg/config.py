@@ -24,7 +24,7 @@ from medseg.errors import ConfigError
 __all__ = [
     "AugmentConfig", "DataConfig", "InferenceConfig", "IntensityConfig", "LossConfig",
     "MedsegConfig", "ModelConfig", "OptimizerConfig", "PreprocessConfig", "SchedulerConfig",
-    "TrainConfig", "apply_overrides", "config_hash", "load_config", "parse_config",
+    "TrainConfig", "apply_overrides", "config_hash", "dump_config", "load_config", "parse_config",
 ]
 
 
@@ -302,6 +302,11 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
     return parse_config(apply_overrides(raw or {}, overrides), source=str(p))
+
+
+def dump_config(cfg: BaseModel) -> str:
+    """YAML text of a config that :func:`load_config` reads back to an equal config."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, default_flow_style=None)
 
 
 def config_hash(cfg: BaseModel) -> str:

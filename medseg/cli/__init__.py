@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "medseg.cli.io_commands",
     "medseg.cli.predict",
     "medseg.cli.train",
+    "medseg.cli.plan",
     "medseg.cli.export",
     "medseg.cli.evaluate",
 ]
