@@ -118,7 +118,9 @@ def predict(
         assert not isinstance(mask, tuple)
         target = out / f"{name}{ext}"
         io.write(mask, target, reference=image)
-        typer.echo(f"{path} -> {target}")
+        st = seg.last_stats
+        typer.echo(f"{path} -> {target} ({sum(v for k, v in st.items() if k.endswith('_s')):.1f}"
+                   f" s, peak RSS {st['peak_rss_mb']:.0f} MB)")
     typer.echo(f"wrote {len(cases)} mask(s) to {out}")
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -38,7 +39,7 @@ from medseg.models.bundle import BundleMeta, load_bundle
 from medseg.transforms import build_infer_transforms
 from medseg.volume import Volume
 
-__all__ = ["PostProcess", "Segmenter", "pick_device"]
+__all__ = ["PostProcess", "Segmenter", "peak_rss_mb", "pick_device"]
 
 _MODALITY_ALIASES = {"MRI": "MR", "MR": "MR", "CT": "CT", "PET": "PT", "PT": "PT"}
 
@@ -52,6 +53,26 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
 
 def _norm_modality(m: str | None) -> str | None:
     return None if m is None else _MODALITY_ALIASES.get(m.upper(), m.upper())
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (MB; Linux/macOS)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[f"{name}_s"] = round(now - self.t, 4)
+        self.t = now
 
 
 def _running_argmax(values: torch.Tensor, out: torch.Tensor) -> None:
@@ -94,6 +115,8 @@ class Segmenter:
         self.invert = invert
         self.amp = amp and self.device.type == "cuda"
         self.pipeline = build_infer_transforms(self.meta.preprocess)
+        #: seconds per step of the last ``predict`` and the process's peak RSS (MB) after it
+        self.last_stats: dict[str, float] = {}
 
     @property
     def labels(self) -> dict[int, str]:
@@ -244,15 +267,21 @@ class Segmenter:
         """
         vols = [volume] if isinstance(volume, Volume) else list(volume)
         self._check(vols)
+        clock = _Clock()
         pre = self.preprocess(vols)
+        clock.lap("preprocess")
         probs = self.probabilities(pre.as_tensor(), tta=tta)
+        clock.lap("sliding_window")
         labels, all_p = self._to_native(probs, pre, return_probabilities, vols[0].affine_ras,
                                         vols[0].shape)
+        clock.lap("invert")
         del probs
         if labels.shape != vols[0].shape:  # a transform that is not invertible slipped in
             raise ModelInputError(f"internal: inverted shape {labels.shape} != input shape "
                                   f"{vols[0].shape}; please report this with the input file.")
         if postprocess is not None:
             labels = postprocess_labels(labels, postprocess)
+            clock.lap("postprocess")
+        self.last_stats = {**clock.laps, "peak_rss_mb": peak_rss_mb()}
         out = vols[0].with_array(labels, labels=self.labels)
         return (out, all_p) if return_probabilities and all_p is not None else out

@@ -214,3 +214,10 @@ def test_foreground_crop_bundle_uses_monai_inverse(tmp_path: Path) -> None:
     assert out.grid_differences(vol) == []
     assert (out.array[:5] == 0).all() and (out.array[-5:] == 0).all()  # cropped air: background
     assert len(np.unique(out.array[20:-20])) == 4
+
+
+def test_last_stats_report_time_and_memory(segmenter: Segmenter) -> None:
+    segmenter.predict(sample_ct(), postprocess=PostProcess(fill_holes=True))
+    st = segmenter.last_stats
+    assert {"preprocess_s", "sliding_window_s", "invert_s", "postprocess_s"} <= set(st)
+    assert all(v >= 0 for v in st.values()) and st["peak_rss_mb"] > 50
