@@ -89,9 +89,8 @@ class Trainer:
         self.progress = progress and self.ctx.is_main
         self.amp = cfg.train.amp and self.device.type == "cuda"
         set_determinism(seed=cfg.train.seed)
-        if cfg.train.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-            torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
+        torch.backends.cudnn.benchmark = not cfg.train.deterministic
         self.dataset = load_dataset(cfg.data)
         self.train_cases, self.val_cases = split_cases(self.dataset.cases, cfg.data)
         if not self.train_cases:
@@ -205,14 +204,25 @@ class Trainer:
         return all_reduce_mean(float(np.mean(losses)), self.ctx)
 
     @torch.no_grad()
+    def _val_data(self, cases: list[Case]) -> Any:
+        """Preprocessed validation volumes, cached (within the memory budget) on first use."""
+        key = tuple(c.id for c in cases)
+        if getattr(self, "_val_key", None) != key:
+            self._val_key = key
+            self._val_ds = CacheDataset([c.as_dict() for c in cases],
+                                        build_val_transforms(self.cfg),
+                                        cache_num=_cache_num(cases, self.cfg), num_workers=1,
+                                        progress=False)
+        return self._val_ds
+
     def validate(self, cases: list[Case]) -> dict[str, float]:
         """Sliding-window Dice per label on preprocessed validation volumes (NaN-free mean
         over cases where the label is present in the reference or the prediction)."""
         self.net.eval()
-        tf = build_val_transforms(self.cfg)
+        data = self._val_data(cases)
         per_case = []
-        for case in cases:
-            d = tf(case.as_dict())
+        for i in range(len(cases)):
+            d = data[i]
             logits = sliding_logits(
                 self.net, d["image"].as_tensor()[None], roi=self.cfg.roi_size,
                 spatial_dims=self.cfg.model.spatial_dims, overlap=self.cfg.inference.overlap,
