@@ -117,3 +117,23 @@ class OverlappingSegmentsError(MedsegError):
 
 class EvaluationInputError(MedsegError):
     """Inputs of an evaluation do not fit together (file vs folder, no paired cases...)."""
+
+
+class PromptModelError(ModelError):
+    """A promptable-model checkpoint is missing, unreadable or of an unexpected architecture."""
+
+
+class PromptError(MedsegError):
+    """A box or point prompt is unusable (outside the image, empty box, no volume set...)."""
+
+
+class PromptOutsideImageError(PromptError):
+    """A box or point lies (partly) outside the slice it was given for."""
+
+
+class EmptyBoxError(PromptError):
+    """A box with x0 > x1 or y0 > y1."""
+
+
+class NoVolumeSetError(PromptError):
+    """A prompt session was asked for a prediction before ``set_volume``."""
