@@ -261,3 +261,13 @@ def test_rotated_resampled_copy_agrees_in_world_space(tmp_path: Path) -> None:
         scores[name] = _dice((ref == 1) & valid, (back == 1) & valid)
     assert scores["world"] >= 0.6
     assert scores["world"] >= scores["rotation ignored"] + 0.2
+
+
+def test_input_volume_is_never_modified(tmp_path: Path) -> None:
+    path = random_bundle(tmp_path / "native.safetensors", spacing=None)  # no resampling step
+    ct = sample_ct()
+    vol = Volume(ct.array.astype(np.float32), ct.spacing, ct.origin, ct.direction, modality="CT")
+    before = vol.array.copy()
+    out = Segmenter(path).predict(vol, tta=True)
+    np.testing.assert_array_equal(vol.array, before)
+    assert out.grid_differences(vol) == []
