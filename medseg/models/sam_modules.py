@@ -195,3 +195,10 @@ def assemble_sam(image_encoder: torch.nn.Module, *, image_size: int, embed_size:
                              pixel_std=list(pixel_std))
     sam.eval()
     return sam
+
+
+def build_sam_vit_from_dict(**arch: Any) -> torch.nn.Module:
+    """:func:`build_sam_vit` from :class:`VitArch` fields (a ``save_promptable`` builder)."""
+    if "global_attn_indexes" in arch:
+        arch["global_attn_indexes"] = tuple(arch["global_attn_indexes"])
+    return build_sam_vit(VitArch(**arch))

@@ -1,0 +1,109 @@
+"""``medseg prompt INPUT --box Z,X0,Y0,X1,Y1 [--points ...] [--propagate] --out MASK``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medseg.cli import app
+from medseg.errors import PromptError
+
+COORDS_HELP = (
+    "Coordinates are voxel indices (0-based) of the input as medseg reads it (`medseg info` "
+    "shows its shape): Z is the slice index along --axis; X is the index along the first "
+    "remaining array axis and Y along the second (for --axis 2: X = i, Y = j, i.e. the NIfTI/NRRD "
+    "first and second axes, whatever the orientation). Box corners are inclusive."
+)
+
+
+def _ints(text: str, n: int, what: str, example: str) -> list[int]:
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = [int(float(p)) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) != n or any(float(p) != v for p, v in zip(parts, values, strict=False)):
+        raise PromptError(f"{what} {text!r}: expected {n} comma-separated voxel indices, "
+                          f"e.g. {example}.")
+    return values
+
+
+def parse_box(text: str) -> tuple[int, tuple[int, int, int, int]]:
+    """``"Z,X0,Y0,X1,Y1"`` -> ``(z, (x0, y0, x1, y1))``."""
+    z, x0, y0, x1, y1 = _ints(text, 5, "--box", "--box 12,40,52,90,101")
+    return z, (x0, y0, x1, y1)
+
+
+def parse_points(text: str) -> list[tuple[int, tuple[int, int, bool]]]:
+    """``"Z,X,Y,+;Z,X,Y,-"`` -> ``[(z, (x, y, positive)), ...]``."""
+    out = []
+    for item in filter(None, (t.strip() for t in text.split(";"))):
+        head, _, sign = item.rpartition(",")
+        if sign.strip() not in ("+", "-"):
+            raise PromptError(f"--points item {item!r}: expected Z,X,Y,+ or Z,X,Y,- "
+                              "(+ inside the structure, - outside).")
+        z, x, y = _ints(head, 3, "--points item", "--points '12,60,70,+;12,20,20,-'")
+        out.append((z, (x, y, sign.strip() == "+")))
+    return out
+
+
+@app.command(help="Segment one structure from box/point prompts with a promptable (SAM-style) "
+                  "model and write it as a label map on the input's exact grid. " + COORDS_HELP)
+def prompt(
+    input_path: Annotated[Path, typer.Argument(
+        metavar="INPUT", help="Image: NIfTI, NRRD, MHA, a DICOM folder/file or zip.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Mask file to write (label map).")],
+    box: Annotated[list[str] | None, typer.Option(
+        "--box", help="Z,X0,Y0,X1,Y1: a box on slice Z, inclusive voxel indices (convention "
+                      "above); repeat for several key slices.")] = None,
+    points: Annotated[list[str] | None, typer.Option(
+        "--points", help="Z,X,Y,+|-;... clicks: + inside, - outside (repeatable).")] = None,
+    axis: Annotated[int, typer.Option(help="Array axis the slices are cut along (0, 1, 2).")
+                    ] = 2,
+    propagate: Annotated[bool, typer.Option(
+        "--propagate", help="Propagate from the prompted slices through the volume (3D).")
+                         ] = False,
+    model: Annotated[str, typer.Option(
+        help="'lite' (shipped default) or a SAM ViT-B/L/H / MedSAM .pth checkpoint.")] = "lite",
+    label_name: Annotated[str, typer.Option(help="Name of the label (value 1).")] = "structure",
+    series: Annotated[str | None, typer.Option(help="DICOM series to read, if several.")
+                      ] = None,
+) -> None:
+    """Thin caller of :class:`~medseg.engine.prompt.PromptSession` and the propagator."""
+    from medseg import io
+    from medseg.engine.prompt import PromptSession
+    from medseg.engine.propagate import Propagator
+
+    prompts: dict[int, dict[str, object]] = {}
+    for text in box or []:
+        z, b = parse_box(text)
+        if "box" in prompts.setdefault(z, {}):
+            raise PromptError(f"--box: two boxes on slice {z}; give one box per slice.")
+        prompts[z]["box"] = b
+    for text in points or []:
+        for z, p in parse_points(text):
+            prompts.setdefault(z, {}).setdefault("points", []).append(p)  # type: ignore[union-attr]
+    if not prompts:
+        raise PromptError("Give at least one --box or --points prompt. " + COORDS_HELP)
+    image = io.read(input_path, series=series)
+    session = PromptSession(model)
+    session.set_volume(image, axis=axis)
+    session.object(1, label_name)
+    for z in sorted(prompts):
+        _, score = session.predict(z, box=prompts[z].get("box"),  # type: ignore[arg-type]
+                                   points=prompts[z].get("points"),  # type: ignore[arg-type]
+                                   object_id=1)
+        typer.echo(f"slice {z}: predicted IoU {score:.3f}")
+    if propagate:
+        result = Propagator(session).propagate(1)
+        segmented = [k for k in range(session.n_slices) if k in session.objects[1].masks]
+        span = f"{segmented[0]}..{segmented[-1]}" if segmented else "none"
+        typer.echo(f"propagated: slices {span}; check first: {result.to_check}")
+        for stop in result.stops:
+            typer.echo(f"  run from {stop.start} ({'+' if stop.direction > 0 else '-'}) stopped "
+                       f"at {stop.slice_index}: {stop.reason}")
+    labels = session.label_volume()
+    written = io.write(labels, out, reference=image)
+    typer.echo(f"{int((labels.array > 0).sum())} voxels -> {written}")
