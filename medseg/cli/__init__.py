@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "medseg.cli.plan",
     "medseg.cli.export",
     "medseg.cli.evaluate",
+    "medseg.cli.finetune",
     "medseg.cli.prompt",
 ]
 

@@ -1,0 +1,305 @@
+"""2D slices and box/point prompts sampled from 3D labelled volumes (promptable training).
+
+A :class:`SliceTable` lists every ``(source, axis, slice, label value)`` whose structure covers
+at least ``min_area`` pixels in that slice (one structure per sample, as in MedSAM). A
+:class:`PromptSampler` draws from it (weighted: source weight, then uniform over the source's
+structures, then uniform over the structure's slices) and returns augmented training samples at
+the model's working resolution, laid out exactly as at inference: the slice is scaled to [0, 255]
+(CT window or volume percentiles), its longest side resized to ``image_size`` and padded at the
+bottom/right (SAM's ``ResizeLongestSide`` + pad), replicated over 3 channels and normalised with
+the model's ``pixel_mean``/``pixel_std``.
+
+Slice orientation: ``image[r, c] = volume[..., r, ..., c, ...]`` with the two remaining voxel axes
+in increasing order (for ``axis=2``: rows = i, columns = j); boxes are ``XYXY`` with
+``x`` = column.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+
+from medseg.errors import DatasetError
+
+__all__ = ["LabelledVolume", "PromptBatch", "PromptSampler", "SliceEntry", "SliceTable",
+           "take_slice"]
+
+CT_WINDOWS = ((-160.0, 240.0), (-1000.0, 1000.0), (-200.0, 400.0), (-1350.0, 150.0),
+              (-100.0, 200.0))
+
+
+@dataclass
+class LabelledVolume:
+    """One training source: image ``(I, J, K)`` float32 and label map ``(I, J, K)`` int."""
+
+    name: str
+    image: npt.NDArray[np.float32]
+    label: npt.NDArray[np.int32]
+    labels: dict[int, str]
+    modality: str
+    spacing: tuple[float, float, float]
+    weight: float = 1.0
+    axes: tuple[int, ...] = ()
+    percentiles: tuple[float, float] = field(default=(0.0, 1.0))
+
+    def __post_init__(self) -> None:
+        if self.image.shape != self.label.shape:
+            raise DatasetError(f"{self.name}: image {self.image.shape} and label "
+                               f"{self.label.shape} grids differ; resample the label first")
+        lo, hi = np.percentile(self.image, [0.5, 99.5])
+        self.percentiles = (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
+        if not self.axes:
+            sp = np.asarray(self.spacing)
+            iso = sp.max() / sp.min() < 1.5 and min(self.image.shape) >= 48
+            self.axes = (0, 1, 2) if iso else (int(np.argmax(sp)),)
+
+
+def take_slice(arr: npt.NDArray[np.generic], axis: int, index: int) -> npt.NDArray[np.generic]:
+    """The 2D slice ``index`` across voxel ``axis`` (rows/columns = remaining axes in order)."""
+    return np.take(arr, index, axis=axis)
+
+
+@dataclass(frozen=True)
+class SliceEntry:
+    source: int
+    axis: int
+    index: int
+    value: int
+    area: int
+
+
+class SliceTable:
+    """All eligible ``(source, axis, slice, value)`` samples and their sampling weights."""
+
+    def __init__(self, sources: list[LabelledVolume], min_area: int,
+                 exclude: tuple[str, ...] = ()) -> None:
+        self.sources = sources
+        self.entries: list[SliceEntry] = []
+        self.structures: dict[tuple[int, int], list[int]] = {}
+        for s, vol in enumerate(sources):
+            for value, name in sorted(vol.labels.items()):
+                if name in exclude:
+                    continue
+                for axis in vol.axes:
+                    other = tuple(a for a in range(3) if a != axis)
+                    areas = (vol.label == value).sum(axis=other)
+                    for idx in np.flatnonzero(areas >= min_area):
+                        self.structures.setdefault((s, value), []).append(len(self.entries))
+                        self.entries.append(SliceEntry(s, axis, int(idx), value, int(areas[idx])))
+        if not self.entries:
+            raise DatasetError(f"no slice has a structure of >= {min_area} pixels in "
+                               f"{[v.name for v in sources]}; lower data.min_area or add data")
+        self.probs = self._weights()
+
+    def _weights(self) -> npt.NDArray[np.float64]:
+        w = np.zeros(len(self.entries))
+        per_source: dict[int, int] = {}
+        for s, _ in self.structures:
+            per_source[s] = per_source.get(s, 0) + 1
+        for (s, _), idx in self.structures.items():
+            w[idx] = self.sources[s].weight / per_source[s] / len(idx)
+        return w / w.sum()
+
+    def names(self) -> list[str]:
+        """Sorted unique structure names in the table."""
+        return sorted({self.sources[s].labels[v] for s, v in self.structures})
+
+
+@dataclass
+class PromptBatch:
+    """Model-ready batch. ``image (B,3,S,S)`` normalised; ``mask (B,1,S,S)`` {0,1} float;
+    ``boxes (B,4)`` XYXY; ``points (B,N,2)``/``point_labels (B,N)`` or None; ``mask_input
+    (B,1,m,m)`` logits (``m`` = the prompt encoder's mask input size; zeros where unused)
+    and ``has_mask_input (B,)`` bool."""
+
+    image: torch.Tensor
+    mask: torch.Tensor
+    boxes: torch.Tensor
+    points: torch.Tensor | None
+    point_labels: torch.Tensor | None
+    mask_input: torch.Tensor
+    has_mask_input: torch.Tensor
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """Augmentation strengths (probabilities in [0, 1])."""
+
+    flip: float = 0.5
+    scale: tuple[float, float] = (0.75, 1.4)
+    aspect: float = 0.2
+    rotate_deg: float = 15.0
+    elastic: float = 0.3
+    intensity: float = 0.8
+    noise: float = 0.3
+
+
+def _scale_0_255(img: npt.NDArray[np.float32], vol: LabelledVolume,
+                 rng: np.random.Generator, augment: bool) -> npt.NDArray[np.float32]:
+    if vol.modality.upper() == "CT" and (not augment or rng.random() < 0.7):
+        lo, hi = CT_WINDOWS[0] if not augment else CT_WINDOWS[rng.integers(len(CT_WINDOWS))]
+    else:
+        lo, hi = vol.percentiles
+    out = np.clip((img - lo) / (hi - lo), 0.0, 1.0)
+    return (out * 255.0).astype(np.float32)
+
+
+class PromptSampler:
+    """Draws augmented prompt-training batches from a :class:`SliceTable`."""
+
+    def __init__(self, table: SliceTable, image_size: int, pixel_mean: tuple[float, ...],
+                 pixel_std: tuple[float, ...], mask_size: int, box_jitter: float = 20.0,
+                 box_jitter_rel: float = 0.3, box_shrink: float = 0.12,
+                 point_prob: float = 0.3, mask_prompt_prob: float = 0.2,
+                 augment: AugmentSettings | None = None, seed: int = 0) -> None:
+        self.table, self.size, self.mask_size = table, image_size, mask_size
+        self.mean = torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1)
+        self.box_jitter, self.box_jitter_rel = box_jitter, box_jitter_rel
+        self.box_shrink = box_shrink
+        self.point_prob, self.mask_prompt_prob = point_prob, mask_prompt_prob
+        self.aug = augment
+        self.rng = np.random.default_rng(seed)
+
+    def _canvas(self, stack: npt.NDArray[np.float32]) -> torch.Tensor:
+        """``(C, h, w)`` -> longest side resized to ``size``, padded bottom/right:
+        ``(1, C, S, S)``."""
+        h, w = stack.shape[1:]
+        scale = self.size / max(h, w)
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        t = torch.from_numpy(np.ascontiguousarray(stack))[None]
+        t = F.interpolate(t, size=(nh, nw), mode="bilinear", align_corners=False)
+        return F.pad(t, (0, self.size - nw, 0, self.size - nh))
+
+    def _grid(self) -> torch.Tensor:
+        """Random affine (+ coarse elastic) sampling grid ``(1, S, S, 2)``."""
+        a, rng = self.aug, self.rng
+        assert a is not None
+        s = math.exp(rng.uniform(math.log(a.scale[0]), math.log(a.scale[1])))
+        asp = math.exp(rng.uniform(-a.aspect, a.aspect))
+        th = math.radians(rng.uniform(-a.rotate_deg, a.rotate_deg))
+        fx = -1.0 if rng.random() < a.flip else 1.0
+        fy = -1.0 if rng.random() < a.flip * 0.5 else 1.0
+        sx, sy = fx / (s * asp), fy * asp / s
+        c, si = math.cos(th), math.sin(th)
+        tx, ty = rng.uniform(-0.25, 0.25, size=2)
+        theta = torch.tensor([[[c * sx, -si * sy, tx], [si * sx, c * sy, ty]]],
+                             dtype=torch.float32)
+        grid = F.affine_grid(theta, [1, 1, self.size, self.size], align_corners=False)
+        if rng.random() < a.elastic:
+            coarse = torch.from_numpy(rng.normal(0, 0.03, size=(1, 2, 5, 5)).astype(np.float32))
+            disp = F.interpolate(coarse, size=(self.size, self.size), mode="bicubic",
+                                 align_corners=False)
+            grid = grid + disp.permute(0, 2, 3, 1)
+        return grid
+
+    def _intensity(self, img: torch.Tensor) -> torch.Tensor:
+        """``img`` in [0, 255]: random gamma, contrast, brightness, noise, blur."""
+        rng, a = self.rng, self.aug
+        assert a is not None
+        x = img / 255.0
+        if rng.random() < a.intensity:
+            x = x.clamp(0, 1) ** math.exp(rng.uniform(-0.5, 0.5))
+            x = (x - 0.5) * rng.uniform(0.7, 1.3) + 0.5 + rng.uniform(-0.12, 0.12)
+        if rng.random() < a.noise:
+            x = x + torch.randn_like(x) * rng.uniform(0.005, 0.05)
+        if rng.random() < 0.15:
+            x = F.avg_pool2d(x, 3, 1, 1)
+        return (x.clamp(0, 1) * 255.0)
+
+    def _box(self, mask: torch.Tensor) -> torch.Tensor | None:
+        ys, xs = torch.nonzero(mask[0, 0] > 0.5, as_tuple=True)
+        if ys.numel() < 8:
+            return None
+        x0, x1 = float(xs.min()), float(xs.max()) + 1
+        y0, y1 = float(ys.min()), float(ys.max()) + 1
+        if self.aug is None:
+            return torch.tensor([x0, y0, x1, y1])
+        w, h = x1 - x0, y1 - y0
+        out = []
+        for v, side, sign in ((x0, w, -1), (y0, h, -1), (x1, w, 1), (y1, h, 1)):
+            grow = min(self.box_jitter, max(2.0, self.box_jitter_rel * side))
+            d = self.rng.uniform(-self.box_shrink * side, grow)
+            out.append(v + sign * d)
+        b = torch.tensor(out).clamp(0, self.size)
+        if b[2] - b[0] < 2 or b[3] - b[1] < 2:
+            return torch.tensor([x0, y0, x1, y1])
+        return b
+
+    def _points(self, mask: torch.Tensor, box: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """1-3 points: positives inside the mask, maybe one negative in box but outside."""
+        m = mask[0, 0] > 0.5
+        pos = torch.nonzero(m)
+        n = int(self.rng.integers(1, 4))
+        coords, labels = [], []
+        for _ in range(n):
+            y, x = pos[int(self.rng.integers(len(pos)))].tolist()
+            coords.append([x + 0.5, y + 0.5])
+            labels.append(1.0)
+        x0, y0, x1, y1 = (int(v) for v in box.tolist())
+        neg = torch.nonzero(~m[y0:y1, x0:x1])
+        if len(neg) and self.rng.random() < 0.5:
+            y, x = neg[int(self.rng.integers(len(neg)))].tolist()
+            coords.append([x0 + x + 0.5, y0 + y + 0.5])
+            labels.append(0.0)
+        while len(coords) < 4:
+            coords.append([0.0, 0.0])
+            labels.append(-1.0)
+        return torch.tensor(coords), torch.tensor(labels)
+
+    def _one(self) -> tuple[torch.Tensor, ...] | None:
+        e = self.table.entries[int(self.rng.choice(len(self.table.entries), p=self.table.probs))]
+        vol = self.table.sources[e.source]
+        img = _scale_0_255(take_slice(vol.image, e.axis, e.index).astype(np.float32), vol,
+                           self.rng, self.aug is not None)
+        lab = take_slice(vol.label, e.axis, e.index) == e.value
+        nb = int(np.clip(e.index + self.rng.choice([-1, 1]), 0, vol.image.shape[e.axis] - 1))
+        prev = take_slice(vol.label, e.axis, nb) == e.value
+        stack = np.stack([img, lab, prev, np.ones_like(img)]).astype(np.float32)
+        if self.aug is not None and self.rng.random() < 0.5:  # random 90-degree turns
+            stack = np.rot90(stack, int(self.rng.integers(1, 4)), axes=(1, 2))
+        canvas = self._canvas(stack)
+        if self.aug is not None:
+            canvas = F.grid_sample(canvas, self._grid(), mode="bilinear", padding_mode="zeros",
+                                   align_corners=False)
+        ci, cm, cp, valid = canvas[:, 0:1], canvas[:, 1:2], canvas[:, 2:3], canvas[:, 3:4]
+        if self.aug is not None:
+            ci = self._intensity(ci)
+        cm, cp = (cm > 0.5).float(), (cp > 0.5).float()
+        box = self._box(cm)
+        if box is None:
+            return None
+        use_pts = self.aug is not None and self.rng.random() < self.point_prob
+        pts = self._points(cm, box) if use_pts else (torch.zeros(4, 2), -torch.ones(4))
+        x = (ci[0].expand(3, -1, -1) - self.mean) / self.std
+        if self.aug is not None and self.rng.random() < 0.5:
+            x = x * (valid[0] > 0.5)  # SAM pads with 0 after normalisation (grey), else black
+        use_mask = self.aug is not None and self.rng.random() < self.mask_prompt_prob
+        low = F.interpolate(cp, size=(self.mask_size, self.mask_size), mode="area")[0]
+        low = (low * 2 - 1) * float(self.rng.uniform(2.0, 12.0)) if use_mask else low * 0
+        return x, cm[0], box, pts[0], pts[1], low, torch.tensor(use_mask)
+
+    def batch(self, n: int) -> PromptBatch:
+        """``n`` augmented samples (redrawn when augmentation pushed the structure out)."""
+        items: list[tuple[torch.Tensor, ...]] = []
+        tries = 0
+        while len(items) < n:
+            tries += 1
+            if tries > 50 * n:
+                raise DatasetError("could not draw valid prompt samples; check data.min_area")
+            got = self._one()
+            if got is not None:
+                items.append(got)
+        cols = list(zip(*items, strict=True))
+        pl = torch.stack(cols[4])
+        has_pts = bool((pl >= 0).any())
+        return PromptBatch(
+            image=torch.stack(cols[0]), mask=torch.stack(cols[1]), boxes=torch.stack(cols[2]),
+            points=torch.stack(cols[3]) if has_pts else None,
+            point_labels=pl if has_pts else None,
+            mask_input=torch.stack(cols[5]), has_mask_input=torch.stack(cols[6]))

@@ -1,0 +1,153 @@
+"""Typed config of ``medseg finetune`` (promptable-model training), validated once.
+
+Same conventions as :mod:`medseg.config`: every model forbids unknown keys (a typo names
+itself and the allowed keys), ``--set key=value`` overrides use dotted keys and YAML values
+(:func:`medseg.config.apply_overrides`), relative paths are relative to the working directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from medseg.config import apply_overrides
+from medseg.errors import ConfigError
+
+__all__ = ["FinetuneConfig", "PromptAugmentConfig", "PromptDataConfig", "PromptModelConfig",
+           "PromptSourceConfig", "PromptTrainConfig", "load_finetune_config",
+           "parse_finetune_config"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PromptModelConfig(_Strict):
+    """``lite``: medseg's small model (``checkpoint`` null = random init, ``arch`` = its
+    LiteSamConfig fields); ``sam``: a SAM/MedSAM checkpoint in the official layout."""
+
+    backend: Literal["lite", "sam"] = "lite"
+    checkpoint: Path | None = None
+    arch: dict[str, Any] = Field(default_factory=dict,
+                                 description="lite only, for random init: LiteSamConfig fields")
+
+    @model_validator(mode="after")
+    def _needs_checkpoint(self) -> PromptModelConfig:
+        if self.backend == "sam" and self.checkpoint is None:
+            raise ValueError("backend 'sam' needs model.checkpoint (a sam_vit_*.pth or "
+                             "medsam_vit_b.pth path)")
+        return self
+
+
+class PromptSourceConfig(_Strict):
+    """One labelled volume. ``labels`` overrides the label names read from the file."""
+
+    image: Path
+    label: Path
+    modality: str | None = None
+    labels: dict[int, str] | None = None
+    weight: float = Field(default=1.0, gt=0)
+    axes: list[int] | None = Field(default=None, description="slice axes; null = automatic")
+
+    @model_validator(mode="after")
+    def _axes_ok(self) -> PromptSourceConfig:
+        if self.axes is not None and (not self.axes or any(a not in (0, 1, 2)
+                                                           for a in self.axes)):
+            raise ValueError(f"axes must be a non-empty list of 0, 1, 2 (got {self.axes})")
+        return self
+
+
+class PromptDataConfig(_Strict):
+    """Volumes and the label table: one structure per sample, slices with >= ``min_area``."""
+
+    sources: list[PromptSourceConfig] = Field(min_length=1)
+    exclude: list[str] = Field(default_factory=list,
+                               description="structure names never sampled (held out)")
+    min_area: int = Field(default=30, ge=1)
+
+
+class PromptAugmentConfig(_Strict):
+    flip: float = Field(default=0.5, ge=0, le=1)
+    scale: tuple[float, float] = (0.75, 1.4)
+    aspect: float = Field(default=0.2, ge=0)
+    rotate_deg: float = Field(default=15.0, ge=0)
+    elastic: float = Field(default=0.3, ge=0, le=1)
+    intensity: float = Field(default=0.8, ge=0, le=1)
+    noise: float = Field(default=0.3, ge=0, le=1)
+    enabled: bool = True
+
+
+class PromptTrainConfig(_Strict):
+    """MedSAM recipe: jittered GT boxes, Dice + BCE, frozen prompt encoder, AdamW."""
+
+    output_dir: Path = Path("runs/finetune")
+    iterations: int = Field(default=1000, ge=1)
+    max_minutes: float | None = Field(default=None, gt=0,
+                                      description="stop (and save) after this wall time")
+    batch_size: int = Field(default=8, ge=1)
+    lr: float = Field(default=1e-4, gt=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup: int = Field(default=50, ge=0)
+    freeze_image_encoder: bool = False
+    freeze_prompt_encoder: bool = True
+    box_jitter: float = Field(default=20.0, ge=0, description="max outward px per side")
+    box_jitter_rel: float = Field(default=0.3, ge=0, description="outward cap, x box side")
+    box_shrink: float = Field(default=0.12, ge=0, lt=0.5, description="max inward, x side")
+    point_prob: float = Field(default=0.3, ge=0, le=1)
+    mask_prompt_prob: float = Field(default=0.2, ge=0, le=1)
+    iou_loss_weight: float = Field(default=1.0, ge=0)
+    amp: bool = Field(default=True, description="mixed precision; used only on CUDA")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(default=None, ge=1)
+    seed: int = 0
+    log_every: int = Field(default=20, ge=1)
+    checkpoint_every: int = Field(default=200, ge=1)
+    augment: PromptAugmentConfig = Field(default_factory=PromptAugmentConfig)
+
+
+class FinetuneConfig(_Strict):
+    model: PromptModelConfig = Field(default_factory=PromptModelConfig)
+    data: PromptDataConfig
+    train: PromptTrainConfig = Field(default_factory=PromptTrainConfig)
+
+
+def _format(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown key '{key}'")
+        elif err["type"] == "missing":
+            lines.append(f"missing required key '{key}'")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"'{key}': {msg} (got {err.get('input')!r})")
+    return (f"{source}: invalid finetune config:\n  - " + "\n  - ".join(lines)
+            + "\n  (see configs/medsam_finetune.yaml for every key)")
+
+
+def parse_finetune_config(raw: Any, source: str = "config") -> FinetuneConfig:
+    """Validate a raw dict; :class:`ConfigError` names the offending keys."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping with model/data/train, "
+                          f"got {type(raw).__name__}")
+    try:
+        return FinetuneConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc, source)) from None
+
+
+def load_finetune_config(path: str | Path,
+                         overrides: list[str] | tuple[str, ...] = ()) -> FinetuneConfig:
+    """Read ``path`` (YAML), apply dotted ``overrides`` and validate."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found; pass e.g. configs/medsam_finetune.yaml")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+    return parse_finetune_config(apply_overrides(raw or {}, overrides), source=str(p))

@@ -1,0 +1,292 @@
+"""Promptable-model training and fine-tuning (the MedSAM recipe), for both backends.
+
+:func:`run_finetune` loads the volumes of a :class:`FinetuneConfig`, builds the label table
+(:class:`medseg.data.prompt_slices.SliceTable`), and trains with 2D slices, jittered
+ground-truth boxes (and optional point / previous-slice mask prompts), Dice + BCE on the
+upsampled mask logits plus an MSE on the predicted IoU, AdamW with warmup + cosine decay, the
+prompt encoder frozen (and optionally the image encoder), AMP only on CUDA and DDP under
+``torchrun``. Checkpoints are safetensors: the lite model with its JSON config
+(:func:`medseg.models.lite_sam.save_lite_sam`), SAM models in the official state-dict layout.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from medseg.config import config_hash
+from medseg.data.prompt_slices import (
+    AugmentSettings,
+    LabelledVolume,
+    PromptBatch,
+    PromptSampler,
+    SliceTable,
+)
+from medseg.engine.distributed import all_reduce_mean, init_distributed
+from medseg.engine.prompt_config import FinetuneConfig
+from medseg.errors import ConfigError, DatasetError
+from medseg.io.atomic import atomic_path, write_text_atomic
+from medseg.models.lite_sam import LiteSam, LiteSamConfig, build_lite_sam, load_lite_sam
+from medseg.models.lite_sam import save_lite_sam as _save_lite
+
+__all__ = ["FinetuneResult", "build_net", "dice_bce_loss", "load_sources", "prompt_forward",
+           "run_finetune", "save_checkpoint"]
+
+
+@dataclass
+class FinetuneResult:
+    checkpoint: Path
+    iterations: int
+    losses: list[float]
+    seconds: float
+
+
+def load_sources(cfg: FinetuneConfig) -> list[LabelledVolume]:
+    """Read every configured image/label pair into memory (label grid must match the image)."""
+    from medseg import io as mio
+
+    out = []
+    for src in cfg.data.sources:
+        for p in (src.image, src.label):
+            if not p.exists():
+                raise DatasetError(f"{p}: data source not found; fix data.sources in the config")
+        img, lab = mio.read(src.image), mio.read(src.label)
+        lab = lab.conform_to(img, atol_mm=1e-2)  # exact permutation/flip or a clear error
+        labels = src.labels or lab.labels
+        if not labels:
+            raise DatasetError(f"{src.label}: no label names; add 'labels: {{1: name}}' to the "
+                               "source in the config")
+        present = set(np.unique(np.asarray(lab.array)).tolist())
+        labels = {int(k): v for k, v in labels.items() if int(k) in present}
+        out.append(LabelledVolume(
+            name=str(src.image), image=np.asarray(img.array, dtype=np.float32),
+            label=np.asarray(lab.array).astype(np.int32), labels=labels,
+            modality=src.modality or img.modality or "CT",
+            spacing=tuple(float(s) for s in img.spacing),  # type: ignore[arg-type]
+            weight=src.weight, axes=tuple(src.axes or ())))
+    return out
+
+
+def build_net(cfg: FinetuneConfig) -> nn.Module:
+    """The trainable network: a :class:`LiteSam` or a ``segment_anything`` ``Sam``."""
+    m = cfg.model
+    if m.backend == "lite":
+        if m.checkpoint is not None:
+            return load_lite_sam(m.checkpoint)
+        try:
+            return build_lite_sam(LiteSamConfig.from_dict(m.arch))
+        except TypeError as exc:
+            raise ConfigError(f"model.arch: {exc}") from exc
+    from medseg.models.sam_modules import build_sam_vit, infer_vit_arch
+
+    path = Path(str(m.checkpoint))
+    if not path.is_file():
+        raise ConfigError(f"model.checkpoint {path}: file not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        state = load_file(str(path))
+    else:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    net = build_sam_vit(infer_vit_arch(state, str(path)))
+    net.load_state_dict(state)
+    return net
+
+
+class _PromptForward(nn.Module):
+    """``forward(batch) -> (logits (B,1,S,S), iou (B,1))``; a module so DDP can wrap it."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor, boxes: torch.Tensor, points: torch.Tensor | None,
+                point_labels: torch.Tensor | None, mask_input: torch.Tensor,
+                has_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return prompt_forward(self.net, image, boxes, points, point_labels, mask_input, has_mask)
+
+
+def prompt_forward(net: nn.Module, image: torch.Tensor, boxes: torch.Tensor,
+                   points: torch.Tensor | None = None, point_labels: torch.Tensor | None = None,
+                   mask_input: torch.Tensor | None = None,
+                   has_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embed ``image (B,3,S,S)`` and decode one single-mask prediction per sample.
+
+    ``boxes (B,4)`` XYXY; ``points (B,N,2)`` with ``point_labels (B,N)`` (-1 = padding, dropped
+    per sample); ``mask_input (B,1,m,m)`` used where ``has_mask``. Returns logits upsampled to
+    ``(B,1,S,S)`` and the predicted IoU ``(B,1)``.
+    """
+    emb = net.image_encoder(image)
+    pe = net.prompt_encoder.get_dense_pe()
+    logits, ious = [], []
+    for i in range(image.shape[0]):
+        pts = None
+        if points is not None and point_labels is not None:
+            keep = point_labels[i] >= 0
+            if bool(keep.any()):
+                pts = (points[i:i + 1, keep], point_labels[i:i + 1, keep])
+        mk = mask_input[i:i + 1] if mask_input is not None and has_mask is not None \
+            and bool(has_mask[i]) else None
+        sparse, dense = net.prompt_encoder(points=pts, boxes=boxes[i:i + 1], masks=mk)
+        lo, iou = net.mask_decoder(image_embeddings=emb[i:i + 1], image_pe=pe,
+                                   sparse_prompt_embeddings=sparse,
+                                   dense_prompt_embeddings=dense, multimask_output=False)
+        logits.append(lo)
+        ious.append(iou)
+    low = torch.cat(logits)
+    up = F.interpolate(low, size=image.shape[-2:], mode="bilinear", align_corners=False)
+    return up, torch.cat(ious)
+
+
+def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of soft Dice loss + BCE; ``logits``/``target`` ``(B,1,H,W)``."""
+    prob = torch.sigmoid(logits.float())
+    inter = (prob * target).sum((1, 2, 3))
+    dice = 1 - (2 * inter + 1) / (prob.sum((1, 2, 3)) + target.sum((1, 2, 3)) + 1)
+    bce = F.binary_cross_entropy_with_logits(logits.float(), target)
+    return dice.mean() + bce
+
+
+def _hard_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    pred = (logits.detach() > 0).float()
+    inter = (pred * target).sum((1, 2, 3))
+    union = ((pred + target) > 0).float().sum((1, 2, 3))
+    return (inter / union.clamp(min=1)).unsqueeze(1)
+
+
+def save_checkpoint(net: nn.Module, path: Path, extra: dict[str, Any]) -> Path:
+    """Lite: safetensors + JSON config; SAM: safetensors in the official key layout."""
+    if isinstance(net, LiteSam):
+        return _save_lite(net, path, extra=extra)
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"architecture": "sam",
+                                             "training": json.dumps(extra)})
+    return path
+
+
+def _sampler(cfg: FinetuneConfig, net: nn.Module, sources: list[LabelledVolume],
+             rank: int) -> PromptSampler:
+    t, a = cfg.train, cfg.train.augment
+    table = SliceTable(sources, cfg.data.min_area, tuple(cfg.data.exclude))
+    aug = AugmentSettings(a.flip, a.scale, a.aspect, a.rotate_deg, a.elastic, a.intensity,
+                          a.noise) if a.enabled else None
+    size = int(net.image_encoder.img_size)
+    mean = tuple(float(v) for v in net.pixel_mean.flatten())
+    std = tuple(float(v) for v in net.pixel_std.flatten())
+    return PromptSampler(table, size, mean, std, int(net.prompt_encoder.mask_input_size[0]),
+                         t.box_jitter, t.box_jitter_rel, t.box_shrink, t.point_prob,
+                         t.mask_prompt_prob, aug, seed=t.seed + 1000 * rank)
+
+
+def _freeze(net: nn.Module, cfg: FinetuneConfig) -> list[nn.Parameter]:
+    for part, frozen in ((net.prompt_encoder, cfg.train.freeze_prompt_encoder),
+                         (net.image_encoder, cfg.train.freeze_image_encoder)):
+        for p in part.parameters():
+            p.requires_grad_(not frozen)
+        if frozen:
+            part.eval()
+    params = [p for p in net.parameters() if p.requires_grad]
+    if not params:
+        raise ConfigError("every parameter is frozen; set train.freeze_image_encoder: false")
+    return params
+
+
+def _lr_factor(it: int, progress: float, warmup: int) -> float:
+    """Linear warmup over ``warmup`` iterations, then cosine decay to 5 % over ``progress``
+    (fraction of the iteration or wall-time budget, whichever is further along)."""
+    if it < warmup:
+        return (it + 1) / warmup
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _step(model: nn.Module, b: PromptBatch, dev: torch.device, use_amp: bool,
+          iou_w: float) -> tuple[torch.Tensor, float]:
+    def to(x: torch.Tensor | None) -> torch.Tensor | None:
+        return None if x is None else x.to(dev, non_blocking=True)
+
+    target = b.mask.to(dev)
+    with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=use_amp):
+        logits, iou = model(to(b.image), to(b.boxes), to(b.points), to(b.point_labels),
+                            to(b.mask_input), b.has_mask_input)
+    loss = dice_bce_loss(logits, target)
+    true_iou = _hard_iou(logits, target)
+    loss = loss + iou_w * F.mse_loss(iou.float(), true_iou)
+    return loss, float(true_iou.mean())
+
+
+def run_finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> FinetuneResult:
+    """Train per ``cfg``; returns the final checkpoint path (rank 0 writes it)."""
+    t = cfg.train
+    cuda = t.device == "cuda" or (t.device == "auto" and torch.cuda.is_available())
+    if t.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device is 'cuda' but no CUDA device is visible; use 'auto'")
+    ctx = init_distributed("cuda" if cuda else "cpu")
+    dev = torch.device(f"cuda:{ctx.local_rank}" if cuda else "cpu")
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    torch.manual_seed(t.seed + ctx.rank)
+    net = build_net(cfg).to(dev).train()
+    sampler = _sampler(cfg, net, load_sources(cfg), ctx.rank)
+    params = _freeze(net, cfg)
+    model: nn.Module = _PromptForward(net)
+    if ctx.enabled:
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[dev.index] if cuda else None, find_unused_parameters=True)
+    opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    out_dir = Path(t.output_dir)
+    name = "lite_sam.safetensors" if isinstance(net, LiteSam) else "sam_finetuned.safetensors"
+    extra = {"config_hash": config_hash(cfg), "held_out": list(cfg.data.exclude),
+             "structures": sampler.table.names()}
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    it = 0
+    use_amp = cuda and t.amp
+    if ctx.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        log(f"{len(sampler.table.entries)} slice samples, {len(sampler.table.structures)} "
+            f"structures; {sum(p.numel() for p in params)} trainable parameters on {dev}")
+    for it in range(t.iterations):
+        progress = it / t.iterations
+        if t.max_minutes is not None:
+            progress = max(progress, (time.perf_counter() - t0) / (60 * t.max_minutes))
+        for g in opt.param_groups:
+            g["lr"] = t.lr * _lr_factor(it, progress, t.warmup)
+        loss, miou = _step(model, sampler.batch(t.batch_size), dev, use_amp, t.iou_loss_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        losses.append(all_reduce_mean(float(loss.detach()), ctx))
+        elapsed = time.perf_counter() - t0
+        stop = t.max_minutes is not None and elapsed > 60 * t.max_minutes
+        if ctx.is_main and ((it + 1) % t.log_every == 0 or stop):
+            rec = {"iteration": it + 1, "loss": float(np.mean(losses[-t.log_every:])),
+                   "train_iou": miou, "seconds": round(elapsed, 1)}
+            log(json.dumps(rec))
+            with (out_dir / "train_log.jsonl").open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(rec) + "\n")
+        if ctx.is_main and ((it + 1) % t.checkpoint_every == 0 or stop):
+            save_checkpoint(net, out_dir / name, {**extra, "iteration": it + 1})
+        if stop:
+            break
+    final = out_dir / name
+    if ctx.is_main:
+        save_checkpoint(net, final, {**extra, "iteration": it + 1,
+                                     "final_loss": float(np.mean(losses[-20:]))})
+        write_text_atomic(out_dir / "finished.json",
+                          json.dumps({"iterations": it + 1, "seconds": time.perf_counter() - t0}))
+    if ctx.owns_group:
+        torch.distributed.destroy_process_group()
+    return FinetuneResult(final, it + 1, losses, time.perf_counter() - t0)

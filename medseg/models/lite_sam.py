@@ -1,0 +1,256 @@
+"""LiteSAM: a small SAM-compatible promptable model for CPU use (the default backend).
+
+The module has the attributes of ``segment_anything.modeling.Sam`` that a prompt runtime
+uses (``image_encoder``, ``prompt_encoder``, ``mask_decoder``, ``image_format``,
+``mask_threshold``, ``pixel_mean``, ``pixel_std``) and reuses SAM's own
+``PromptEncoder``, ``MaskDecoder`` and ``TwoWayTransformer``; only the image encoder is
+new: a compact residual CNN (strides 2..16) with two self-attention layers at stride 16 and an
+FPN-style neck, giving a stride-8 embedding.
+
+Shapes at the default working resolution ``image_size=256``:
+
+- input image: ``(B, 3, 256, 256)`` float32, already normalised as
+  ``(rgb_0_255 - pixel_mean) / pixel_std`` (the slice replicated over the 3 channels);
+- image embedding: ``(B, embed_dim, 32, 32)``;
+- boxes/points: ``XYXY`` / ``XY`` pixel coordinates of the 256x256 input (x = column);
+- low-resolution mask logits: ``(B, M, 128, 128)``; upsample 2x to the input size.
+
+Weights are saved as safetensors next to a JSON config (:func:`save_lite_sam`,
+:func:`load_lite_sam`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from medseg.errors import PromptModelError
+from medseg.io.atomic import atomic_path, write_text_atomic
+from medseg.models.sam_modules import sam_modeling
+
+__all__ = [
+    "LiteImageEncoder", "LiteSam", "LiteSamConfig", "build_lite_sam", "load_lite_sam",
+    "save_lite_sam",
+]
+
+ARCHITECTURE = "medseg-lite-sam"
+
+
+@dataclass(frozen=True)
+class LiteSamConfig:
+    """Network hyper-parameters; stored in the JSON next to the weights."""
+
+    image_size: int = 256
+    embed_dim: int = 128
+    widths: tuple[int, int, int, int] = (24, 48, 96, 192)
+    attn_layers: int = 2
+    attn_heads: int = 4
+    decoder_depth: int = 2
+    decoder_mlp_dim: int = 512
+    decoder_heads: int = 4
+    mask_in_chans: int = 16
+    pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
+    pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+
+    @property
+    def embedding_size(self) -> int:
+        """Side of the (square) image embedding grid (stride 8)."""
+        return self.image_size // 8
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LiteSamConfig:
+        """Build from a JSON dict; unknown keys raise :class:`PromptModelError`."""
+        names = {f.name for f in fields(cls)}
+        extra = sorted(set(data) - names)
+        if extra:
+            raise PromptModelError(f"lite model config has unknown keys {extra}; "
+                                   f"allowed: {sorted(names)}")
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**kwargs)
+
+
+def _conv_bn(cin: int, cout: int, stride: int = 1, act: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+                               nn.BatchNorm2d(cout)]
+    if act:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(_conv_bn(ch, ch), _conv_bn(ch, ch, act=False))
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x + self.body(x))
+
+
+class _AttnLayer(nn.Module):
+    """Pre-norm transformer layer over the flattened ``(B, C, H, W)`` grid."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, dim * 2), nn.GELU(), nn.Linear(dim * 2, dim))
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        t = x.flatten(2).transpose(1, 2)
+        q = self.norm1(t) + pos
+        t = t + self.attn(q, q, self.norm1(t), need_weights=False)[0]
+        t = t + self.mlp(self.norm2(t))
+        return t.transpose(1, 2).reshape(b, c, h, w)
+
+
+class LiteImageEncoder(nn.Module):
+    """Image ``(B, 3, S, S)`` -> embedding ``(B, embed_dim, S/8, S/8)``."""
+
+    def __init__(self, cfg: LiteSamConfig) -> None:
+        super().__init__()
+        w0, w1, w2, w3 = cfg.widths
+        self.img_size = cfg.image_size
+        self.stem = _conv_bn(3, w0, 2)                                          # /2
+        self.stage1 = nn.Sequential(_conv_bn(w0, w1, 2), _conv_bn(w1, w1))      # /4
+        self.stage2 = nn.Sequential(_conv_bn(w1, w2, 2), _ResBlock(w2))         # /8
+        self.stage3 = nn.Sequential(_conv_bn(w2, w3, 2), _ResBlock(w3))         # /16
+        n16 = (cfg.image_size // 16) ** 2
+        self.pos16 = nn.Parameter(torch.zeros(1, n16, w3))
+        nn.init.trunc_normal_(self.pos16, std=0.02)
+        self.attn = nn.ModuleList(_AttnLayer(w3, cfg.attn_heads) for _ in range(cfg.attn_layers))
+        self.lat8 = nn.Conv2d(w2, cfg.embed_dim, 1)
+        self.lat4 = nn.Conv2d(w1, cfg.embed_dim, 1, stride=2)
+        self.top = nn.Conv2d(w3, cfg.embed_dim, 1)
+        self.neck = nn.Sequential(
+            nn.Conv2d(cfg.embed_dim, cfg.embed_dim, 3, padding=1, groups=cfg.embed_dim // 8),
+            nn.GroupNorm(8, cfg.embed_dim), nn.GELU(),
+            nn.Conv2d(cfg.embed_dim, cfg.embed_dim, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f4 = self.stage1(self.stem(x))
+        f8 = self.stage2(f4)
+        f16 = self.stage3(f8)
+        for layer in self.attn:
+            f16 = layer(f16, self.pos16)
+        up = F.interpolate(self.top(f16), size=f8.shape[-2:], mode="nearest")
+        out: torch.Tensor = self.neck(up + self.lat8(f8) + self.lat4(f4))
+        return out
+
+
+class LiteSam(nn.Module):
+    """SAM-compatible container; see the module docstring for shapes."""
+
+    mask_threshold: float = 0.0
+    image_format: str = "RGB"
+
+    def __init__(self, cfg: LiteSamConfig) -> None:
+        super().__init__()
+        mod = sam_modeling()
+        self.config = cfg
+        e = cfg.embedding_size
+        self.image_encoder = LiteImageEncoder(cfg)
+        self.prompt_encoder = mod.PromptEncoder(
+            embed_dim=cfg.embed_dim, image_embedding_size=(e, e),
+            input_image_size=(cfg.image_size, cfg.image_size), mask_in_chans=cfg.mask_in_chans)
+        self.mask_decoder = mod.MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=mod.TwoWayTransformer(depth=cfg.decoder_depth,
+                                              embedding_dim=cfg.embed_dim,
+                                              mlp_dim=cfg.decoder_mlp_dim,
+                                              num_heads=cfg.decoder_heads),
+            transformer_dim=cfg.embed_dim, iou_head_depth=3, iou_head_hidden_dim=cfg.embed_dim)
+        self.register_buffer("pixel_mean", torch.tensor(cfg.pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std).view(-1, 1, 1), False)
+
+    def decode(self, embedding: torch.Tensor, boxes: torch.Tensor | None = None,
+               points: tuple[torch.Tensor, torch.Tensor] | None = None,
+               mask_input: torch.Tensor | None = None,
+               multimask: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompted decoding of a batch of embeddings.
+
+        ``embedding``: ``(B, C, e, e)``; ``boxes``: ``(B, 4)`` XYXY input pixels; ``points``:
+        coords ``(B, N, 2)`` XY and labels ``(B, N)`` (1 positive, 0 negative, -1 padding);
+        ``mask_input``: ``(B, 1, 4e, 4e)`` logits. Returns low-res logits ``(B, M, 4e, 4e)``
+        and predicted IoU ``(B, M)`` with ``M = 3`` if ``multimask`` else 1.
+        """
+        sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        outs = [self.mask_decoder(image_embeddings=embedding[i:i + 1],
+                                  image_pe=self.prompt_encoder.get_dense_pe(),
+                                  sparse_prompt_embeddings=sparse[i:i + 1],
+                                  dense_prompt_embeddings=dense[i:i + 1],
+                                  multimask_output=multimask)
+                for i in range(embedding.shape[0])]
+        return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
+
+    def n_parameters(self) -> int:
+        """Number of parameters (all trainable tensors)."""
+        return sum(p.numel() for p in self.parameters())
+
+
+def build_lite_sam(cfg: LiteSamConfig | None = None) -> LiteSam:
+    """A randomly initialised :class:`LiteSam`."""
+    return LiteSam(cfg or LiteSamConfig())
+
+
+def config_path_for(weights: Path) -> Path:
+    """The JSON config that belongs to ``weights`` (same stem, ``.json``)."""
+    return weights.with_suffix(".json")
+
+
+def save_lite_sam(model: LiteSam, weights: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``weights`` (safetensors) and its JSON config atomically; returns the weights path.
+
+    ``extra`` (e.g. training provenance) is stored under ``"training"`` in the JSON.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(weights)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"architecture": ARCHITECTURE})
+    meta = {"architecture": ARCHITECTURE, "config": asdict(model.config),
+            "training": extra or {}}
+    write_text_atomic(config_path_for(path), json.dumps(meta, indent=1) + "\n")
+    return path
+
+
+def load_lite_sam(weights: str | Path) -> LiteSam:
+    """Load a model written by :func:`save_lite_sam` (eval mode, CPU).
+
+    Raises :class:`PromptModelError` when the file or its JSON is missing, or when the
+    checkpoint belongs to another architecture.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(weights)
+    cfg_path = config_path_for(path)
+    if not path.is_file() or not cfg_path.is_file():
+        raise PromptModelError(f"{path}: lite model weights or their config {cfg_path.name} "
+                               "not found; pass the .safetensors written by medseg finetune")
+    meta = json.loads(cfg_path.read_text(encoding="utf-8"))
+    if meta.get("architecture") != ARCHITECTURE:
+        raise PromptModelError(f"{cfg_path}: architecture {meta.get('architecture')!r} is not "
+                               f"{ARCHITECTURE!r}; load SAM checkpoints with load_promptable")
+    model = build_lite_sam(LiteSamConfig.from_dict(meta.get("config", {})))
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise PromptModelError(f"{path}: not a readable safetensors file ({exc})") from exc
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise PromptModelError(f"{path}: weights do not match the lite architecture "
+                               f"(missing {missing[:3]}, unexpected {unexpected[:3]}); "
+                               "is this a checkpoint of another model?")
+    return model.eval()
