@@ -156,7 +156,8 @@ class PromptSampler:
                  pixel_std: tuple[float, ...], mask_size: int, box_jitter: float = 20.0,
                  box_jitter_rel: float = 0.3, box_shrink: float = 0.12,
                  point_prob: float = 0.3, mask_prompt_prob: float = 0.2,
-                 augment: AugmentSettings | None = None, seed: int = 0) -> None:
+                 augment: AugmentSettings | None = None, seed: int = 0,
+                 recipe: str = "sam") -> None:
         self.table, self.size, self.mask_size = table, image_size, mask_size
         self.mean = torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1)
@@ -164,6 +165,7 @@ class PromptSampler:
         self.box_shrink = box_shrink
         self.point_prob, self.mask_prompt_prob = point_prob, mask_prompt_prob
         self.aug = augment
+        self.recipe = recipe  # "sam": keep aspect + pad, mean/std; "medsam": stretch, /255
         self.rng = np.random.default_rng(seed)
 
     def _canvas(self, stack: npt.NDArray[np.float32]) -> torch.Tensor:
@@ -172,6 +174,8 @@ class PromptSampler:
         h, w = stack.shape[1:]
         scale = self.size / max(h, w)
         nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        if self.recipe == "medsam":
+            nh = nw = self.size
         t = torch.from_numpy(np.ascontiguousarray(stack))[None]
         t = F.interpolate(t, size=(nh, nw), mode="bilinear", align_corners=False)
         return F.pad(t, (0, self.size - nw, 0, self.size - nh))
@@ -276,8 +280,11 @@ class PromptSampler:
             return None
         use_pts = self.aug is not None and self.rng.random() < self.point_prob
         pts = self._points(cm, box) if use_pts else (torch.zeros(4, 2), -torch.ones(4))
-        x = (ci[0].expand(3, -1, -1) - self.mean) / self.std
-        if self.aug is not None and self.rng.random() < 0.5:
+        if self.recipe == "medsam":
+            x = ci[0].expand(3, -1, -1) / 255.0
+        else:
+            x = (ci[0].expand(3, -1, -1) - self.mean) / self.std
+        if self.recipe != "medsam" and self.aug is not None and self.rng.random() < 0.5:
             x = x * (valid[0] > 0.5)  # SAM pads with 0 after normalisation (grey), else black
         use_mask = self.aug is not None and self.rng.random() < self.mask_prompt_prob
         low = F.interpolate(cp, size=(self.mask_size, self.mask_size), mode="area")[0]

@@ -15,7 +15,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,9 @@ from medseg.engine.distributed import all_reduce_mean, init_distributed
 from medseg.engine.prompt_config import FinetuneConfig
 from medseg.errors import ConfigError, DatasetError
 from medseg.io.atomic import atomic_path, write_text_atomic
-from medseg.models.lite_sam import LiteSam, LiteSamConfig, build_lite_sam, load_lite_sam
+from medseg.models.lite_sam import LiteSam, LiteSamConfig, build_lite_sam
 from medseg.models.lite_sam import save_lite_sam as _save_lite
+from medseg.models.promptable import PromptModelSpec, load_promptable
 
 __all__ = ["FinetuneResult", "build_net", "dice_bce_loss", "load_sources", "prompt_forward",
            "run_finetune", "save_checkpoint"]
@@ -77,29 +78,20 @@ def load_sources(cfg: FinetuneConfig) -> list[LabelledVolume]:
     return out
 
 
-def build_net(cfg: FinetuneConfig) -> nn.Module:
-    """The trainable network: a :class:`LiteSam` or a ``segment_anything`` ``Sam``."""
+def build_net(cfg: FinetuneConfig) -> tuple[nn.Module, PromptModelSpec | None]:
+    """The trainable network (a :class:`LiteSam` or a ``segment_anything`` ``Sam``) and, when
+    loaded from a checkpoint, its :class:`PromptModelSpec` (preprocessing recipe)."""
     m = cfg.model
-    if m.backend == "lite":
-        if m.checkpoint is not None:
-            return load_lite_sam(m.checkpoint)
-        try:
-            return build_lite_sam(LiteSamConfig.from_dict(m.arch))
-        except TypeError as exc:
-            raise ConfigError(f"model.arch: {exc}") from exc
-    from medseg.models.sam_modules import build_sam_vit, infer_vit_arch
-
-    path = Path(str(m.checkpoint))
-    if not path.is_file():
-        raise ConfigError(f"model.checkpoint {path}: file not found")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        state = load_file(str(path))
-    else:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    net = build_sam_vit(infer_vit_arch(state, str(path)))
-    net.load_state_dict(state)
-    return net
+    if m.checkpoint is not None:
+        pm = load_promptable(m.checkpoint)
+        if (m.backend == "lite") != isinstance(pm.sam, LiteSam):
+            raise ConfigError(f"model.checkpoint {m.checkpoint}: holds a "
+                              f"{type(pm.sam).__name__}, but model.backend is {m.backend!r}")
+        return pm.sam, pm.spec
+    try:
+        return build_lite_sam(LiteSamConfig.from_dict(m.arch)), None
+    except TypeError as exc:
+        raise ConfigError(f"model.arch: {exc}") from exc
 
 
 class _PromptForward(nn.Module):
@@ -163,21 +155,32 @@ def _hard_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (inter / union.clamp(min=1)).unsqueeze(1)
 
 
-def save_checkpoint(net: nn.Module, path: Path, extra: dict[str, Any]) -> Path:
-    """Lite: safetensors + JSON config; SAM: safetensors in the official key layout."""
+def save_checkpoint(net: nn.Module, path: Path, extra: dict[str, Any],
+                    spec: PromptModelSpec | None = None) -> Path:
+    """Safetensors + JSON loadable by ``load_promptable(path)``: the lite model via
+    :func:`save_lite_sam`, SAM models in the official key layout with a
+    :mod:`medseg.models.sam_builders` builder and the source checkpoint's ``spec``."""
     if isinstance(net, LiteSam):
         return _save_lite(net, path, extra=extra)
     from safetensors.torch import save_file
 
+    from medseg.models.promptable import FORMAT
+    from medseg.models.sam_modules import infer_vit_arch
+
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    path = path.with_suffix(".safetensors")
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"architecture": "sam",
-                                             "training": json.dumps(extra)})
+        save_file(state, str(tmp), metadata={"architecture": "sam"})
+    sd = asdict(spec) if spec is not None else {}
+    doc = {"format": FORMAT, "format_version": 1, "spec": sd, "recipe": sd.get("recipe", "sam"),
+           "builder": "medseg.models.sam_builders:build_sam_vit_kwargs",
+           "arch": asdict(infer_vit_arch(state, str(path))), "training": extra}
+    write_text_atomic(path.with_suffix(".json"), json.dumps(doc, indent=1) + "\n")
     return path
 
 
 def _sampler(cfg: FinetuneConfig, net: nn.Module, sources: list[LabelledVolume],
-             rank: int) -> PromptSampler:
+             rank: int, recipe: str = "sam") -> PromptSampler:
     t, a = cfg.train, cfg.train.augment
     table = SliceTable(sources, cfg.data.min_area, tuple(cfg.data.exclude))
     aug = AugmentSettings(a.flip, a.scale, a.aspect, a.rotate_deg, a.elastic, a.intensity,
@@ -187,7 +190,7 @@ def _sampler(cfg: FinetuneConfig, net: nn.Module, sources: list[LabelledVolume],
     std = tuple(float(v) for v in net.pixel_std.flatten())
     return PromptSampler(table, size, mean, std, int(net.prompt_encoder.mask_input_size[0]),
                          t.box_jitter, t.box_jitter_rel, t.box_shrink, t.point_prob,
-                         t.mask_prompt_prob, aug, seed=t.seed + 1000 * rank)
+                         t.mask_prompt_prob, aug, seed=t.seed + 1000 * rank, recipe=recipe)
 
 
 def _freeze(net: nn.Module, cfg: FinetuneConfig) -> list[nn.Parameter]:
@@ -237,8 +240,9 @@ def run_finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> Fin
     if t.threads:
         torch.set_num_threads(t.threads)
     torch.manual_seed(t.seed + ctx.rank)
-    net = build_net(cfg).to(dev).train()
-    sampler = _sampler(cfg, net, load_sources(cfg), ctx.rank)
+    net, spec = build_net(cfg)
+    net = net.to(dev).train()
+    sampler = _sampler(cfg, net, load_sources(cfg), ctx.rank, spec.recipe if spec else "sam")
     params = _freeze(net, cfg)
     model: nn.Module = _PromptForward(net)
     if ctx.enabled:
@@ -278,13 +282,13 @@ def run_finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> Fin
             with (out_dir / "train_log.jsonl").open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(rec) + "\n")
         if ctx.is_main and ((it + 1) % t.checkpoint_every == 0 or stop):
-            save_checkpoint(net, out_dir / name, {**extra, "iteration": it + 1})
+            save_checkpoint(net, out_dir / name, {**extra, "iteration": it + 1}, spec)
         if stop:
             break
     final = out_dir / name
     if ctx.is_main:
         save_checkpoint(net, final, {**extra, "iteration": it + 1,
-                                     "final_loss": float(np.mean(losses[-20:]))})
+                                     "final_loss": float(np.mean(losses[-20:]))}, spec)
         write_text_atomic(out_dir / "finished.json",
                           json.dumps({"iterations": it + 1, "seconds": time.perf_counter() - t0}))
     if ctx.owns_group:

@@ -15,8 +15,9 @@ Shapes at the default working resolution ``image_size=256``:
 - boxes/points: ``XYXY`` / ``XY`` pixel coordinates of the 256x256 input (x = column);
 - low-resolution mask logits: ``(B, M, 128, 128)``; upsample 2x to the input size.
 
-Weights are saved as safetensors next to a JSON config (:func:`save_lite_sam`,
-:func:`load_lite_sam`).
+Weights are saved as safetensors next to a JSON description in the format of
+:mod:`medseg.models.promptable` (:func:`save_lite_sam`, :func:`load_lite_sam`); the shipped
+model is ``medseg/weights/lite_sam.safetensors`` (``load_promptable("lite")``).
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ from medseg.io.atomic import atomic_path, write_text_atomic
 from medseg.models.sam_modules import sam_modeling
 
 __all__ = [
-    "LiteImageEncoder", "LiteSam", "LiteSamConfig", "build_lite_sam", "load_lite_sam",
-    "save_lite_sam",
+    "LITE_CT_WINDOW", "LiteImageEncoder", "LiteSam", "LiteSamConfig", "build_lite_sam",
+    "lite_spec", "load_lite_sam", "save_lite_sam",
 ]
 
 ARCHITECTURE = "medseg-lite-sam"
+LITE_CT_WINDOW = (-160.0, 240.0)
 
 
 @dataclass(frozen=True)
@@ -197,31 +199,45 @@ class LiteSam(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def build_lite_sam(cfg: LiteSamConfig | None = None) -> LiteSam:
-    """A randomly initialised :class:`LiteSam`."""
-    return LiteSam(cfg or LiteSamConfig())
+def build_lite_sam(cfg: LiteSamConfig | None = None, **arch: Any) -> LiteSam:
+    """A randomly initialised :class:`LiteSam` from ``cfg`` or from ``arch`` keyword fields
+    (the builder named in the weights JSON: ``medseg.models.lite_sam:build_lite_sam``)."""
+    if cfg is not None and arch:
+        raise TypeError("pass either cfg or arch keywords, not both")
+    return LiteSam(cfg or LiteSamConfig.from_dict(arch))
 
 
-def config_path_for(weights: Path) -> Path:
-    """The JSON config that belongs to ``weights`` (same stem, ``.json``)."""
-    return weights.with_suffix(".json")
+def lite_spec(cfg: LiteSamConfig, version: str = "1") -> Any:
+    """The :class:`~medseg.models.promptable.PromptModelSpec` of a lite model: SAM recipe
+    (longest side resized, padded, ``pixel_mean``/``pixel_std``), CT window (-160, 240) HU
+    (MedSAM's abdomen window: level 40, width 400), MR/other: 0.5/99.5 percentiles."""
+    from medseg.models.promptable import PromptModelSpec
+
+    return PromptModelSpec(name="medseg-lite-sam", image_size=cfg.image_size,
+                           embed_size=cfg.embedding_size, window=LITE_CT_WINDOW,
+                           version=version, recipe="sam")
 
 
 def save_lite_sam(model: LiteSam, weights: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``weights`` (safetensors) and its JSON config atomically; returns the weights path.
+    """Write ``weights`` (``.safetensors``) and its ``.json`` in the medseg promptable format
+    (:mod:`medseg.models.promptable`) atomically; returns the weights path.
 
     ``extra`` (e.g. training provenance) is stored under ``"training"`` in the JSON.
     """
     from safetensors.torch import save_file
 
-    path = Path(weights)
+    from medseg.models.promptable import FORMAT
+
+    path = Path(weights).with_suffix(".safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={"architecture": ARCHITECTURE})
-    meta = {"architecture": ARCHITECTURE, "config": asdict(model.config),
-            "training": extra or {}}
-    write_text_atomic(config_path_for(path), json.dumps(meta, indent=1) + "\n")
+    spec = asdict(lite_spec(model.config))
+    doc = {"format": FORMAT, "format_version": 1, "spec": spec, "recipe": spec["recipe"],
+           "builder": "medseg.models.lite_sam:build_lite_sam",
+           "arch": asdict(model.config), "training": extra or {}}
+    write_text_atomic(path.with_suffix(".json"), json.dumps(doc, indent=1) + "\n")
     return path
 
 
@@ -231,26 +247,10 @@ def load_lite_sam(weights: str | Path) -> LiteSam:
     Raises :class:`PromptModelError` when the file or its JSON is missing, or when the
     checkpoint belongs to another architecture.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from medseg.models.promptable import load_promptable
 
-    path = Path(weights)
-    cfg_path = config_path_for(path)
-    if not path.is_file() or not cfg_path.is_file():
-        raise PromptModelError(f"{path}: lite model weights or their config {cfg_path.name} "
-                               "not found; pass the .safetensors written by medseg finetune")
-    meta = json.loads(cfg_path.read_text(encoding="utf-8"))
-    if meta.get("architecture") != ARCHITECTURE:
-        raise PromptModelError(f"{cfg_path}: architecture {meta.get('architecture')!r} is not "
-                               f"{ARCHITECTURE!r}; load SAM checkpoints with load_promptable")
-    model = build_lite_sam(LiteSamConfig.from_dict(meta.get("config", {})))
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise PromptModelError(f"{path}: not a readable safetensors file ({exc})") from exc
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise PromptModelError(f"{path}: weights do not match the lite architecture "
-                               f"(missing {missing[:3]}, unexpected {unexpected[:3]}); "
-                               "is this a checkpoint of another model?")
-    return model.eval()
+    net = load_promptable(Path(weights)).sam
+    if not isinstance(net, LiteSam):
+        raise PromptModelError(f"{weights}: holds {type(net).__name__}, not the lite model; "
+                               "load it with load_promptable")
+    return net.eval()
