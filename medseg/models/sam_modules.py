@@ -109,6 +109,8 @@ def _count(state: dict[str, torch.Tensor], prefix: str) -> int:
 def infer_vit_arch(state: dict[str, torch.Tensor], what: str) -> VitArch:
     """Read a :class:`VitArch` off the tensor shapes of a SAM-layout state dict.
 
+    Head counts of the mask decoder leave no trace in the shapes: the official 8 is assumed.
+
     Raises :class:`PromptModelError` naming the expected layout when ``state`` is not one.
     """
     missing = [k for k in REQUIRED_KEYS if k not in state]

@@ -1,0 +1,179 @@
+"""SAM/MedSAM checkpoints in the official layout, the lite weights format, preprocessing."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medseg.errors import MedsegError, PromptModelError
+from medseg.models import promptable
+from medseg.models.promptable import PromptModelSpec, load_promptable, save_promptable
+from medseg.models.sam_modules import VIT_B, build_sam_vit, infer_vit_arch
+from tests.prompt_factory import TINY_VIT, tiny_prompt_model
+
+torch.set_num_threads(1)
+
+
+def test_segment_anything_loads_without_its_package_init() -> None:
+    code = (
+        "import sys\n"
+        "from medseg.models.sam_modules import sam_modeling, build_sam_vit, VitArch\n"
+        "m = sam_modeling()\n"
+        "build_sam_vit(VitArch(32, 2, 2, (1,), image_size=64, patch_size=8, window_size=4))\n"
+        "assert sys.modules['segment_anything'].__file__ is None, 'package __init__ ran'\n"
+        "assert 'segment_anything.automatic_mask_generator' not in sys.modules\n"
+        "assert 'torchvision' not in sys.modules\n"
+        "print(m.Sam.__module__)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "segment_anything.modeling.sam"
+
+
+def _reference_forward(sam: torch.nn.Module, x: torch.Tensor, box: np.ndarray
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The original module's own pipeline (what segment_anything's predictor calls)."""
+    with torch.inference_mode():
+        emb = sam.image_encoder(x)
+        sparse, dense = sam.prompt_encoder(points=None, boxes=torch.as_tensor(box)[None],
+                                           masks=None)
+        return sam.mask_decoder(image_embeddings=emb, image_pe=sam.prompt_encoder.get_dense_pe(),
+                                sparse_prompt_embeddings=sparse,
+                                dense_prompt_embeddings=dense, multimask_output=False)
+
+
+def test_reduced_vit_checkpoint_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    sam = build_sam_vit(TINY_VIT)
+    path = tmp_path / "sam_tiny.pth"
+    torch.save(sam.state_dict(), path)
+    assert infer_vit_arch(sam.state_dict(), "x") == TINY_VIT
+    model = load_promptable(path)
+    assert model.spec.recipe == "sam" and model.spec.image_size == 64
+    assert model.spec.embed_size == 8 and model.spec.low_res_size == 32
+    loaded = model.sam.state_dict()
+    assert list(loaded) == list(sam.state_dict())
+    for k, v in sam.state_dict().items():
+        assert torch.equal(loaded[k], v), k
+    img = np.random.default_rng(0).normal(100, 30, (50, 40))
+    x, rs = model.preprocess(img, "MR")
+    box = rs.box_to_model((5, 10, 30, 40))
+    low, iou = model.decode(model.embed(x), box=box)
+    ref_low, ref_iou = _reference_forward(sam, x, box)
+    torch.testing.assert_close(low, ref_low)
+    torch.testing.assert_close(iou, ref_iou)
+    assert low.shape == (1, 1, 32, 32)
+    # MedSAM checkpoints share the layout; the file name selects MedSAM's preprocessing
+    med = tmp_path / "medsam_tiny.pth"
+    torch.save({"model": sam.state_dict()}, med)  # training checkpoints wrap the state dict
+    assert load_promptable(med).spec.recipe == "medsam"
+
+
+def test_official_vit_b_layout(tmp_path: Path) -> None:
+    """Full-size ViT-B (random weights) in the layout of sam_vit_b_01ec64.pth / medsam_vit_b."""
+    torch.manual_seed(0)
+    sam = build_sam_vit(VIT_B)
+    state = sam.state_dict()
+    assert sum(v.numel() for v in sam.parameters()) == 93_735_472  # SAM ViT-B's published size
+    assert state["image_encoder.pos_embed"].shape == (1, 64, 64, 768)
+    assert state["image_encoder.blocks.2.attn.rel_pos_h"].shape == (127, 64)  # global block
+    assert state["image_encoder.blocks.0.attn.rel_pos_h"].shape == (27, 64)   # 14x14 window
+    path = tmp_path / "sam_vit_b_01ec64.pth"
+    torch.save(state, path)
+    del sam
+    model = load_promptable(path)
+    assert model.spec.name == "sam_vit_b" and model.spec.image_size == 1024
+    loaded = model.sam.state_dict()
+    assert set(loaded) == set(state)
+    assert all(torch.equal(loaded[k], state[k]) for k in state)
+    emb = torch.randn(1, 256, 64, 64)
+    low, _ = model.decode(emb, box=np.array([100.0, 200.0, 400.0, 500.0]))
+    assert low.shape == (1, 1, 256, 256)
+
+
+def test_other_architectures_are_refused_with_a_clear_error(tmp_path: Path) -> None:
+    unrelated = tmp_path / "resnet.pth"
+    torch.save({"conv1.weight": torch.zeros(8, 3, 3, 3), "fc.bias": torch.zeros(2)}, unrelated)
+    with pytest.raises(PromptModelError, match=r"not a SAM ViT-B/L/H or MedSAM checkpoint"):
+        load_promptable(unrelated)
+    lite_as_vit = tmp_path / "lite.pth"  # a conv-encoder Sam: decoder keys right, encoder not
+    torch.save(tiny_prompt_model().sam.state_dict(), lite_as_vit)
+    with pytest.raises(PromptModelError, match=r"image_encoder\.patch_embed"):
+        load_promptable(lite_as_vit)
+    truncated = tmp_path / "sam_trunc.pth"
+    state = build_sam_vit(TINY_VIT).state_dict()
+    del state["mask_decoder.iou_prediction_head.layers.0.weight"]
+    torch.save(state, truncated)
+    with pytest.raises(PromptModelError, match=r"missing: mask_decoder\.iou_prediction_head"):
+        load_promptable(truncated)
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(PromptModelError, match="cannot read as a PyTorch state dict"):
+        load_promptable(garbage)
+    with pytest.raises(PromptModelError, match="no such file"):
+        load_promptable(tmp_path / "missing.pth")
+    assert issubclass(PromptModelError, MedsegError)
+
+
+def test_lite_format_round_trip_and_missing_default(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(promptable, "LITE_STEM", tmp_path / "lite_sam")
+    with pytest.raises(PromptModelError, match="Lite promptable model not found"):
+        load_promptable("lite")
+    torch.manual_seed(2)
+    spec = PromptModelSpec("tinyvit", 64, 8, window=(-100.0, 200.0), version="t1")
+    model = promptable.PromptModel(build_sam_vit(TINY_VIT), spec)
+    arch = dataclasses.asdict(TINY_VIT)
+    save_promptable(model, tmp_path / "lite_sam", builder="medseg.models.sam_modules:"
+                    "build_sam_vit_from_dict", arch=arch)
+    again = load_promptable("lite")
+    assert again.spec == spec
+    for k, v in model.sam.state_dict().items():
+        assert torch.equal(again.sam.state_dict()[k], v)
+    with pytest.raises(PromptModelError, match="medseg.models"):
+        save_promptable(model, tmp_path / "evil", builder="os:system", arch={})
+
+
+def test_preprocess_sam_and_medsam_recipes() -> None:
+    model = tiny_prompt_model()
+    ct = np.full((32, 64), -1000.0)  # longest side = input size: no resampling
+    ct[:, 32:] = 500.0
+    ct_model = promptable.PromptModel(model.sam, dataclasses.replace(
+        model.spec, window=(-200.0, 300.0)))
+    x, rs = ct_model.preprocess(ct, "CT")
+    assert x.shape == (1, 3, 64, 64) and rs.resized_hw == (32, 64)
+    mean, std = model.sam.pixel_mean.view(-1), model.sam.pixel_std.view(-1)
+    torch.testing.assert_close(x[0, :, 5, 5], (0 - mean) / std)        # below window -> 0
+    torch.testing.assert_close(x[0, :, 5, 60], (255 - mean) / std)     # above window -> 255
+    assert torch.all(x[0, :, 32:] == 0)  # padded after normalising, as Sam.preprocess does
+    img255 = torch.zeros(1, 3, 32, 64)
+    img255[..., 32:] = 255.0
+    torch.testing.assert_close(x, model.sam.preprocess(img255))
+    assert rs.box_to_model((0, 0, 63, 31)).tolist() == pytest.approx([0, 0, 63, 31])
+    _, rs_small = ct_model.preprocess(ct[:15, :30], "CT")
+    assert rs_small.box_to_model((0, 0, 29, 14)).tolist() == pytest.approx(
+        [0, 0, 29 * 64 / 30, 14 * 32 / 15])
+    med = promptable.PromptModel(model.sam, dataclasses.replace(model.spec, recipe="medsam"))
+    xm, rsm = med.preprocess(ct, "MR")
+    assert rsm.resized_hw == (64, 64) and float(xm.min()) >= 0 and float(xm.max()) <= 1.0
+    assert rsm.box_to_model((0, 0, 64, 32)).tolist() == pytest.approx([0, 0, 64, 64])
+
+
+def test_mask_prompt_round_trips_through_the_low_res_format() -> None:
+    model = tiny_prompt_model(image_size=128)
+    rs = model.resize_for((90, 120))
+    mask = np.zeros((90, 120), bool)
+    mask[20:60, 30:100] = True
+    low = rs.mask_to_low_res(mask, model.spec.low_res_size)
+    assert low.shape == (1, 1, 64, 64)
+    back = (rs.logits_to_slice(low)[0, 0] > 0).numpy()
+    iou = (back & mask).sum() / (back | mask).sum()
+    assert iou > 0.95
+    assert not back[:, :25].any() and not back[70:].any()
