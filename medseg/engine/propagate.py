@@ -232,4 +232,4 @@ class Propagator:
         mask = s.volume.with_array(arr, labels={object_id: obj.name})
         stops = [v for k, v in sorted(self._stops.items()) if k[0] == object_id]
         return PropagationResult(mask=mask, confidence=conf, to_check=to_check, keys=keys,
-                                 stops=stops, recomputed=sorted(recomputed or []))
+                                 stops=stops, recomputed=sorted(set(recomputed or [])))

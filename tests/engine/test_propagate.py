@@ -1,0 +1,171 @@
+"""3D propagation: stopping rules, two-key fusion, local re-propagation, undo.
+
+The deterministic fake backend (mask = bright voxels inside the box prompt, score = mean
+brightness) makes every expected slice range computable by hand.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medseg import io
+from medseg.engine.prompt import PromptSession
+from medseg.engine.propagate import PropagationConfig, Propagator
+from medseg.errors import PromptError
+from medseg.volume import Volume
+from tests.conftest import rotation
+from tests.prompt_factory import ThresholdModel, tiny_prompt_model
+
+torch.set_num_threads(1)
+BRAIN = Path(__file__).resolve().parents[2] / "data_samples/pyradiomics/brain1_image.nrrd"
+N = 40
+
+
+def _volume(disks: dict[int, tuple[int, int, int, float]]) -> Volume:
+    """48 x 48 x N; ``disks[k] = (cx, cy, radius, value)`` on slice k (values in 0..255).
+
+    A 255 block in a corner pins the intensity window to [0, 255]."""
+    arr = np.zeros((48, 48, N), np.float32)
+    arr[:5, :5, :] = 255.0
+    ii, jj = np.mgrid[:48, :48]
+    for k, (cx, cy, r, v) in disks.items():
+        arr[(ii - cx) ** 2 + (jj - cy) ** 2 <= r * r, k] = v
+    return Volume(arr, (0.8, 0.8, 2.5), (3.0, 1.0, -7.0), rotation("y", 20), modality="MR")
+
+
+def _session(vol: Volume) -> PromptSession:
+    s = PromptSession(ThresholdModel(image_size=64, level=100))
+    s.set_volume(vol)
+    return s
+
+
+def _box(vol: Volume, k: int) -> tuple[int, int, int, int]:
+    xs, ys = np.nonzero(vol.array[8:, 8:, k] > 100)
+    return int(xs.min() + 8), int(ys.min() + 8), int(xs.max() + 8), int(ys.max() + 8)
+
+
+def _slices(s: PromptSession, oid: int = 1) -> list[int]:
+    return sorted(s.objects[oid].masks)
+
+
+def test_propagation_stops_on_empty_slices_and_fills_the_object() -> None:
+    vol = _volume({k: (26, 28, 6, 220.0) for k in range(10, 31)})
+    s = _session(vol)
+    s.predict(20, box=_box(vol, 20))
+    res = Propagator(s).propagate()
+    assert _slices(s) == list(range(10, 31))
+    assert {(st.direction, st.slice_index) for st in res.stops} == {(1, 31), (-1, 9)}
+    truth = vol.array > 100
+    truth[:8, :8] = False
+    pred = res.mask.array > 0
+    assert 2 * (pred & truth).sum() / (pred.sum() + truth.sum()) > 0.9
+    assert res.mask.grid_differences(vol) == [] and res.mask.labels == {1: "object_1"}
+    assert np.isnan(res.confidence[:10]).all() and np.isfinite(res.confidence[10:31]).all()
+    assert res.keys == [20] and len(res.to_check) == 5 and 20 not in res.to_check
+
+
+def test_score_threshold_stops_a_run() -> None:
+    disks = {k: (26, 28, 6, 220.0 if k < 26 else 115.0) for k in range(10, 31)}
+    vol = _volume(disks)
+    s = _session(vol)
+    s.predict(20, box=_box(vol, 20))
+    res = Propagator(s, PropagationConfig(min_score=0.5)).propagate()
+    assert _slices(s) == list(range(10, 26))
+    stop = next(st for st in res.stops if st.direction == 1)
+    assert stop.slice_index == 26 and re.fullmatch(r"score 0\.4\d\d < 0\.5", stop.reason)
+    s2 = _session(vol)
+    s2.predict(20, box=_box(vol, 20))
+    Propagator(s2, PropagationConfig(min_score=0.4)).propagate()
+    assert _slices(s2) == list(range(10, 31))
+
+
+def test_area_thresholds_stop_a_run() -> None:
+    disks = {k: (26, 28, 8 if k <= 25 else 3, 220.0) for k in range(10, 31)}
+    disks[12] = (26, 28, 1, 220.0)  # 5 voxels
+    vol = _volume(disks)
+    s = _session(vol)
+    s.predict(20, box=_box(vol, 20))
+    res = Propagator(s, PropagationConfig(min_area_ratio=0.3, min_area_px=10)).propagate()
+    assert _slices(s) == list(range(13, 26))
+    reasons = {st.direction: st.reason for st in res.stops}
+    assert "x previous" in reasons[1] and reasons[-1].startswith("area ")
+    s2 = _session(vol)
+    s2.predict(20, box=_box(vol, 20))
+    Propagator(s2, PropagationConfig(min_area_ratio=0.01, max_area_ratio=100.0,
+                                     min_area_px=3)).propagate()
+    assert _slices(s2) == list(range(10, 31))
+
+
+def test_two_key_slices_fuse_by_score_and_flag_disagreement() -> None:
+    disks = {k: (14, 24, 4, 250.0) for k in range(10, 21)}
+    vol = _volume(disks)
+    ii, jj = np.mgrid[:48, :48]
+    blob_b = (ii - 36) ** 2 + (jj - 24) ** 2 <= 16
+    vol.array[blob_b[..., None] & (np.arange(N) >= 20) & (np.arange(N) <= 30)] = 180.0
+    one = _session(vol)
+    one.predict(14, box=_box(vol, 14))
+    Propagator(one).propagate()
+    assert _slices(one) == list(range(10, 21))  # B is never reached from A alone
+    s = _session(vol)
+    s.predict(14, box=_box(vol, 14))
+    s.predict(26, box=(30, 18, 42, 30))
+    res = Propagator(s).propagate()
+    assert _slices(s) == list(range(10, 31))
+    m20 = s.objects[1].masks[20]
+    assert m20[14, 24] and not m20[36, 24]  # the brighter (higher-score) run wins on slice 20
+    others = np.delete(res.confidence, 20)
+    assert res.to_check[0] == 20 and res.confidence[20] < 0.45 < np.nanmin(others) - 0.15
+
+
+def test_correction_repropagates_locally_and_equals_a_fresh_run() -> None:
+    vol = _volume({k: (26, 28, 6, 220.0) for k in range(5, 36)})
+    s = _session(vol)
+    s.predict(10, box=_box(vol, 10))
+    prop = Propagator(s)
+    prop.propagate()
+    same = prop.correct(20, box=_box(vol, 20))  # agrees with the propagated mask
+    assert same.recomputed == [*range(11, 20), 21]  # new run down to key 10, 1 slice up
+    half = (20, 22, 26, 34)
+    res = prop.correct(20, box=half)
+    up = [k for k in res.recomputed if k > 20]
+    assert up and up == list(range(21, up[-1] + 1)) and up[-1] < 26
+    fresh = _session(vol)
+    fresh.predict(10, box=_box(vol, 10))
+    fresh.predict(20, box=half)
+    Propagator(fresh).propagate()
+    assert _slices(s) == _slices(fresh)
+    for k in _slices(s):
+        assert np.array_equal(s.objects[1].masks[k], fresh.objects[1].masks[k]), k
+    with pytest.raises(PromptError, match="not a prompted slice"):
+        prop.repropagate(30)
+
+
+def test_undo_reverts_a_propagation() -> None:
+    vol = _volume({k: (26, 28, 6, 220.0) for k in range(10, 31)})
+    s = _session(vol)
+    key, _ = s.predict(20, box=_box(vol, 20))
+    Propagator(s).propagate()
+    assert len(_slices(s)) == 21
+    s.undo(1)
+    assert _slices(s) == [20] and np.array_equal(s.objects[1].masks[20], key)
+    with pytest.raises(PromptError, match="no prompted slice"):
+        Propagator(s).propagate(object_id=2)
+
+
+def test_margin_in_mm_and_real_sam_path_on_brain() -> None:
+    img = io.read(BRAIN)
+    s = PromptSession(tiny_prompt_model(), batch_size=4)
+    s.set_volume(img)
+    p = Propagator(s, PropagationConfig(margin_mm=4.0, min_score=-10.0, min_area_ratio=0.0,
+                                        max_area_ratio=1e9, min_area_px=1))
+    assert p._margin() == (6, 6)  # 4 mm / 0.781 mm, rounded up
+    s.predict(12, box=(180, 90, 215, 120))
+    res = p.propagate()
+    assert res.mask.grid_differences(img) == []
+    assert s.embeddings_computed <= img.shape[2]  # every slice embedded at most once
+    assert set(_slices(s)) <= set(range(img.shape[2])) and 12 in _slices(s)
