@@ -116,6 +116,9 @@ class AugmentConfig(_Strict):
     pos_neg: tuple[float, float] = (1.0, 1.0)
     num_samples: int = Field(default=2, ge=1)
     flip_prob: float = Field(default=0.5, ge=0, le=1)
+    flip_axes: tuple[int, ...] = Field(
+        default=(0, 1, 2), description="axes (after reorientation, 0 = left-right in RAS) to "
+                                       "mirror; drop 0 when labels are lateralised")
     rotate_prob: float = Field(default=0.2, ge=0, le=1)
     rotate_deg: float = Field(default=15.0, ge=0, le=180)
     scale_prob: float = Field(default=0.2, ge=0, le=1)

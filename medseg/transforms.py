@@ -115,8 +115,8 @@ def _augment(cfg: AugmentConfig, patch: Sequence[int], nd: int) -> list[mt.MapTr
         out.append(mt.SqueezeDimd(keys, dim=-1))
     if not cfg.enabled:
         return out
-    for axis in range(nd):
-        if cfg.flip_prob > 0:
+    for axis in sorted(set(cfg.flip_axes)):
+        if cfg.flip_prob > 0 and axis < nd:
             out.append(mt.RandFlipd(keys, prob=cfg.flip_prob, spatial_axis=axis))
     if cfg.rotate_prob > 0 or cfg.scale_prob > 0:
         rad = float(np.deg2rad(cfg.rotate_deg))

@@ -16,7 +16,9 @@ from medseg.config import (
 from medseg.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+#: The training configs (configs/ also holds other commands' configs, e.g. medseg finetune).
+CONFIGS = [ROOT / "configs" / f"{n}.yaml" for n in ("ct_organs_3d", "unet_2d", "mri_tumour",
+                                                     "demo")]
 
 
 def _raw(**extra: object) -> dict:
@@ -26,8 +28,6 @@ def _raw(**extra: object) -> dict:
 
 
 def test_shipped_configs_validate() -> None:
-    names = {p.stem for p in CONFIGS}
-    assert {"ct_organs_3d", "unet_2d", "mri_tumour", "demo"} <= names
     for path in CONFIGS:
         cfg = load_config(path)
         assert isinstance(cfg, MedsegConfig)

@@ -103,3 +103,12 @@ def test_train_and_val_pipelines(tmp_path: Path, dims: int) -> None:
     val = build_val_transforms(cfg)(item)
     assert tuple(val["image"].shape) == (1, 48, 40, 30)
     assert set(np.unique(val["label"].numpy())) == {0, 1, 2, 3}
+
+
+def test_flip_axes_respected(tmp_path: Path) -> None:
+    from monai.transforms import RandFlipd
+
+    ds = make_dataset(tmp_path / "ds")
+    cfg = tiny_config(ds, tmp_path / "run", augment={"flip_axes": [1, 2], "flip_prob": 0.5})
+    flips = [t for t in build_train_transforms(cfg).transforms if isinstance(t, RandFlipd)]
+    assert sorted(t.flipper.spatial_axis for t in flips) == [1, 2]
