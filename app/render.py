@@ -70,6 +70,19 @@ def display_to_voxel(vol_lps: Volume, plane: str, index: int, row: int, col: int
     return (index, col, nk - 1 - row)
 
 
+def display_to_voxel_arrays(shape: tuple[int, ...], plane: str, index: int, rows: np.ndarray,
+                            cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorised :func:`display_to_voxel` for a volume of ``shape``: index arrays (i, j, k)."""
+    rows, cols = np.asarray(rows), np.asarray(cols)
+    fixed = np.full(rows.shape, index)
+    nk = shape[2]
+    if plane == "axial":
+        return cols, rows, fixed
+    if plane == "coronal":
+        return cols, fixed, nk - 1 - rows
+    return fixed, cols, nk - 1 - rows
+
+
 def auto_window(array: np.ndarray, low: float = 1.0, high: float = 99.0) -> tuple[float, float]:
     """(width, level) from intensity percentiles (MR and unknown modalities)."""
     sample = array[:: max(1, array.shape[0] // 64), :: max(1, array.shape[1] // 64), :]

@@ -1,0 +1,134 @@
+"""Auto-segmentation panel: run a model bundle (shipped or the user's); the result becomes
+editable labels (merged into the label table by name, one undoable edit)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from app import session
+from app.annotation import Annotation
+from app.settings import REPO_ROOT, AppSettings
+from app.sources import resolve_in_roots
+from medseg.errors import MedsegError
+from medseg.volume import Volume
+
+WEIGHTS_DIR = REPO_ROOT / "medseg" / "weights"
+
+
+def shipped_bundles(env: dict[str, str] | None = None) -> list[Path]:
+    """Model bundles installed with medseg (``medseg/weights/*.safetensors`` other than the
+    promptable lite model) plus ``MEDSEG_DEFAULT_BUNDLE`` when set."""
+    env = dict(os.environ if env is None else env)
+    out = []
+    if env.get("MEDSEG_DEFAULT_BUNDLE"):
+        out.append(Path(env["MEDSEG_DEFAULT_BUNDLE"]).expanduser().resolve())
+    if WEIGHTS_DIR.is_dir():
+        out += [p for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))
+                if not p.name.startswith("lite_sam")]
+    return [p for p in out if p.is_file()]
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _segmenter(path: str, mtime: float) -> object:
+    from medseg.engine.infer import Segmenter
+
+    return Segmenter(path, device="cpu")
+
+
+def model_info(seg: object, path: Path) -> dict[str, object]:
+    """Name, version and content hash of a bundle, for the audit log and the state."""
+    meta = seg.meta  # type: ignore[attr-defined]
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return {"name": path.stem, "file": str(path), "sha256_16": digest,
+            "medseg_version": meta.medseg_version, "config_hash": meta.config_hash,
+            "labels": {str(k): v for k, v in meta.labels.items()}}
+
+
+def merge_prediction(ann: Annotation, pred_lps: np.ndarray, names: dict[int, str],
+                     replace: bool) -> np.ndarray:
+    """Map predicted values to annotation labels by name (adding missing labels).
+
+    ``pred_lps``: integer label map on the display grid. With ``replace`` the predicted
+    labels' voxels are rewritten entirely; otherwise predictions only fill background voxels.
+    Returns the new annotation array (the caller records it as one edit).
+    """
+    new = ann.array.copy()
+    inv = ann.names_inv()
+    for value, name in sorted(names.items()):
+        m = pred_lps == value
+        target = inv.get(name) or ann.add_label(name).value
+        if replace:
+            new[new == target] = 0
+            new[m] = target
+        else:
+            new[m & (new == 0)] = target
+    return new
+
+
+def _choose_bundle(settings: AppSettings) -> Path | None:
+    shipped = shipped_bundles()
+    options = [str(p) for p in shipped] + ["Server path", "Upload a bundle"]
+    if not shipped:
+        st.info("No default model is installed (nothing in medseg/weights/ and "
+                "MEDSEG_DEFAULT_BUNDLE is unset). Use a bundle written by `medseg train`: give "
+                "its path inside the data folders or upload the .safetensors file.")
+    pick = st.selectbox("Model bundle", options, key="bundle_pick")
+    if pick == "Server path":
+        text = st.text_input("Bundle path (inside the data folders)", key="bundle_path")
+        return resolve_in_roots(text, settings.data_roots) if text else None
+    if pick == "Upload a bundle":
+        up = st.file_uploader("Model bundle (.safetensors)", type=["safetensors"],
+                              key="bundle_upload")
+        if up is None:
+            return None
+        data = up.getvalue()
+        digest = hashlib.sha256(data).hexdigest()[:16]
+        path = settings.workspace / "models" / f"{digest}.safetensors"
+        if not path.is_file():
+            from medseg.io.atomic import write_bytes_atomic
+
+            write_bytes_atomic(path, data)
+        return path
+    return Path(pick)
+
+
+def autoseg_panel(settings: AppSettings) -> None:
+    case, _, ann = session.current()
+    try:
+        path = _choose_bundle(settings)
+    except MedsegError as exc:
+        st.error(str(exc))
+        return
+    replace = st.checkbox("Replace my edits of the predicted labels (else fill background only)",
+                          value=False, key="autoseg_replace")
+    if path is None or not st.button("Run auto-segmentation", key="run_autoseg"):
+        return
+    bar = st.progress(0.0, text=f"Loading {path.name}")
+    try:
+        if not path.is_file():
+            raise MedsegError(f"{path}: no such bundle file.")
+        seg = _segmenter(str(path), path.stat().st_mtime)
+        info = model_info(seg, path)
+        bar.progress(0.2, text="Segmenting (sliding window over the volume)")
+        pred = seg.predict(case.image)  # type: ignore[attr-defined]
+        assert isinstance(pred, Volume)
+        bar.progress(0.85, text="Merging the result into the label table")
+        pred_lps = pred.conform_to(case.image_lps).array
+        new = merge_prediction(ann, np.asarray(pred_lps), dict(pred.labels or {}), replace)
+        changed = ann.replace(new, f"auto-segment {path.name}")
+        session.commit(settings, "auto-segment", extra={"model": info}, model=info,
+                       changed=changed, seconds=seg.last_stats)  # type: ignore[attr-defined]
+        bar.progress(1.0, text="Done")
+    except MedsegError as exc:
+        st.error(str(exc))
+        return
+    counts = ann.voxel_counts()
+    st.session_state["flash"] = (f"Auto-segmentation with {path.name} done: "
+               + ", ".join(f"{ann.label(v).name} {n} voxels" for v, n in counts.items() if n)
+               + ". The labels are editable; Undo reverts the whole result.")
+    st.rerun()

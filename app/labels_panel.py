@@ -1,0 +1,117 @@
+"""Labels panel: the label table (add/rename/delete, colours), tools, brush, undo/redo.
+
+Every change goes through :func:`app.session.commit`, which autosaves and audits it. The brush
+has a plain-number seam (plane row/column inputs and an "Apply brush" button) besides clicks
+on the edit plane, so tests (and keyboard users) can drive it without the click component.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import session
+from app.annotation import COMMON_LABELS, Annotation
+from app.settings import AppSettings
+from app.viewer import Click
+from medseg.errors import MedsegError
+
+TOOLS = ("Brush", "Eraser")
+
+
+def _hex(rgb: tuple[int, int, int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+def _rgb(hex_color: str) -> tuple[int, int, int]:
+    h = hex_color.lstrip("#")
+    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
+
+
+def label_table(settings: AppSettings, ann: Annotation) -> int | None:
+    """Add/rename/recolour/delete labels; returns the active label value (None if no label)."""
+    st.markdown("**Labels**")
+    with st.form("add_label_form", clear_on_submit=True, border=False):
+        c1, c2 = st.columns([3, 1])
+        name = c1.selectbox("New label", ["", *COMMON_LABELS], key="new_label_pick",
+                            accept_new_options=True)
+        if c2.form_submit_button("Add", key="add_label") and name:
+            try:
+                lab = ann.add_label(name)
+                session.commit(settings, "add label", label=lab.as_dict())
+                st.session_state["active_label"] = lab.name
+            except MedsegError as exc:
+                st.error(str(exc))
+    if not ann.labels:
+        st.caption("No labels yet: add one (e.g. liver) to start annotating.")
+        return None
+    counts = ann.voxel_counts()
+    names = [lab.name for lab in ann.labels]
+    if st.session_state.get("active_label") not in names:
+        st.session_state["active_label"] = names[0]
+    active = st.radio("Active label", names, key="active_label",
+                      format_func=lambda n: f"{n} ({counts[ann.names_inv()[n]]} vox)")
+    lab = ann.label(ann.names_inv()[active])
+    with st.expander(f"Edit '{lab.name}'"):
+        new_name = st.text_input("Name", value=lab.name, key=f"rename_{lab.value}")
+        color = st.color_picker("Colour", value=_hex(lab.color), key=f"color_{lab.value}")
+        c1, c2 = st.columns(2)
+        if c1.button("Save", key=f"save_label_{lab.value}"):
+            try:
+                old = lab.as_dict()
+                ann.rename(lab.value, new_name)
+                lab.color = _rgb(color)
+                session.commit(settings, "edit label", before=old, after=lab.as_dict())
+                st.session_state["active_label"] = lab.name
+                st.rerun()
+            except MedsegError as exc:
+                st.error(str(exc))
+        if c2.button("Delete", key=f"delete_label_{lab.value}"):
+            old = lab.as_dict()
+            ann.delete_label(lab.value)
+            session.commit(settings, "delete label", label=old)
+            st.rerun()
+    return lab.value
+
+
+def tools(prompt_tools: tuple[str, ...]) -> tuple[str, float]:
+    """Tool picker and brush radius (mm)."""
+    tool = st.radio("Tool", [*TOOLS, *prompt_tools], key="tool", horizontal=True)
+    radius = st.slider("Brush radius (mm)", 0.5, 30.0, 5.0, 0.5, key="radius")
+    return tool, radius
+
+
+def undo_redo(settings: AppSettings, ann: Annotation) -> None:
+    c1, c2 = st.columns(2)
+    if c1.button(f"Undo ({len(ann.undo_stack)})", key="undo",
+                 disabled=not ann.undo_stack):
+        what = ann.undo()
+        session.commit(settings, "undo", reverted=what)
+        st.rerun()
+    if c2.button(f"Redo ({len(ann.redo_stack)})", key="redo", disabled=not ann.redo_stack):
+        what = ann.redo()
+        session.commit(settings, "redo", reapplied=what)
+        st.rerun()
+
+
+def brush_seam(plane: str, index: int, shape: tuple[int, int]) -> Click | None:
+    """Number inputs + button: a brush/eraser stroke without the click component."""
+    with st.expander("Brush at a pixel (row, column)"):
+        c1, c2 = st.columns(2)
+        row = c1.number_input("Row", 0, shape[0] - 1, shape[0] // 2, key="brush_row")
+        col = c2.number_input("Column", 0, shape[1] - 1, shape[1] // 2, key="brush_col")
+        if st.button("Apply brush", key="brush_apply"):
+            return Click(plane, index, int(row), int(col))
+    return None
+
+
+def apply_brush(settings: AppSettings, ann: Annotation, click: Click, value: int, tool: str,
+                radius_mm: float) -> None:
+    """Apply a brush/eraser click to the annotation, then autosave + audit it."""
+    case, _, _ = session.current()
+    erase = tool == "Eraser"
+    changed = ann.brush(click.plane, click.index, click.row, click.col, radius_mm, value, erase,
+                        case.image_lps.spacing)
+    if changed:
+        session.commit(settings, "erase" if erase else "brush", label=ann.label(value).name,
+                       plane=click.plane, slice=click.index, row=click.row, col=click.col,
+                       radius_mm=radius_mm)

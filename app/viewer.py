@@ -1,0 +1,138 @@
+"""The viewer: a large clickable edit plane, the two other planes, W/L, overlays, readout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+
+from app import render
+from app.annotation import Annotation
+from app.case import Case
+
+EDIT_WIDTH = 560
+SIDE_WIDTH = 300
+
+
+@dataclass(frozen=True)
+class Click:
+    """A click (or drag, for boxes) on the edit plane, in slice pixel indices ``[row, col]``."""
+
+    plane: str
+    index: int
+    row: int
+    col: int
+    row2: int | None = None
+    col2: int | None = None
+
+
+def window_controls(case: Case) -> tuple[float, float]:
+    is_ct = (case.image.modality or "").upper() == "CT" or case.image.array.min() < -500
+    presets = [*render.CT_PRESETS, "Auto (percentiles)", "Manual"] if is_ct else [
+        "Auto (percentiles)", "Manual"]
+    preset = st.selectbox("Window", presets, key="preset")
+    auto = render.auto_window(case.image_lps.array)
+    width, level = render.CT_PRESETS.get(preset, auto)
+    if preset == "Manual":
+        c1, c2 = st.columns(2)
+        width = c1.number_input("Width", value=float(auto[0]), min_value=1.0, key="ww")
+        level = c2.number_input("Level", value=float(auto[1]), key="wl")
+    return width, level
+
+
+Overlay = tuple[np.ndarray | None, dict[int, tuple[int, int, int]], set[int], float]
+
+
+def overlay_controls(case: Case, ann: Annotation) -> Overlay:
+    """Which label map is drawn (annotation or reference), its colours, visible values."""
+    sources = ["Annotation"] + (["Reference"] if case.labels_lps is not None else [])
+    shown = st.radio("Overlay", sources, horizontal=True, key="overlay")
+    opacity = st.slider("Label opacity", 0.0, 1.0, 0.45, key="opacity")
+    if shown == "Reference" and case.labels_lps is not None:
+        present = sorted(int(k) for k in case.labels_lps.describe().get("labels", {}))
+        names = {v: (case.labels_lps.labels or {}).get(v, str(v)) for v in present}
+        vis = st.multiselect("Visible labels", [names[v] for v in present],
+                             default=[names[v] for v in present], key="visible_ref")
+        return (case.labels_lps.array, render.label_colors(present),
+                {v for v in present if names[v] in vis}, opacity)
+    names = ann.names()
+    vis = st.multiselect("Visible labels", list(names.values()), default=list(names.values()),
+                         key="visible")
+    return ann.array, ann.colors(), {v for v, n in names.items() if n in vis}, opacity
+
+
+def _draw(case: Case, labels: np.ndarray | None, plane: str, index: int,
+          window: tuple[float, float], overlay: tuple[dict[int, tuple[int, int, int]], set[int],
+                                                      float], width: int) -> tuple[object, object]:
+    view = render.extract(case.image_lps, plane, index)
+    lab = render.view_plane(labels, plane, index) if labels is not None else None
+    colors, visible, opacity = overlay
+    rgb = render.compose(render.to_gray(view.pixels, *window), lab, colors, opacity, visible)
+    return render.to_image(rgb, render.physical_size(view, width)), view
+
+
+def _clickable(image: object, plane: str, index: int, pixels: np.ndarray, drag: bool
+               ) -> Click | None:
+    """Show ``image`` as a clickable component; a new click/drag -> :class:`Click`."""
+    from streamlit_image_coordinates import streamlit_image_coordinates
+
+    value = streamlit_image_coordinates(image, key=f"click_{plane}_{int(drag)}",
+                                        click_and_drag=drag, cursor="crosshair")
+    if not value:
+        return None
+    stamp = (plane, value.get("unix_time"), value.get("x"), value.get("y"), value.get("x2"))
+    if st.session_state.get("last_click") == stamp:
+        return None
+    st.session_state["last_click"] = stamp
+    rows, cols = pixels.shape
+    sy, sx = rows / float(value["height"]), cols / float(value["width"])
+
+    def rc(x: float, y: float) -> tuple[int, int]:
+        return (int(np.clip(int(y * sy), 0, rows - 1)), int(np.clip(int(x * sx), 0, cols - 1)))
+
+    if drag and "x1" in value:
+        r1, c1 = rc(value["x1"], value["y1"])
+        r2, c2 = rc(value["x2"], value["y2"])
+        return Click(plane, index, min(r1, r2), min(c1, c2), max(r1, r2), max(c1, c2))
+    r, c = rc(value["x"], value["y"])
+    return Click(plane, index, r, c)
+
+
+def viewer(case: Case, ann: Annotation, window: tuple[float, float],
+           overlay: Overlay, edit_plane: str, drag: bool) -> Click | None:
+    """Draw the planes; returns a new click on the edit plane (None when there was none)."""
+    img = case.image_lps
+    labels, colors, visible, opacity = overlay
+    cursor = list(st.session_state.get("cursor", tuple(s // 2 for s in img.shape)))
+    others = [p for p in render.PLANES if p != edit_plane]
+    main_col, side_col = st.columns([EDIT_WIDTH, SIDE_WIDTH])
+    click = None
+    for plane in [edit_plane, *others]:
+        axis = render.plane_axis(plane)
+        with main_col if plane == edit_plane else side_col:
+            cursor[axis] = st.slider(plane.capitalize(), 0, img.shape[axis] - 1,
+                                     int(cursor[axis]), key=f"slider_{plane}")
+            width = EDIT_WIDTH if plane == edit_plane else SIDE_WIDTH
+            pil, view = _draw(case, labels, plane, cursor[axis], window,
+                              (colors, visible, opacity), width)
+            if plane == edit_plane:
+                click = _clickable(pil, plane, cursor[axis], view.pixels, drag)
+            else:
+                st.image(pil)
+    st.session_state["cursor"] = tuple(cursor)
+    if click is not None and click.row2 is None:
+        vox = render.display_to_voxel(img, click.plane, click.index, click.row, click.col)
+        st.session_state["cursor"] = tuple(int(v) for v in vox)
+    return click
+
+
+def readout(case: Case, ann: Annotation) -> None:
+    cursor = tuple(int(c) for c in st.session_state["cursor"])
+    r = case.readout(cursor)  # type: ignore[arg-type]
+    value = int(ann.array[cursor])
+    name = ann.names().get(value, "background") if value else "background"
+    st.markdown(
+        f"**Cursor** voxel (i, j, k) = {tuple(r['voxel'])} · LPS {tuple(r['lps_mm'])} mm · "
+        f"RAS {tuple(r['ras_mm'])} mm · value **{r['value']:g}** · annotation **{name}**"
+        + (f" · reference **{r['label']}**" if "label" in r else ""))
