@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from medseg import io
 from medseg.cli import app
 from medseg.errors import InputNotFoundError, MedsegError
+from medseg.volume import Volume
 
 _IMAGE_EXT = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
@@ -61,6 +62,22 @@ def discover_cases(inputs: list[Path]) -> list[tuple[str, Path]]:
     return cases
 
 
+def _write_dicom_seg(mask: Volume, image: Volume, target: Path, model: Path) -> None:
+    """DICOM-SEG of ``mask`` for a DICOM ``image``; other inputs and empty masks are skipped
+    with a message."""
+    from medseg.errors import EmptySegmentationError
+
+    if "dicom" not in image.meta:
+        typer.echo(f"{target.name}: input is not DICOM, no DICOM-SEG written")
+        return
+    from medseg.io.dicom_seg import Algorithm, write_dicom_seg
+
+    try:
+        write_dicom_seg(mask, image, target, algorithm=Algorithm(name=f"medseg {model.stem}"))
+    except EmptySegmentationError:
+        typer.echo(f"{target.name}: the mask is empty, no DICOM-SEG written")
+
+
 def shard_cases(cases: list[tuple[str, Path]], rank: int | None = None,
                 world_size: int | None = None) -> list[tuple[str, Path]]:
     """The cases of this process under ``torchrun`` (``RANK``/``WORLD_SIZE`` from the
@@ -93,6 +110,9 @@ def predict(
                                  ] = False,
     fill_holes: Annotated[bool, typer.Option(help="Fill enclosed holes per label.")] = False,
     min_size: Annotated[int, typer.Option(help="Drop components smaller than N voxels.")] = 0,
+    dicom_seg: Annotated[bool, typer.Option(
+        help="For DICOM inputs also write DIR/<case>.seg.dcm (DICOM-SEG referencing them).")
+    ] = False,
 ) -> None:
     """Segment every case with a model bundle; masks are written on each input's exact grid.
 
@@ -118,6 +138,8 @@ def predict(
         assert not isinstance(mask, tuple)
         target = out / f"{name}{ext}"
         io.write(mask, target, reference=image)
+        if dicom_seg:
+            _write_dicom_seg(mask, image, out / f"{name}.seg.dcm", model)
         st = seg.last_stats
         typer.echo(f"{path} -> {target} ({sum(v for k, v in st.items() if k.endswith('_s')):.1f}"
                    f" s, peak RSS {st['peak_rss_mb']:.0f} MB)")

@@ -88,3 +88,19 @@ def test_torchrun_sharding_writes_every_case_once(bundle: Path, tmp_path: Path,
     assert written == [["c1.nii.gz", "c3.nii.gz"], ["c2.nii.gz"]]
     monkeypatch.setenv("RANK", "2")
     assert main(["predict", str(bundle), str(cases), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_dicom_seg_for_dicom_inputs(bundle: Path, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["predict", str(bundle), str(DICOM), str(CT), "--out", str(tmp_path),
+               "--dicom-seg"])
+    assert rc == 0, capsys.readouterr().err
+    assert "example_ct_sm.seg.dcm: input is not DICOM" in capsys.readouterr().out
+    from medseg.io.dicom_seg import read_dicom_seg
+
+    segs = read_dicom_seg(tmp_path / "ct-3slice.seg.dcm", reference=io.read(DICOM))
+    mask = io.read(tmp_path / "ct-3slice.nii.gz", label=True)
+    assert len(segs) == len(np.unique(mask.array)) - 1
+    for seg in segs:  # every segment equals the NIfTI mask's label of that name
+        value = {v: k for k, v in LABELS.items()}[next(iter(seg.labels.values()))]
+        np.testing.assert_array_equal(seg.array > 0, mask.array == value)
