@@ -9,9 +9,9 @@ the model's working resolution, laid out exactly as at inference: the slice is s
 bottom/right (SAM's ``ResizeLongestSide`` + pad), replicated over 3 channels and normalised with
 the model's ``pixel_mean``/``pixel_std``.
 
-Slice orientation: ``image[r, c] = volume[..., r, ..., c, ...]`` with the two remaining voxel axes
-in increasing order (for ``axis=2``: rows = i, columns = j); boxes are ``XYXY`` with
-``x`` = column.
+Slice orientation as in :class:`medseg.engine.prompt.PromptSession`: ``x`` is the first remaining
+voxel axis and ``y`` the second, the model image is ``image[y, x]`` (for ``axis=2``: columns = i,
+rows = j); boxes are ``XYXY`` with ``x`` = column.
 """
 
 from __future__ import annotations
@@ -60,8 +60,9 @@ class LabelledVolume:
 
 
 def take_slice(arr: npt.NDArray[np.generic], axis: int, index: int) -> npt.NDArray[np.generic]:
-    """The 2D slice ``index`` across voxel ``axis`` (rows/columns = remaining axes in order)."""
-    return np.take(arr, index, axis=axis)
+    """The 2D slice ``index`` across voxel ``axis`` as a model image ``[y, x]`` (x = first
+    remaining voxel axis, y = second; the transpose of ``PromptSession.slice_image``)."""
+    return np.take(arr, index, axis=axis).T
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,9 @@ class AugmentSettings:
 
 def _scale_0_255(img: npt.NDArray[np.float32], vol: LabelledVolume,
                  rng: np.random.Generator, augment: bool) -> npt.NDArray[np.float32]:
-    if vol.modality.upper() == "CT" and (not augment or rng.random() < 0.7):
-        lo, hi = CT_WINDOWS[0] if not augment else CT_WINDOWS[rng.integers(len(CT_WINDOWS))]
+    if vol.modality.upper() == "CT" and (not augment or rng.random() < 0.8):
+        pick = 0 if not augment or rng.random() < 0.5 else rng.integers(len(CT_WINDOWS))
+        lo, hi = CT_WINDOWS[pick]
     else:
         lo, hi = vol.percentiles
     out = np.clip((img - lo) / (hi - lo), 0.0, 1.0)

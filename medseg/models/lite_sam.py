@@ -3,9 +3,12 @@
 The module has the attributes of ``segment_anything.modeling.Sam`` that a prompt runtime
 uses (``image_encoder``, ``prompt_encoder``, ``mask_decoder``, ``image_format``,
 ``mask_threshold``, ``pixel_mean``, ``pixel_std``) and reuses SAM's own
-``PromptEncoder``, ``MaskDecoder`` and ``TwoWayTransformer``; only the image encoder is
-new: a compact residual CNN (strides 2..16) with two self-attention layers at stride 16 and an
-FPN-style neck, giving a stride-8 embedding.
+``PromptEncoder``, ``MaskDecoder`` and ``TwoWayTransformer``. New are the image encoder, a
+compact residual CNN (strides 2..16) with two self-attention layers at stride 16 and an
+FPN-style neck giving a stride-8 embedding, and one addition to the prompt encoder (a subclass
+with the same call signature): the box and clicks are also rasterised on the embedding grid and
+added to the dense prompt embedding, which lets a small model trained briefly on CPU learn to
+respect the box (SAM learns it from sparse tokens alone, with far more data).
 
 Shapes at the default working resolution ``image_size=256``:
 
@@ -149,6 +152,67 @@ class LiteImageEncoder(nn.Module):
         return out
 
 
+def _box_point_maps(boxes: torch.Tensor | None, points: tuple[torch.Tensor, torch.Tensor] | None,
+                    size: int, grid: int, batch: int) -> torch.Tensor:
+    """Dense prompt maps ``(B, 4, grid, grid)`` on the embedding grid (cell centres in input
+    pixels): soft inside-box indicator, box-centred ``1 - Chebyshev distance`` (0 outside),
+    positive and negative click heat maps (Gaussian, sigma = one cell)."""
+    cell = size / grid
+    c = (torch.arange(grid, dtype=torch.float32, device=_dev(boxes, points)) + 0.5) * cell
+    out = torch.zeros(batch, 4, grid, grid, device=c.device)
+    if boxes is not None:
+        b = boxes.float().reshape(-1, 4)
+        x0, y0, x1, y1 = (b[:, i, None] for i in range(4))
+        t = cell / 2
+        ix = torch.sigmoid((c - x0) / t) * torch.sigmoid((x1 - c) / t)  # (B, grid) along x
+        iy = torch.sigmoid((c - y0) / t) * torch.sigmoid((y1 - c) / t)
+        out[:, 0] = iy[:, :, None] * ix[:, None, :]
+        u = ((c - (x0 + x1) / 2) / ((x1 - x0).clamp(min=1) / 2)).abs()
+        v = ((c - (y0 + y1) / 2) / ((y1 - y0).clamp(min=1) / 2)).abs()
+        out[:, 1] = (1 - torch.maximum(v[:, :, None], u[:, None, :])).clamp(min=0)
+    if points is not None:
+        xy, lab = points[0].float(), points[1]
+        dx = (c[None, None, :] - xy[..., 0:1]) / cell  # (B, N, grid)
+        dy = (c[None, None, :] - xy[..., 1:2]) / cell
+        g = torch.exp(-0.5 * (dy[..., :, None] ** 2 + dx[..., None, :] ** 2))  # (B,N,g,g)
+        out[:, 2] = (g * (lab == 1)[..., None, None]).amax(1)
+        out[:, 3] = (g * (lab == 0)[..., None, None]).amax(1)
+    return out
+
+
+def _dev(boxes: torch.Tensor | None, points: tuple[torch.Tensor, torch.Tensor] | None
+         ) -> torch.device:
+    if boxes is not None:
+        return boxes.device
+    return points[0].device if points is not None else torch.device("cpu")
+
+
+def _prompt_encoder_class() -> type[nn.Module]:
+    base: Any = sam_modeling().PromptEncoder
+
+    class DensePromptEncoder(base):  # type: ignore[misc, valid-type]
+        """SAM's ``PromptEncoder`` (same call signature and sparse tokens) whose dense
+        embedding also carries the box and clicks rasterised on the embedding grid
+        (:func:`_box_point_maps` -> 1x1 conv), so the decoder sees where the box is."""
+
+        def __init__(self, **kw: Any) -> None:
+            super().__init__(**kw)
+            self.dense_maps = nn.Sequential(nn.Conv2d(4, 32, 3, padding=1), nn.GELU(),
+                                            nn.Conv2d(32, kw["embed_dim"], 1))
+
+        def forward(self, points: tuple[torch.Tensor, torch.Tensor] | None,
+                    boxes: torch.Tensor | None,
+                    masks: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+            sparse, dense = super().forward(points, boxes, masks)
+            if boxes is None and points is None:
+                return sparse, dense
+            maps = _box_point_maps(boxes, points, self.input_image_size[0],
+                                   self.image_embedding_size[0], sparse.shape[0])
+            return sparse, dense + self.dense_maps(maps.to(dense.dtype))
+
+    return DensePromptEncoder
+
+
 class LiteSam(nn.Module):
     """SAM-compatible container; see the module docstring for shapes."""
 
@@ -161,7 +225,7 @@ class LiteSam(nn.Module):
         self.config = cfg
         e = cfg.embedding_size
         self.image_encoder = LiteImageEncoder(cfg)
-        self.prompt_encoder = mod.PromptEncoder(
+        self.prompt_encoder = _prompt_encoder_class()(
             embed_dim=cfg.embed_dim, image_embedding_size=(e, e),
             input_image_size=(cfg.image_size, cfg.image_size), mask_in_chans=cfg.mask_in_chans)
         self.mask_decoder = mod.MaskDecoder(

@@ -1,0 +1,149 @@
+"""Promptable training: label table, prompt sampling and short real fine-tuning runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from medseg.data.prompt_slices import LabelledVolume, PromptSampler, SliceTable
+from medseg.engine.prompt_config import parse_finetune_config
+from medseg.engine.prompt_train import (
+    build_net,
+    dice_bce_loss,
+    load_sources,
+    prompt_forward,
+    run_finetune,
+)
+from medseg.errors import ConfigError, DatasetError
+from medseg.models.lite_sam import LiteSam
+from medseg.models.promptable import load_promptable
+
+torch.set_num_threads(1)
+DS = Path(__file__).resolve().parents[2] / "data_samples"
+TINY = {"image_size": 64, "embed_dim": 32, "widths": [8, 16, 16, 32], "attn_heads": 2,
+        "decoder_mlp_dim": 64, "decoder_heads": 2}
+
+
+def _raw(tmp_path: Path, **train: Any) -> dict[str, Any]:
+    return {
+        "model": {"backend": "lite", "arch": TINY},
+        "data": {"min_area": 20, "sources": [
+            {"image": str(DS / "pyradiomics/brain1_image.nrrd"),
+             "label": str(DS / "pyradiomics/brain1_label.nrrd"), "modality": "MR"}]},
+        "train": {"output_dir": str(tmp_path / "run"), "iterations": 12, "batch_size": 4,
+                  "lr": 3e-3, "warmup": 0, "log_every": 4, "checkpoint_every": 100,
+                  "freeze_prompt_encoder": True, "augment": {"enabled": False},
+                  "point_prob": 0.0, "mask_prompt_prob": 0.0, "seed": 3, **train},
+    }
+
+
+def _synthetic_source() -> LabelledVolume:
+    lab = np.zeros((40, 30, 6), np.int32)
+    lab[5:15, 5:12, 1:4] = 1      # 70 px per slice on slices 1..3
+    lab[20:23, 20:23, :] = 2      # 9 px: below min_area
+    lab[25:35, 2:12, 2] = 3       # excluded by name
+    img = (lab * 100 + 10).astype(np.float32)
+    return LabelledVolume("synthetic", img, lab, {1: "a", 2: "tiny", 3: "held_out"}, "MR",
+                          (1.0, 1.0, 3.0))
+
+
+def test_slice_table_min_area_exclude_and_boxes() -> None:
+    table = SliceTable([_synthetic_source()], min_area=20, exclude=("held_out",))
+    assert table.names() == ["a"]
+    assert {(e.axis, e.index, e.value, e.area) for e in table.entries} == {
+        (2, 1, 1, 70), (2, 2, 1, 70), (2, 3, 1, 70)}
+    sampler = PromptSampler(table, 64, (0.0,) * 3, (1.0,) * 3, 32, seed=0)
+    b = sampler.batch(3)
+    assert b.image.shape == (3, 3, 64, 64) and b.mask.shape == (3, 1, 64, 64)
+    # image [y, x] = (30, 40) -> scale 1.6: x = i 5..14 -> 8..24, y = j 5..11 -> 8..19.2
+    ys, xs = torch.nonzero(b.mask[0, 0] > 0, as_tuple=True)
+    x0, y0, x1, y1 = b.boxes[0].tolist()
+    assert (x0, y0, x1, y1) == (xs.min().item(), ys.min().item(), xs.max().item() + 1,
+                                ys.max().item() + 1)
+    assert 7 <= x0 <= 9 and 23 <= x1 <= 25 and 7 <= y0 <= 9 and b.points is None
+    with pytest.raises(DatasetError, match="min_area"):
+        SliceTable([_synthetic_source()], min_area=500)
+
+
+def test_jittered_boxes_stay_in_image_and_near_the_structure() -> None:
+    from medseg.data.prompt_slices import AugmentSettings
+
+    table = SliceTable([_synthetic_source()], min_area=20)
+    sampler = PromptSampler(table, 64, (0.0,) * 3, (1.0,) * 3, 32, box_jitter=20,
+                            point_prob=1.0, augment=AugmentSettings(), seed=1)
+    b = sampler.batch(16)
+    assert bool((b.boxes >= 0).all() and (b.boxes <= 64).all())
+    assert bool((b.boxes[:, 2] > b.boxes[:, 0]).all() and (b.boxes[:, 3] > b.boxes[:, 1]).all())
+    assert b.points is not None and b.point_labels is not None
+    for i in range(16):  # every positive click lies on the structure
+        for (x, y), lab in zip(b.points[i].tolist(), b.point_labels[i].tolist(), strict=True):
+            if lab == 1:
+                assert b.mask[i, 0, int(y), int(x)] == 1
+
+
+def _eval_loss(net: torch.nn.Module, cfg: Any) -> float:
+    from medseg.engine.prompt_train import _sampler
+
+    sampler = _sampler(cfg, net, load_sources(cfg), rank=0)
+    sampler.aug = None
+    sampler.rng = np.random.default_rng(123)
+    b = sampler.batch(8)
+    net.eval()
+    with torch.no_grad():
+        logits, _ = prompt_forward(net, b.image, b.boxes)
+    return float(dice_bce_loss(logits, b.mask))
+
+
+@pytest.mark.parametrize("freeze_image_encoder", [True, False])
+def test_finetune_lowers_the_loss_and_writes_a_loadable_checkpoint(
+        tmp_path: Path, freeze_image_encoder: bool) -> None:
+    cfg = parse_finetune_config(_raw(tmp_path, freeze_image_encoder=freeze_image_encoder))
+    torch.manual_seed(3)
+    before_net, _ = build_net(cfg)
+    before = _eval_loss(before_net, cfg)
+    result = run_finetune(cfg, log=lambda _m: None)
+    assert result.iterations == 12 and result.checkpoint.is_file()
+    model = load_promptable(result.checkpoint)
+    assert isinstance(model.sam, LiteSam)
+    after = _eval_loss(model.sam, cfg)
+    assert after < before - 0.05, (before, after)
+    enc = [p for p in before_net.image_encoder.parameters()]
+    same = all(torch.equal(a, b) for a, b in zip(enc, model.sam.image_encoder.parameters(),
+                                                 strict=True))
+    assert same == freeze_image_encoder
+    assert (tmp_path / "run/train_log.jsonl").read_text().count("\n") == 3
+
+
+def test_sam_backend_finetunes_a_checkpoint_in_the_official_layout(tmp_path: Path) -> None:
+    from medseg.models.sam_modules import VitArch, build_sam_vit
+
+    arch = VitArch(32, 2, 2, (1,), image_size=64, patch_size=16, window_size=2,
+                   prompt_dim=32, decoder_mlp_dim=64, decoder_heads=2)
+    torch.save(build_sam_vit(arch).state_dict(), tmp_path / "tiny_medsam.pth")
+    raw = _raw(tmp_path, iterations=2, batch_size=2, freeze_image_encoder=True)
+    raw["model"] = {"backend": "sam", "checkpoint": str(tmp_path / "tiny_medsam.pth")}
+    result = run_finetune(parse_finetune_config(raw), log=lambda _m: None)
+    model = load_promptable(result.checkpoint)
+    assert model.spec.recipe == "medsam" and model.spec.image_size == 64
+    raw["model"] = {"backend": "lite", "checkpoint": str(tmp_path / "tiny_medsam.pth")}
+    with pytest.raises(ConfigError, match="backend is 'lite'"):
+        build_net(parse_finetune_config(raw))
+
+
+def test_bad_configs_name_the_key(tmp_path: Path) -> None:
+    raw = _raw(tmp_path)
+    raw["train"]["learning_rate"] = 1.0
+    with pytest.raises(ConfigError, match="unknown key 'train.learning_rate'"):
+        parse_finetune_config(raw)
+    with pytest.raises(ConfigError, match="needs model.checkpoint"):
+        parse_finetune_config({**_raw(tmp_path), "model": {"backend": "sam"}})
+    with pytest.raises(ConfigError, match="data"):
+        parse_finetune_config({"model": {"backend": "lite"}})
+    raw = _raw(tmp_path, freeze_image_encoder=True)
+    raw["data"]["sources"][0]["label"] = str(tmp_path / "missing.nrrd")
+    with pytest.raises(DatasetError, match="missing.nrrd"):
+        run_finetune(parse_finetune_config(raw))

@@ -1,0 +1,98 @@
+"""The lite promptable model: shapes, size budget, weights format and the shipped weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medseg import io as mio
+from medseg.errors import PromptModelError
+from medseg.models.lite_sam import (
+    LiteSamConfig,
+    build_lite_sam,
+    load_lite_sam,
+    save_lite_sam,
+)
+from medseg.models.promptable import LITE_STEM, load_promptable
+
+torch.set_num_threads(1)
+DS = Path(__file__).resolve().parents[2] / "data_samples"
+SHIPPED = LITE_STEM.with_suffix(".safetensors")
+
+
+def test_forward_shapes_and_parameter_budget() -> None:
+    net = build_lite_sam().eval()
+    cfg = net.config
+    assert net.n_parameters() < 5_000_000  # ~10 MB of float32
+    x = torch.randn(2, 3, cfg.image_size, cfg.image_size)
+    with torch.inference_mode():
+        emb = net.image_encoder(x)
+        assert emb.shape == (2, cfg.embed_dim, cfg.embedding_size, cfg.embedding_size)
+        boxes = torch.tensor([[10.0, 20.0, 120.0, 90.0], [0.0, 0.0, 255.0, 255.0]])
+        low, iou = net.decode(emb, boxes=boxes)
+        assert low.shape == (2, 1, 4 * cfg.embedding_size, 4 * cfg.embedding_size)
+        assert iou.shape == (2, 1)
+        pts = (torch.tensor([[[50.0, 60.0]], [[5.0, 6.0]]]), torch.tensor([[1], [0]]))
+        low3, iou3 = net.decode(emb, points=pts, mask_input=low, multimask=True)
+        assert low3.shape[1] == 3 and iou3.shape == (2, 3)
+    assert net.prompt_encoder.mask_input_size == (low.shape[-2], low.shape[-1])
+
+
+def test_save_load_roundtrip_and_wrong_architecture(tmp_path: Path) -> None:
+    cfg = LiteSamConfig(image_size=64, embed_dim=32, widths=(8, 16, 16, 32), attn_heads=2,
+                        decoder_mlp_dim=64, decoder_heads=2)
+    net = build_lite_sam(cfg).eval()
+    path = save_lite_sam(net, tmp_path / "m.safetensors", extra={"note": "test"})
+    doc = json.loads(path.with_suffix(".json").read_text())
+    assert doc["builder"] == "medseg.models.lite_sam:build_lite_sam"
+    assert doc["training"] == {"note": "test"}
+    back = load_lite_sam(path)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.inference_mode():
+        assert torch.equal(net.image_encoder(x), back.image_encoder(x))
+    # same file with the default (larger) architecture in its JSON: a clear error
+    doc["arch"] = {}
+    path.with_suffix(".json").write_text(json.dumps(doc))
+    with pytest.raises(PromptModelError, match="do not fit"):
+        load_lite_sam(path)
+    with pytest.raises(PromptModelError, match="unknown keys"):
+        LiteSamConfig.from_dict({"image_sise": 64})
+
+
+def test_shipped_weights_budget() -> None:
+    assert SHIPPED.is_file(), "medseg/weights/lite_sam.safetensors must ship with the package"
+    assert SHIPPED.stat().st_size < 30 * 2**20
+    doc = json.loads(SHIPPED.with_suffix(".json").read_text())
+    held_out = set(doc["training"]["held_out"])
+    assert {"kidney_left", "kidney_right"} <= held_out
+    assert not held_out & set(doc["training"]["structures"])
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * float(np.logical_and(a, b).sum()) / float(a.sum() + b.sum())
+
+
+@pytest.mark.parametrize(("image", "label", "value", "modality"), [
+    ("totalsegmentator/example_ct.nii.gz", "totalsegmentator/example_seg_fast_force_split.nii.gz",
+     5, "CT"),  # liver (held in)
+    ("pyradiomics/brain1_image.nrrd", "pyradiomics/brain1_label.nrrd", 1, "MR"),
+])
+def test_shipped_weights_segment_a_real_held_in_slice(image: str, label: str, value: int,
+                                                      modality: str) -> None:
+    from medseg.engine.prompt import PromptSession
+
+    img = mio.read(DS / image)
+    img.modality = modality
+    gt = np.asarray(mio.read(DS / label).array) == value
+    k = int(np.argmax(gt.sum(axis=(0, 1))))
+    xs, ys = np.nonzero(gt[..., k])
+    session = PromptSession(load_promptable("lite"))
+    session.set_volume(img, axis=2)
+    mask, score = session.predict(k, box=(xs.min(), ys.min(), xs.max(), ys.max()), record=False)
+    assert mask.shape == gt.shape[:2]
+    assert _dice(mask, gt[..., k]) > 0.8
+    assert 0.0 < score <= 1.5
