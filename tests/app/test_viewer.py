@@ -27,9 +27,10 @@ def test_open_sample_shows_three_planes_and_readout() -> None:
     assert "Open a bundled sample" in at.info[0].value
     at.sidebar.button(key="open_sample").click().run()
     assert not at.exception and not at.error
-    assert [s.label for s in at.slider][1:] == ["Axial", "Coronal", "Sagittal"]
+    planes = [s.label for s in at.slider if (s.key or "").startswith("slider_")]
+    assert planes == ["Axial", "Coronal", "Sagittal"]
     at.slider(key="slider_axial").set_value(3).run()
-    readout = at.markdown[-1].value
+    readout = next(m.value for m in at.markdown if m.value.startswith("**Cursor**"))
     assert "(256, 256, 3)" in readout and "-798.5" in readout
     at.selectbox(key="preset").select("CT bone").run()
     assert not at.exception
@@ -41,7 +42,9 @@ def test_open_nrrd_sample_uses_mr_auto_window() -> None:
     at.sidebar.button(key="open_sample").click().run()
     assert not at.exception and not at.error
     assert at.selectbox(key="preset").options == ["Auto (percentiles)", "Manual"]
-    assert at.multiselect(key="visible").value == ["brain_tumour"]
+    assert at.multiselect(key="visible").value == []  # the annotation starts empty
+    at.radio(key="overlay").set_value("Reference").run()
+    assert at.multiselect(key="visible_ref").value == ["brain_tumour"]
 
 
 def test_server_folder_outside_roots_is_refused_in_page() -> None:

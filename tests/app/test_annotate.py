@@ -1,0 +1,134 @@
+"""Annotation state: labels, brush/eraser, undo/redo, autosave, audit and restore after refresh."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app.annotation import Annotation, AnnotationError
+from app.case import Case
+from app.workspace import Workspace, sample_source
+from medseg import io
+from tests.conftest import ROOT, SAMPLES, make_volume
+
+APP = str(ROOT / "app" / "main.py")
+DCMQI = "CT 3 slices + liver (dcmqi)"
+
+
+def _open(sample: str = DCMQI) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.sidebar.selectbox(key="sample").select(sample).run()
+    at.sidebar.button(key="open_sample").click().run()
+    assert not at.exception
+    return at
+
+
+def _add_label(at: AppTest, name: str) -> None:
+    at.selectbox(key="new_label_pick").set_value(name)
+    at.button(key="add_label").click().run()
+    assert not at.exception and not at.error
+
+
+def test_brush_is_round_in_mm_and_eraser_keeps_other_labels() -> None:
+    vol = make_volume("anisotropic").reorient("LPS")  # 0.5 x 0.7 x 5 mm
+    ann = Annotation.empty(vol.shape)
+    liver, spleen = ann.add_label("liver").value, ann.add_label("spleen").value
+    assert ann.brush("coronal", 3, 4, 10, 2.5, liver, False, vol.spacing)
+    painted = np.argwhere(ann.array == liver)
+    assert set(painted[:, 1]) == {3}  # coronal slice j = 3 only
+    # 2.5 mm radius: 5 voxels along i (0.5 mm), 0 along k (5 mm): one row of 11 voxels
+    assert len(painted) == 11 and len(set(painted[:, 2])) == 1
+    assert ann.brush("coronal", 3, 4, 12, 1.0, spleen, False, vol.spacing)
+    n_spleen = int((ann.array == spleen).sum())
+    assert ann.brush("coronal", 3, 4, 10, 30.0, liver, True, vol.spacing)  # erase liver only
+    assert (ann.array == liver).sum() == 0 and (ann.array == spleen).sum() == n_spleen
+    assert ann.undo() and (ann.array == liver).sum() == 11 - n_spleen
+    assert ann.redo() and (ann.array == liver).sum() == 0
+    with pytest.raises(AnnotationError, match="outside"):
+        ann.brush("axial", 0, 99, 0, 1.0, liver, False, vol.spacing)
+
+
+def test_label_table_edits_and_delete_is_undoable() -> None:
+    ann = Annotation.empty((8, 8, 4))
+    a = ann.add_label("liver")
+    with pytest.raises(AnnotationError, match="exists"):
+        ann.add_label("liver")
+    b = ann.add_label("tumour")
+    ann.rename(b.value, "lesion")
+    with pytest.raises(AnnotationError, match="exists"):
+        ann.rename(b.value, "liver")
+    mask = np.zeros((8, 8, 4), bool)
+    mask[2:5, 2:5, 1] = True
+    ann.set_voxels(mask, a.value, "paint")
+    ann.delete_label(a.value)
+    assert ann.names() == {b.value: "lesion"} and not ann.array.any()
+    ann.undo()
+    assert (ann.array == a.value).sum() == 9
+
+
+def test_saved_labels_keep_the_exact_image_grid(tmp_path: Path) -> None:
+    image = make_volume("oblique")
+    case = Case("oblique", image)
+    ann = Annotation.empty(case.image_lps.shape)
+    v = ann.add_label("liver").value
+    ann.brush("axial", 2, 3, 4, 1.5, v, False, case.image_lps.spacing)
+    ws = Workspace(tmp_path)
+    src = sample_source("oblique", None)
+    ws.save(src, case, ann, annotator="dr x")
+    saved = io.read(ws.labels_path(src.key), label=True)
+    assert saved.grid_differences(image) == []
+    # the same voxels, in world space: the LPS display copy maps back exactly
+    np.testing.assert_array_equal(saved.array, ann.to_volume(case.image_lps, image).array)
+    lps = np.argwhere(ann.array == v)
+    world = case.image_lps.index_to_world(lps)
+    ijk = np.rint(image.world_to_index(world)).astype(int)
+    assert (saved.array[tuple(ijk.T)] == v).all() and (saved.array == v).sum() == len(lps)
+    restored = ws.restore(src.key, case)
+    assert restored is not None and restored.names() == {v: "liver"}
+    np.testing.assert_array_equal(restored.array, ann.array)
+
+
+def test_autosave_audit_and_refresh_restore(app_workspace: Path) -> None:
+    at = _open()
+    at.sidebar.text_input(key="annotator").input("Dr Ada").run()
+    _add_label(at, "liver")
+    at.number_input(key="brush_row").set_value(200)
+    at.number_input(key="brush_col").set_value(260)
+    at.button(key="brush_apply").click().run()
+    at.slider(key="radius").set_value(10.0)
+    at.number_input(key="brush_row").set_value(300)
+    at.button(key="brush_apply").click().run()
+    assert not at.exception and not at.error
+    key = at.query_params["case"]
+    key = key[0] if isinstance(key, list) else key
+    state = json.loads((app_workspace / "cases" / key / "state.json").read_text())
+    assert state["labels"][0]["name"] == "liver" and state["undo_depth"] == 2
+    assert state["annotator"] == "Dr Ada" and state["source"]["kind"] == "sample"
+    n = state["voxels"]["1"]
+    assert n > 0
+    saved = io.read(app_workspace / "cases" / key / "labels.nii.gz", label=True)
+    image = io.read(SAMPLES / "dcmqi/ct-3slice")
+    assert saved.grid_differences(image) == [] and int((saved.array == 1).sum()) == n
+    log = [json.loads(x) for x in (app_workspace / "audit.jsonl").read_text().splitlines()]
+    actions = [e["action"] for e in log]
+    assert actions[-3:] == ["add label", "brush", "brush"]
+    assert log[-1]["annotator"] == "Dr Ada" and log[-1]["radius_mm"] == 10.0
+    # undo is saved too
+    at.button(key="undo").click().run()
+    state = json.loads((app_workspace / "cases" / key / "state.json").read_text())
+    assert state["undo_depth"] == 1 and state["redo_depth"] == 1
+    n_after_undo = state["voxels"]["1"]
+    assert 0 < n_after_undo < n
+    # a browser refresh = a new session with the same URL
+    fresh = AppTest.from_file(APP, default_timeout=120)
+    fresh.query_params["case"] = key
+    fresh.query_params["who"] = "Dr Ada"
+    fresh.run()
+    assert not fresh.exception and not fresh.error
+    ann = fresh.session_state["ann"]
+    assert ann.names() == {1: "liver"} and int((ann.array == 1).sum()) == n_after_undo
+    assert fresh.sidebar.text_input(key="annotator").value == "Dr Ada"
