@@ -107,6 +107,8 @@ class Propagator:
 
     def _check_stop(self, area: int, prev_area: int, score: float) -> str | None:
         cfg = self.config
+        if area == 0:
+            return "empty mask"
         if score < cfg.min_score:
             return f"score {score:.3f} < {cfg.min_score}"
         if area < cfg.min_area_px:
