@@ -31,10 +31,9 @@ def label_table(settings: AppSettings, ann: Annotation) -> int | None:
     """Add/rename/recolour/delete labels; returns the active label value (None if no label)."""
     st.markdown("**Labels**")
     with st.form("add_label_form", clear_on_submit=True, border=False):
-        c1, c2 = st.columns([3, 1])
-        name = c1.selectbox("New label", ["", *COMMON_LABELS], key="new_label_pick",
-                            accept_new_options=True)
-        if c2.form_submit_button("Add", key="add_label") and name:
+        name = st.selectbox("New label (pick or type a name)", ["", *COMMON_LABELS],
+                            key="new_label_pick", accept_new_options=True)
+        if st.form_submit_button("Add label", key="add_label") and name:
             try:
                 lab = ann.add_label(name)
                 session.commit(settings, "add label", label=lab.as_dict())
@@ -48,9 +47,9 @@ def label_table(settings: AppSettings, ann: Annotation) -> int | None:
     names = [lab.name for lab in ann.labels]
     if st.session_state.get("active_label") not in names:
         st.session_state["active_label"] = names[0]
-    active = st.radio("Active label", names, key="active_label",
-                      format_func=lambda n: f"{n} ({counts[ann.names_inv()[n]]} vox)")
+    active = st.radio("Active label", names, key="active_label")
     lab = ann.label(ann.names_inv()[active])
+    st.caption(" · ".join(f"{n}: {counts[ann.names_inv()[n]]} voxels" for n in names))
     with st.expander(f"Edit '{lab.name}'"):
         new_name = st.text_input("Name", value=lab.name, key=f"rename_{lab.value}")
         color = st.color_picker("Colour", value=_hex(lab.color), key=f"color_{lab.value}")

@@ -24,6 +24,7 @@ SETTINGS = load_settings()
 
 
 def _sidebar() -> None:
+    st.sidebar.title("medseg")
     who = st.sidebar.text_input("Annotator", value=st.query_params.get("who", default_annotator()),
                                 key="annotator")
     if who and st.query_params.get("who") != who:
@@ -35,7 +36,7 @@ def _sidebar() -> None:
 def _annotate() -> None:
     case, source, ann = session.current()
     d = case.image.describe()
-    st.subheader(case.name)
+    st.markdown(f"### {case.name}")
     st.caption(f"{d['shape']} voxels, spacing {d['spacing_mm']} mm, orientation "
                f"{d['orientation']} (shown radiologically: patient right on screen left), "
                f"modality {d['modality'] or 'unknown'} · autosaved to workspace case "
@@ -74,7 +75,6 @@ def _annotate() -> None:
 
 
 def main() -> None:
-    st.title("medseg")
     error = session.restore_from_url(SETTINGS)
     _sidebar()
     if error:

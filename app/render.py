@@ -98,16 +98,17 @@ def to_gray(pixels: np.ndarray, width: float, level: float) -> np.ndarray:
     return np.clip(scaled, 0, 255).astype(np.uint8)
 
 
-def label_colors(values: list[int]) -> dict[int, tuple[int, int, int]]:
-    """A stable, distinct colour per label value."""
-    import matplotlib
+#: Distinct, saturated overlay colours (Trubetskoy's 20-colour list, grey/white dropped).
+PALETTE: tuple[tuple[int, int, int], ...] = (
+    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
+    (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
+    (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128))
 
-    cmap = matplotlib.colormaps["tab20"]
-    out = {}
-    for v in values:
-        r, g, b, _ = cmap((v * 7 % 20) / 20.0)
-        out[v] = (int(r * 255), int(g * 255), int(b * 255))
-    return out
+
+def label_colors(values: list[int]) -> dict[int, tuple[int, int, int]]:
+    """A stable, distinct colour per label value (value 1 red, 2 green, 3 yellow...)."""
+    return {v: PALETTE[(int(v) - 1) % len(PALETTE)] for v in values}
 
 
 def compose(gray: np.ndarray, labels: np.ndarray | None, colors: dict[int, tuple[int, int, int]],

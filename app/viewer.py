@@ -57,9 +57,8 @@ def overlay_controls(case: Case, ann: Annotation) -> Overlay:
         return (case.labels_lps.array, render.label_colors(present),
                 {v for v in present if names[v] in vis}, opacity)
     names = ann.names()
-    vis = st.multiselect("Visible labels", list(names.values()), default=list(names.values()),
-                         key="visible")
-    return ann.array, ann.colors(), {v for v, n in names.items() if n in vis}, opacity
+    hidden = st.multiselect("Hidden labels", list(names.values()), default=[], key="hidden")
+    return ann.array, ann.colors(), {v for v, n in names.items() if n not in hidden}, opacity
 
 
 def _draw(case: Case, labels: np.ndarray | None, plane: str, index: int,
@@ -104,6 +103,11 @@ def viewer(case: Case, ann: Annotation, window: tuple[float, float],
     """Draw the planes; returns a new click on the edit plane (None when there was none)."""
     img = case.image_lps
     labels, colors, visible, opacity = overlay
+    pending = st.session_state.pop("pending_cursor", None)
+    if pending is not None:  # a click moved the cursor: the other planes follow it
+        for plane in render.PLANES:
+            st.session_state[f"slider_{plane}"] = int(pending[render.plane_axis(plane)])
+        st.session_state["cursor"] = pending
     cursor = list(st.session_state.get("cursor", tuple(s // 2 for s in img.shape)))
     others = [p for p in render.PLANES if p != edit_plane]
     main_col, side_col = st.columns([EDIT_WIDTH, SIDE_WIDTH])
@@ -123,7 +127,8 @@ def viewer(case: Case, ann: Annotation, window: tuple[float, float],
     st.session_state["cursor"] = tuple(cursor)
     if click is not None and click.row2 is None:
         vox = render.display_to_voxel(img, click.plane, click.index, click.row, click.col)
-        st.session_state["cursor"] = tuple(int(v) for v in vox)
+        st.session_state["cursor"] = st.session_state["pending_cursor"] = tuple(
+            int(v) for v in vox)
     return click
 
 

@@ -42,7 +42,7 @@ def test_open_nrrd_sample_uses_mr_auto_window() -> None:
     at.sidebar.button(key="open_sample").click().run()
     assert not at.exception and not at.error
     assert at.selectbox(key="preset").options == ["Auto (percentiles)", "Manual"]
-    assert at.multiselect(key="visible").value == []  # the annotation starts empty
+    assert at.multiselect(key="hidden").options == []  # the annotation starts empty
     at.radio(key="overlay").set_value("Reference").run()
     assert at.multiselect(key="visible_ref").value == ["brain_tumour"]
 
