@@ -216,8 +216,8 @@ class Trainer:
         return self._val_ds
 
     def validate(self, cases: list[Case]) -> dict[str, float]:
-        """Sliding-window Dice per label on preprocessed validation volumes (NaN-free mean
-        over cases where the label is present in the reference or the prediction)."""
+        """Sliding-window Dice per label on preprocessed validation volumes: the mean over the
+        cases whose reference holds the label (NaN when none does)."""
         self.net.eval()
         data = self._val_data(cases)
         per_case = []
