@@ -107,7 +107,7 @@ class _PromptForward(nn.Module):
         return prompt_forward(self.net, image, boxes, points, point_labels, mask_input, has_mask)
 
 
-def prompt_forward(net: nn.Module, image: torch.Tensor, boxes: torch.Tensor,
+def prompt_forward(net: Any, image: torch.Tensor, boxes: torch.Tensor,
                    points: torch.Tensor | None = None, point_labels: torch.Tensor | None = None,
                    mask_input: torch.Tensor | None = None,
                    has_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,7 +179,7 @@ def save_checkpoint(net: nn.Module, path: Path, extra: dict[str, Any],
     return path
 
 
-def _sampler(cfg: FinetuneConfig, net: nn.Module, sources: list[LabelledVolume],
+def _sampler(cfg: FinetuneConfig, net: Any, sources: list[LabelledVolume],
              rank: int, recipe: str = "sam") -> PromptSampler:
     t, a = cfg.train, cfg.train.augment
     table = SliceTable(sources, cfg.data.min_area, tuple(cfg.data.exclude))
@@ -193,7 +193,7 @@ def _sampler(cfg: FinetuneConfig, net: nn.Module, sources: list[LabelledVolume],
                          t.mask_prompt_prob, aug, seed=t.seed + 1000 * rank, recipe=recipe)
 
 
-def _freeze(net: nn.Module, cfg: FinetuneConfig) -> list[nn.Parameter]:
+def _freeze(net: Any, cfg: FinetuneConfig) -> list[nn.Parameter]:
     for part, frozen in ((net.prompt_encoder, cfg.train.freeze_prompt_encoder),
                          (net.image_encoder, cfg.train.freeze_image_encoder)):
         for p in part.parameters():

@@ -76,7 +76,8 @@ class LiteSamConfig:
         if extra:
             raise PromptModelError(f"lite model config has unknown keys {extra}; "
                                    f"allowed: {sorted(names)}")
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in data.items()}
         return cls(**kwargs)
 
 
@@ -249,12 +250,12 @@ class LiteSam(nn.Module):
         ``mask_input``: ``(B, 1, 4e, 4e)`` logits. Returns low-res logits ``(B, M, 4e, 4e)``
         and predicted IoU ``(B, M)`` with ``M = 3`` if ``multimask`` else 1.
         """
-        sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-        outs = [self.mask_decoder(image_embeddings=embedding[i:i + 1],
-                                  image_pe=self.prompt_encoder.get_dense_pe(),
-                                  sparse_prompt_embeddings=sparse[i:i + 1],
-                                  dense_prompt_embeddings=dense[i:i + 1],
-                                  multimask_output=multimask)
+        pe_mod: Any = self.prompt_encoder
+        dec: Any = self.mask_decoder
+        sparse, dense = pe_mod(points=points, boxes=boxes, masks=mask_input)
+        outs = [dec(image_embeddings=embedding[i:i + 1], image_pe=pe_mod.get_dense_pe(),
+                    sparse_prompt_embeddings=sparse[i:i + 1],
+                    dense_prompt_embeddings=dense[i:i + 1], multimask_output=multimask)
                 for i in range(embedding.shape[0])]
         return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
 

@@ -21,7 +21,9 @@ __all__ = ["build_sam_vit_kwargs"]
 def build_sam_vit_kwargs(**arch: Any) -> nn.Module:
     """A randomly initialised ``segment_anything`` ``Sam`` with ViT encoder ``VitArch(**arch)``."""
     try:
-        spec = VitArch(**{k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()})
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in arch.items()}
+        spec = VitArch(**kwargs)
     except TypeError as exc:
         raise PromptModelError(f"SAM architecture {arch}: {exc}") from None
     return build_sam_vit(spec)
