@@ -57,7 +57,7 @@ def _load_lite() -> tuple[object, str]:
     from medseg.models.lite_sam import LiteSamConfig, build_lite_sam, lite_spec
 
     cfg = LiteSamConfig()
-    return (PromptModel(build_lite_sam(cfg), lite_spec(cfg, "random")),
+    return (PromptModel(build_lite_sam(cfg), lite_spec(cfg, "random"), optimize=True),
             "medseg/weights/lite_sam.* not found: lite ARCHITECTURE with random weights "
             "(latency only)")
 

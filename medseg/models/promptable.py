@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -124,10 +125,36 @@ class PromptModel:
     """A Sam-compatible module plus its preprocessing. CPU float32 by default, CUDA optional."""
 
     def __init__(self, sam: torch.nn.Module, spec: PromptModelSpec,
-                 device: str | torch.device | None = None) -> None:
+                 device: str | torch.device | None = None, *, optimize: bool = False) -> None:
         self.device = torch.device(device or "cpu")
         self.sam = sam.to(self.device).eval()
         self.spec = spec
+        #: trace + ``torch.jit.optimize_for_inference`` the image encoder (CPU; same outputs
+        #: to float rounding, ~2x faster for conv encoders); falls back to eager on failure.
+        self.optimize = optimize
+        self._traced: dict[tuple[int, ...], Any] = {}
+        self._dense_pe: torch.Tensor | None = None
+
+    def dense_pe(self) -> torch.Tensor:
+        """``prompt_encoder.get_dense_pe()`` ``[1, D, E, E]``, computed once (it is constant)."""
+        if self._dense_pe is None:
+            with torch.inference_mode():
+                self._dense_pe = self.sam.prompt_encoder.get_dense_pe()  # type: ignore[operator,union-attr]
+        return self._dense_pe
+
+    def _encoder(self, x: torch.Tensor) -> Any:
+        if not self.optimize or self.device.type != "cpu":
+            return self.sam.image_encoder
+        key = tuple(x.shape)
+        if key not in self._traced:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    traced = torch.jit.trace(self.sam.image_encoder, x, check_trace=False)
+                    self._traced[key] = torch.jit.optimize_for_inference(traced)
+            except Exception:  # any tracing limitation: the eager module is always correct
+                self._traced[key] = self.sam.image_encoder
+        return self._traced[key]
 
     def resize_for(self, hw: tuple[int, int]) -> Resize:
         """The :class:`Resize` used for a slice of shape ``hw = (H, W)``."""
@@ -167,7 +194,8 @@ class PromptModel:
     @torch.inference_mode()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Model inputs ``[B, C, S, S]`` -> image embeddings ``[B, D, E, E]`` (E = embed_size)."""
-        return self.sam.image_encoder(x.to(self.device))  # type: ignore[operator]
+        x = x.to(self.device)
+        return self._encoder(x)(x)  # type: ignore[no-any-return]
 
     @torch.inference_mode()
     def decode(self, embedding: torch.Tensor, *, box: np.ndarray | None = None,
@@ -192,7 +220,7 @@ class PromptModel:
         sparse, dense = self.sam.prompt_encoder(points=pts, boxes=boxes, masks=masks)  # type: ignore[operator]
         low_res, iou = self.sam.mask_decoder(  # type: ignore[operator]
             image_embeddings=embedding.to(dev),
-            image_pe=self.sam.prompt_encoder.get_dense_pe(),  # type: ignore[operator,union-attr]
+            image_pe=self.dense_pe(),
             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
             multimask_output=multimask)
         return low_res.float(), iou.float()
@@ -252,7 +280,7 @@ def _load_lite(weights: Path, device: str | torch.device | None) -> PromptModel:
     module, _, func = builder.partition(":")
     sam = getattr(importlib.import_module(module), func)(**arch)
     _load_state(sam, load_file(str(weights)), f"{weights} (lite model {spec.name})")
-    return PromptModel(sam, spec, device)
+    return PromptModel(sam, spec, device, optimize=True)
 
 
 def _load_state(sam: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:

@@ -177,3 +177,14 @@ def test_mask_prompt_round_trips_through_the_low_res_format() -> None:
     iou = (back & mask).sum() / (back | mask).sum()
     assert iou > 0.95
     assert not back[:, :25].any() and not back[70:].any()
+
+
+def test_optimized_encoder_matches_eager_for_each_batch_size() -> None:
+    for sam in (tiny_prompt_model().sam, build_sam_vit(TINY_VIT)):
+        eager = promptable.PromptModel(sam, tiny_prompt_model().spec)
+        fast = promptable.PromptModel(sam, tiny_prompt_model().spec, optimize=True)
+        for batch in (1, 3):
+            x = torch.randn(batch, 3, 64, 64)
+            torch.testing.assert_close(fast.embed(x), eager.embed(x), atol=1e-4, rtol=1e-4)
+        assert len(fast._traced) == 2
+        assert all(isinstance(m, torch.jit.ScriptModule) for m in fast._traced.values())
