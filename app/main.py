@@ -55,7 +55,13 @@ def _annotate() -> None:
             window = viewer.window_controls(case)
             overlay = viewer.overlay_controls(case, ann)
     with right:
-        click = viewer.viewer(case, ann, window, overlay, edit_plane, drag=tool == "Box")
+        outline = None
+        if "prompt" in st.session_state:
+            from app.prompt_panel import proposal
+
+            outline = proposal(case.image_lps.shape, active)
+        click = viewer.viewer(case, ann, window, overlay, edit_plane, drag=tool == "Box",
+                              outline=outline)
         index = int(st.session_state["cursor"][viewer.render.plane_axis(edit_plane)])
         view_shape = viewer.render.extract(case.image_lps, edit_plane, index).pixels.shape
         seam = labels_panel.brush_seam(edit_plane, index, view_shape)
@@ -68,7 +74,14 @@ def _annotate() -> None:
             labels_panel.apply_brush(SETTINGS, ann, click, active, tool, radius)
             st.rerun()
     elif click is not None:
-        st.session_state["prompt_click"] = (tool, click)
+        if active is None:
+            st.warning("Add a label first: prompts segment the active label.")
+        else:
+            from app.prompt_panel import handle_click
+
+            handle_click(SETTINGS, tool, click, active)
+            st.session_state["panel"] = "Prompt"
+            st.rerun()
     st.divider()
     panel = st.radio("Panel", PANELS, horizontal=True, key="panel")
     run_panel(panel, SETTINGS, active, index, edit_plane)

@@ -70,6 +70,12 @@ def display_to_voxel(vol_lps: Volume, plane: str, index: int, row: int, col: int
     return (index, col, nk - 1 - row)
 
 
+def extract_shape(shape: tuple[int, ...], plane: str) -> tuple[int, int]:
+    """(rows, cols) of :func:`extract`'s slice of a volume of ``shape`` (LPS-oriented)."""
+    return {"axial": (shape[1], shape[0]), "coronal": (shape[2], shape[0]),
+            "sagittal": (shape[2], shape[1])}[plane]
+
+
 def display_to_voxel_arrays(shape: tuple[int, ...], plane: str, index: int, rows: np.ndarray,
                             cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Vectorised :func:`display_to_voxel` for a volume of ``shape``: index arrays (i, j, k)."""

@@ -61,13 +61,23 @@ def overlay_controls(case: Case, ann: Annotation) -> Overlay:
     return ann.array, ann.colors(), {v for v, n in names.items() if n not in hidden}, opacity
 
 
+OUTLINE_RGB = (255, 255, 0)
+
+
 def _draw(case: Case, labels: np.ndarray | None, plane: str, index: int,
           window: tuple[float, float], overlay: tuple[dict[int, tuple[int, int, int]], set[int],
-                                                      float], width: int) -> tuple[object, object]:
+                                                      float], width: int,
+          outline: np.ndarray | None = None) -> tuple[object, object]:
     view = render.extract(case.image_lps, plane, index)
     lab = render.view_plane(labels, plane, index) if labels is not None else None
     colors, visible, opacity = overlay
     rgb = render.compose(render.to_gray(view.pixels, *window), lab, colors, opacity, visible)
+    if outline is not None:  # a prompt proposal: its boundary in yellow
+        from scipy import ndimage
+
+        m = render.view_plane(outline, plane, index)
+        edge = m & ~ndimage.binary_erosion(m)
+        rgb[edge] = OUTLINE_RGB
     return render.to_image(rgb, render.physical_size(view, width)), view
 
 
@@ -99,7 +109,8 @@ def _clickable(image: object, plane: str, index: int, pixels: np.ndarray, drag: 
 
 
 def viewer(case: Case, ann: Annotation, window: tuple[float, float],
-           overlay: Overlay, edit_plane: str, drag: bool) -> Click | None:
+           overlay: Overlay, edit_plane: str, drag: bool,
+           outline: np.ndarray | None = None) -> Click | None:
     """Draw the planes; returns a new click on the edit plane (None when there was none)."""
     img = case.image_lps
     labels, colors, visible, opacity = overlay
@@ -119,7 +130,7 @@ def viewer(case: Case, ann: Annotation, window: tuple[float, float],
                                      int(cursor[axis]), key=f"slider_{plane}")
             width = EDIT_WIDTH if plane == edit_plane else SIDE_WIDTH
             pil, view = _draw(case, labels, plane, cursor[axis], window,
-                              (colors, visible, opacity), width)
+                              (colors, visible, opacity), width, outline)
             if plane == edit_plane:
                 click = _clickable(pil, plane, cursor[axis], view.pixels, drag)
             else:
