@@ -70,6 +70,9 @@ def prompt(
     label_name: Annotated[str, typer.Option(help="Name of the label (value 1).")] = "structure",
     series: Annotated[str | None, typer.Option(help="DICOM series to read, if several.")
                       ] = None,
+    modality: Annotated[str | None, typer.Option(
+        help="CT or MR when the file does not say (NIfTI): CT uses the model's HU window, "
+             "others the 0.5/99.5 percentiles.")] = None,
 ) -> None:
     """Thin caller of :class:`~medseg.engine.prompt.PromptSession` and the propagator."""
     from medseg import io
@@ -89,7 +92,7 @@ def prompt(
         raise PromptError("Give at least one --box or --points prompt. " + COORDS_HELP)
     image = io.read(input_path, series=series)
     session = PromptSession(model)
-    session.set_volume(image, axis=axis)
+    session.set_volume(image, axis=axis, modality=modality.upper() if modality else None)
     session.object(1, label_name)
     for z in sorted(prompts):
         _, score = session.predict(z, box=prompts[z].get("box"),  # type: ignore[arg-type]

@@ -100,22 +100,28 @@ class PromptSession:
         self.objects: dict[int, ObjectState] = {}
         self._volume: Volume | None = None
         self.axis = 2
+        self.modality: str | None = None
         self._window: tuple[float, float] = (0.0, 1.0)
         self._resize: Resize | None = None
         self._epoch = 0
 
     # ------------------------------------------------------------------ volume and slices
-    def set_volume(self, volume: Volume, axis: int = 2) -> None:
-        """Use ``volume``, sliced along array axis ``axis`` (0, 1 or 2). Clears objects."""
+    def set_volume(self, volume: Volume, axis: int = 2, *, modality: str | None = None) -> None:
+        """Use ``volume``, sliced along array axis ``axis`` (0, 1 or 2). Clears objects.
+
+        ``modality`` ("CT", "MR"...) overrides ``volume.modality`` (NIfTI files carry none); CT
+        selects the model's HU window, anything else the volume's 0.5/99.5 percentiles.
+        """
         if axis not in (0, 1, 2):
             raise PromptError(f"axis must be 0, 1 or 2 (an array axis of the volume), got {axis}.")
         self._volume, self.axis = volume, int(axis)
+        self.modality = modality or volume.modality
         self._epoch += 1
         self.cache.clear()
         self.objects = {}
         arr = np.asarray(volume.array)
         sample = arr.reshape(-1)[:: max(1, arr.size // 2_000_000)]
-        self._window = intensity_range(sample, volume.modality, self.model.spec.window)
+        self._window = intensity_range(sample, self.modality, self.model.spec.window)
         a, b = self.slice_shape
         self._resize = self.model.resize_for((b, a))
 
@@ -166,7 +172,7 @@ class PromptSession:
             chunk = todo[start:start + self.batch_size]
             for k in chunk:
                 self._check_slice(k)
-            x = torch.cat([self.model.preprocess(self.slice_image(k).T, self.volume.modality,
+            x = torch.cat([self.model.preprocess(self.slice_image(k).T, self.modality,
                                                  window=self._window)[0] for k in chunk])
             emb = self.model.embed(x)
             self.embeddings_computed += len(chunk)
@@ -179,7 +185,7 @@ class PromptSession:
         key = (self._epoch, self.axis, int(k))
         emb = self.cache.get(key)
         if emb is None:
-            x, _ = self.model.preprocess(self.slice_image(k).T, self.volume.modality,
+            x, _ = self.model.preprocess(self.slice_image(k).T, self.modality,
                                          window=self._window)
             emb = self.model.embed(x)
             self.embeddings_computed += 1

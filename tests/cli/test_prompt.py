@@ -48,7 +48,8 @@ def test_nifti_ras_mask_has_the_input_grid_and_lands_in_the_box(
     out = tmp_path / "mask.nii.gz"
     z, box = 15, (30, 40, 70, 60)
     rc = main(["prompt", str(CT), "--box", f"{z},{box[0]},{box[1]},{box[2]},{box[3]}",
-               "--model", "fake", "--label-name", "body", "--out", str(out)])
+               "--model", "fake", "--label-name", "body", "--modality", "ct",
+               "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
     src, got = nib.load(CT), nib.load(out)
     assert got.shape == src.shape and np.allclose(got.affine, src.affine, atol=1e-5)

@@ -168,3 +168,16 @@ def test_prompt_errors_are_typed_and_explain_the_fix() -> None:
         s.set_volume(_rect_volume(), axis=3)
     for exc in (NoVolumeSetError, PromptOutsideImageError, EmptyBoxError):
         assert issubclass(exc, MedsegError)
+
+
+def test_modality_override_selects_the_ct_window() -> None:
+    import dataclasses
+
+    model = tiny_prompt_model()
+    model.spec = dataclasses.replace(model.spec, window=(-160.0, 240.0))
+    vol = _rect_volume()
+    s = PromptSession(model)
+    s.set_volume(vol)  # MR: volume percentiles
+    assert s._window == pytest.approx(tuple(np.percentile(vol.array, [0.5, 99.5])))
+    s.set_volume(vol, modality="CT")
+    assert s.modality == "CT" and s._window == (-160.0, 240.0)
