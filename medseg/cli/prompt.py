@@ -79,25 +79,24 @@ def prompt(
     from medseg.engine.prompt import PromptSession
     from medseg.engine.propagate import Propagator
 
-    prompts: dict[int, dict[str, object]] = {}
+    boxes: dict[int, tuple[int, int, int, int]] = {}
+    clicks: dict[int, list[tuple[int, int, bool]]] = {}
     for text in box or []:
         z, b = parse_box(text)
-        if "box" in prompts.setdefault(z, {}):
+        if z in boxes:
             raise PromptError(f"--box: two boxes on slice {z}; give one box per slice.")
-        prompts[z]["box"] = b
+        boxes[z] = b
     for text in points or []:
         for z, p in parse_points(text):
-            prompts.setdefault(z, {}).setdefault("points", []).append(p)  # type: ignore[union-attr]
-    if not prompts:
+            clicks.setdefault(z, []).append(p)
+    if not boxes and not clicks:
         raise PromptError("Give at least one --box or --points prompt. " + COORDS_HELP)
     image = io.read(input_path, series=series)
     session = PromptSession(model)
     session.set_volume(image, axis=axis, modality=modality.upper() if modality else None)
     session.object(1, label_name)
-    for z in sorted(prompts):
-        _, score = session.predict(z, box=prompts[z].get("box"),  # type: ignore[arg-type]
-                                   points=prompts[z].get("points"),  # type: ignore[arg-type]
-                                   object_id=1)
+    for z in sorted(set(boxes) | set(clicks)):
+        _, score = session.predict(z, box=boxes.get(z), points=clicks.get(z), object_id=1)
         typer.echo(f"slice {z}: predicted IoU {score:.3f}")
     if propagate:
         result = Propagator(session).propagate(1)

@@ -181,8 +181,8 @@ class Propagator:
     def propagate(self, object_id: int = 1) -> PropagationResult:
         """Propagate ``object_id`` from all its key slices through the whole volume."""
         keys = self._keys(object_id)
-        for key in [k for k in self._runs if k[0] == object_id]:
-            del self._runs[key]
+        for run_key in [k for k in self._runs if k[0] == object_id]:
+            del self._runs[run_key]
         self._stops = {k: v for k, v in self._stops.items() if k[0] != object_id}
         bounds = [-1, *keys, self.session.n_slices]
         touched: list[int] = []
@@ -230,7 +230,7 @@ class Propagator:
         candidates = [k for k in obj.masks if k not in keys]
         to_check = sorted(candidates, key=lambda k: (conf[k], k))[: self.config.n_check]
         dtype = np.uint8 if object_id < 256 else np.uint16
-        arr = s.object_array(object_id).astype(dtype) * dtype(object_id)
+        arr = np.where(s.object_array(object_id), object_id, 0).astype(dtype)
         mask = s.volume.with_array(arr, labels={object_id: obj.name})
         stops = [v for k, v in sorted(self._stops.items()) if k[0] == object_id]
         return PropagationResult(mask=mask, confidence=conf, to_check=to_check, keys=keys,

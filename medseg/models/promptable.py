@@ -181,8 +181,8 @@ class PromptModel:
         rs = self.resize_for(img.shape)  # type: ignore[arg-type]
         x = F.interpolate(x, rs.resized_hw, mode="bilinear", align_corners=False, antialias=True)
         x = x.clamp(0.0, 255.0)
-        mean = self.sam.pixel_mean.detach().cpu().float()  # type: ignore[union-attr]
-        std = self.sam.pixel_std.detach().cpu().float()  # type: ignore[union-attr]
+        mean = torch.as_tensor(self.sam.pixel_mean).detach().cpu().float()
+        std = torch.as_tensor(self.sam.pixel_std).detach().cpu().float()
         x = x.expand(1, mean.shape[0], *rs.resized_hw)
         if self.spec.recipe == "medsam":
             x = x / 255.0
