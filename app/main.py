@@ -33,6 +33,27 @@ def _sidebar() -> None:
     st.sidebar.caption(f"Workspace: {SETTINGS.workspace}")
 
 
+def _on_click(click: viewer.Click) -> None:
+    """Apply a click on the edit plane with the current tool (runs as a widget callback)."""
+    _, _, ann = session.current()
+    tool = st.session_state.get("tool", labels_panel.TOOLS[0])
+    active = ann.names_inv().get(st.session_state.get("active_label", ""))
+    if active is None:
+        st.session_state["click_error"] = "Add a label first: tools edit the active label."
+        return
+    try:
+        if tool in labels_panel.TOOLS:
+            labels_panel.apply_brush(SETTINGS, ann, click, active, tool,
+                                     float(st.session_state.get("radius", 5.0)))
+        else:
+            from app.prompt_panel import handle_click
+
+            handle_click(SETTINGS, tool, click, active)
+            st.session_state["panel"] = "Prompt"
+    except MedsegError as exc:
+        st.session_state["click_error"] = str(exc)
+
+
 def _annotate() -> None:
     case, source, ann = session.current()
     d = case.image.describe()
@@ -44,10 +65,13 @@ def _annotate() -> None:
     flash = st.session_state.pop("flash", None)
     if flash:
         st.success(flash)
+    warn = st.session_state.pop("click_error", None)
+    if warn:
+        st.warning(warn)
     left, right = st.columns([1, 4])
     with left:
         active = labels_panel.label_table(SETTINGS, ann)
-        tool, radius = labels_panel.tools(prompt_tools())
+        tool, _ = labels_panel.tools(prompt_tools())
         labels_panel.undo_redo(SETTINGS, ann)
         with st.expander("Display"):
             edit_plane = st.selectbox("Edit plane", ["axial", "coronal", "sagittal"],
@@ -60,28 +84,15 @@ def _annotate() -> None:
             from app.prompt_panel import proposal
 
             outline = proposal(case.image_lps.shape, active)
-        click = viewer.viewer(case, ann, window, overlay, edit_plane, drag=tool == "Box",
-                              outline=outline)
+        viewer.viewer(case, ann, window, overlay, edit_plane, drag=tool == "Box",
+                      on_click=_on_click, outline=outline)
         index = int(st.session_state["cursor"][viewer.render.plane_axis(edit_plane)])
         view_shape = viewer.render.extract(case.image_lps, edit_plane, index).pixels.shape
         seam = labels_panel.brush_seam(edit_plane, index, view_shape)
-        click = click or seam
         viewer.readout(case, ann)
-    if click is not None and tool in labels_panel.TOOLS:
-        if active is None:
-            st.warning("Add a label first: the brush paints the active label.")
-        else:
-            labels_panel.apply_brush(SETTINGS, ann, click, active, tool, radius)
-            st.rerun()
-    elif click is not None:
-        if active is None:
-            st.warning("Add a label first: prompts segment the active label.")
-        else:
-            from app.prompt_panel import handle_click
-
-            handle_click(SETTINGS, tool, click, active)
-            st.session_state["panel"] = "Prompt"
-            st.rerun()
+    if seam is not None:
+        _on_click(seam)
+        st.rerun()
     st.divider()
     panel = st.radio("Panel", PANELS, horizontal=True, key="panel")
     run_panel(panel, SETTINGS, active, index, edit_plane)

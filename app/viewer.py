@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -81,20 +83,10 @@ def _draw(case: Case, labels: np.ndarray | None, plane: str, index: int,
     return render.to_image(rgb, render.physical_size(view, width)), view
 
 
-def _clickable(image: object, plane: str, index: int, pixels: np.ndarray, drag: bool
-               ) -> Click | None:
-    """Show ``image`` as a clickable component; a new click/drag -> :class:`Click`."""
-    from streamlit_image_coordinates import streamlit_image_coordinates
-
-    value = streamlit_image_coordinates(image, key=f"click_{plane}_{int(drag)}",
-                                        click_and_drag=drag, cursor="crosshair")
-    if not value:
-        return None
-    stamp = (plane, value.get("unix_time"), value.get("x"), value.get("y"), value.get("x2"))
-    if st.session_state.get("last_click") == stamp:
-        return None
-    st.session_state["last_click"] = stamp
-    rows, cols = pixels.shape
+def click_from_value(value: dict[str, Any], plane: str, index: int, shape: tuple[int, int],
+                     drag: bool) -> Click:
+    """The component's value (displayed CSS pixels) -> :class:`Click` in slice pixels."""
+    rows, cols = shape
     sy, sx = rows / float(value["height"]), cols / float(value["width"])
 
     def rc(x: float, y: float) -> tuple[int, int]:
@@ -108,10 +100,35 @@ def _clickable(image: object, plane: str, index: int, pixels: np.ndarray, drag: 
     return Click(plane, index, r, c)
 
 
+def _clickable(image: object, plane: str, index: int, shape: tuple[int, int], drag: bool,
+               on_click: Callable[[Click], None]) -> None:
+    """Show ``image`` as a clickable component. A click/drag calls ``on_click`` in a callback,
+    i.e. before the next script run, so the run that follows already draws its effect."""
+    from streamlit_image_coordinates import streamlit_image_coordinates
+
+    key = f"click_{plane}_{int(drag)}"
+
+    def callback() -> None:
+        value = st.session_state.get(key)
+        if not value:
+            return
+        click = click_from_value(value, plane, index, shape, drag)
+        if click.row2 is None:  # the other planes follow a point click
+            vox = render.display_to_voxel_arrays(st.session_state["case"].image_lps.shape,
+                                                 plane, index, np.asarray(click.row),
+                                                 np.asarray(click.col))
+            st.session_state["pending_cursor"] = tuple(int(v) for v in vox)
+        on_click(click)
+
+    streamlit_image_coordinates(image, key=key, click_and_drag=drag, cursor="crosshair",
+                                png_compression_level=1,
+                                on_click=callback)
+
+
 def viewer(case: Case, ann: Annotation, window: tuple[float, float],
-           overlay: Overlay, edit_plane: str, drag: bool,
-           outline: np.ndarray | None = None) -> Click | None:
-    """Draw the planes; returns a new click on the edit plane (None when there was none)."""
+           overlay: Overlay, edit_plane: str, drag: bool, on_click: Callable[[Click], None],
+           outline: np.ndarray | None = None) -> None:
+    """Draw the planes; clicks/drags on the edit plane go to ``on_click`` (a callback)."""
     img = case.image_lps
     labels, colors, visible, opacity = overlay
     pending = st.session_state.pop("pending_cursor", None)
@@ -122,7 +139,6 @@ def viewer(case: Case, ann: Annotation, window: tuple[float, float],
     cursor = list(st.session_state.get("cursor", tuple(s // 2 for s in img.shape)))
     others = [p for p in render.PLANES if p != edit_plane]
     main_col, side_col = st.columns([EDIT_WIDTH, SIDE_WIDTH])
-    click = None
     for plane in [edit_plane, *others]:
         axis = render.plane_axis(plane)
         with main_col if plane == edit_plane else side_col:
@@ -132,15 +148,10 @@ def viewer(case: Case, ann: Annotation, window: tuple[float, float],
             pil, view = _draw(case, labels, plane, cursor[axis], window,
                               (colors, visible, opacity), width, outline)
             if plane == edit_plane:
-                click = _clickable(pil, plane, cursor[axis], view.pixels, drag)
+                _clickable(pil, plane, cursor[axis], view.pixels.shape, drag, on_click)
             else:
                 st.image(pil)
     st.session_state["cursor"] = tuple(cursor)
-    if click is not None and click.row2 is None:
-        vox = render.display_to_voxel(img, click.plane, click.index, click.row, click.col)
-        st.session_state["cursor"] = st.session_state["pending_cursor"] = tuple(
-            int(v) for v in vox)
-    return click
 
 
 def readout(case: Case, ann: Annotation) -> None:

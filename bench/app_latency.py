@@ -1,0 +1,196 @@
+"""Browser round-trip latency of the medseg app in headless Chromium on this CPU.
+
+Measures, on the bundled 512x512x20 CT (DICOM), from the user's action to the moment the
+edit plane's new image is in the page:
+
+* ``slice_change``: ArrowRight on the axial slider (next slice drawn, overlay included);
+* ``brush``: a click on the edit plane (brush applied, autosaved, audited, redrawn);
+* ``prompt_box`` (only when a promptable model is installed): a box dragged on the plane;
+
+and the same-run baseline ``baseline_slider``: a minimal Streamlit page (one slider, one
+512x512 ``st.image``) served by the same Streamlit, ArrowRight on its slider. Median of
+``--runs`` repeats (default 9).
+
+    .venv/bin/python bench/app_latency.py      # -> bench/results/app_latency.{json,md}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.app.browser import CHROMIUM_ARGS, IMAGE_FRAME, app_server, wait_idle  # noqa: E402
+
+BASELINE = '''
+import numpy as np
+import streamlit as st
+k = st.slider("Slice", 0, 19, 10, key="s")
+rng = np.random.default_rng(k)
+st.image(rng.integers(0, 255, (512, 512), dtype=np.uint8), width=560)
+'''
+
+
+def _wait_change(get: object, old: str | None, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if get() != old:  # type: ignore[operator]
+            return
+        time.sleep(0.005)
+    raise TimeoutError("the page did not change")
+
+
+def _src(locator: object) -> object:
+    return lambda: locator.get_attribute("src")  # type: ignore[attr-defined]
+
+
+def measure_app(browser: object, runs: int) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {"slice_change": [], "brush": [], "prompt_box": []}
+    with tempfile.TemporaryDirectory() as ws, app_server(Path(ws)) as url:
+        page = browser.new_page(viewport={"width": 1500, "height": 1100})  # type: ignore
+        page.goto(url)
+        page.get_by_role("button", name="Open sample").click(timeout=60_000)
+        img = page.frame_locator(IMAGE_FRAME).locator("img")
+        img.wait_for(timeout=90_000)
+        wait_idle(page)
+        page.get_by_test_id("stSelectbox").filter(has_text="New label").click()
+        page.keyboard.type("liver")
+        page.keyboard.press("Enter")
+        page.get_by_role("button", name="Add label").click()
+        page.get_by_text("liver: 0 voxels").wait_for(timeout=30_000)
+        wait_idle(page)
+        slider = page.get_by_test_id("stSlider").filter(has_text="Axial").get_by_role("slider")
+        for i in range(runs):
+            slider.focus()
+            old = img.get_attribute("src")
+            t0 = time.perf_counter()
+            page.keyboard.press("ArrowRight" if i % 2 == 0 else "ArrowLeft")
+            _wait_change(_src(img), old)
+            out["slice_change"].append(time.perf_counter() - t0)
+            wait_idle(page)
+        box = img.bounding_box()
+        for i in range(runs):
+            old = img.get_attribute("src")
+            t0 = time.perf_counter()
+            img.click(position={"x": box["width"] * (0.25 + 0.02 * i), "y": box["height"] * 0.45})
+            page.get_by_role("button", name=f"Undo ({i + 1})").wait_for(timeout=60_000)
+            _wait_change(_src(img), old)
+            out["brush"].append(time.perf_counter() - t0)
+            wait_idle(page)
+        from app.prompt_panel import model_source
+
+        if model_source() is not None:
+            page.get_by_text("Box", exact=True).click()
+            wait_idle(page)
+            img = page.frame_locator(IMAGE_FRAME).locator("img")
+            for i in range(runs):
+                old = img.get_attribute("src")
+                b = img.bounding_box()
+                x0, y0 = b["x"] + b["width"] * 0.2, b["y"] + b["height"] * (0.3 + 0.01 * i)
+                t0 = time.perf_counter()
+                page.mouse.move(x0, y0)
+                page.mouse.down()
+                page.mouse.move(x0 + b["width"] * 0.25, y0 + b["height"] * 0.3, steps=2)
+                page.mouse.up()
+                _wait_change(_src(img), old)
+                out["prompt_box"].append(time.perf_counter() - t0)
+                wait_idle(page)
+        page.close()
+    return out
+
+
+def measure_baseline(browser: object, runs: int) -> list[float]:
+    import subprocess
+    import urllib.request
+
+    from tests.app.browser import free_port
+
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "baseline.py"
+        script.write_text(BASELINE)
+        port = free_port()
+        proc = subprocess.Popen(
+            [str(ROOT / ".venv/bin/streamlit"), "run", str(script), f"--server.port={port}",
+             "--server.headless=true", "--server.address=127.0.0.1",
+             "--browser.gatherUsageStats=false"], cwd=tmp,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            for _ in range(200):
+                try:
+                    urllib.request.urlopen(url + "/_stcore/health", timeout=2)
+                    break
+                except OSError:
+                    time.sleep(0.3)
+            page = browser.new_page(viewport={"width": 1500, "height": 1100})  # type: ignore
+            page.goto(url)
+            img = page.get_by_test_id("stImage").locator("img")
+            img.wait_for(timeout=60_000)
+            wait_idle(page)
+            slider = page.get_by_role("slider").first
+            times = []
+            for i in range(runs):
+                slider.focus()
+                old = img.get_attribute("src")
+                t0 = time.perf_counter()
+                page.keyboard.press("ArrowRight" if i % 2 == 0 else "ArrowLeft")
+                _wait_change(_src(img), old)
+                times.append(time.perf_counter() - t0)
+                wait_idle(page)
+            page.close()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=9)
+    args = ap.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    from medseg.io.atomic import write_text_atomic
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        base = measure_baseline(browser, args.runs)
+        app = measure_app(browser, args.runs)
+        browser.close()
+    rows = {"baseline_slider": base, **{k: v for k, v in app.items() if v}}
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    result = {
+        "machine": f"{platform.processor() or platform.machine()}, "
+                   f"{__import__('os').cpu_count()} CPUs (shared)",
+        "input": "data_samples/totalsegmentator/example_ct_dicom (512x512x20 CT), edit plane "
+                 "560 px wide",
+        "runs": args.runs,
+        "median_s": med,
+        "ratio_to_baseline": {k: med[k] / med["baseline_slider"] for k in med},
+        "all_s": rows,
+    }
+    out = ROOT / "bench" / "results"
+    write_text_atomic(out / "app_latency.json", json.dumps(result, indent=1) + "\n")
+    lines = ["# App latency in headless Chromium (round trip, seconds)", "",
+             f"{result['input']}; {result['machine']}; median of {args.runs}.", "",
+             "| action | median s | min s | max s | x baseline |", "|---|---|---|---|---|"]
+    for k, v in rows.items():
+        lines.append(f"| {k} | {med[k]:.3f} | {min(v):.3f} | {max(v):.3f} | "
+                     f"{result['ratio_to_baseline'][k]:.2f} |")
+    lines += ["", "baseline_slider: a one-slider Streamlit page redrawing a 512x512 image, "
+              "same Streamlit and browser. prompt_box is measured only when a promptable "
+              "model is installed.", ""]
+    write_text_atomic(out / "app_latency.md", "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
