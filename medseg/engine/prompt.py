@@ -297,6 +297,8 @@ class PromptSession:
                    changes: dict[int, tuple[np.ndarray, float] | None]) -> None:
         """Set (or with ``None`` remove) masks of several slices as one undoable step."""
         obj = self.object(object_id)
+        if not changes:
+            return
         previous: dict[int, tuple[np.ndarray, float] | None] = {}
         for k, new in changes.items():
             previous[k] = (obj.masks[k], obj.scores[k]) if k in obj.masks else None

@@ -81,6 +81,14 @@ class Propagator:
         # (object, direction, slice) -> (low-res logits [L, L] float16, score, run's mask)
         self._runs: dict[tuple[int, int, int], tuple[torch.Tensor, float, np.ndarray]] = {}
         self._stops: dict[tuple[int, int, int], Stop] = {}
+        self._epoch = -1  # session volume the runs belong to
+
+    def _sync(self) -> None:
+        """Forget runs computed on a previous volume of the session."""
+        if self._epoch != self.session._epoch:
+            self._runs.clear()
+            self._stops.clear()
+            self._epoch = self.session._epoch
 
     # ------------------------------------------------------------------ helpers
     def _margin(self) -> tuple[int, int]:
@@ -180,6 +188,7 @@ class Propagator:
     # ------------------------------------------------------------------ public
     def propagate(self, object_id: int = 1) -> PropagationResult:
         """Propagate ``object_id`` from all its key slices through the whole volume."""
+        self._sync()
         keys = self._keys(object_id)
         for run_key in [k for k in self._runs if k[0] == object_id]:
             del self._runs[run_key]
@@ -199,7 +208,12 @@ class Propagator:
         return self.repropagate(slice_index, object_id)
 
     def repropagate(self, slice_index: int, object_id: int = 1) -> PropagationResult:
-        """Recompute only the runs leaving key ``slice_index`` (see the module docstring)."""
+        """Recompute only the runs leaving key ``slice_index`` (see the module docstring).
+
+        Runs are those of the last :meth:`propagate`; after undoing a propagation, propagate
+        again rather than correcting.
+        """
+        self._sync()
         keys = self._keys(object_id)
         if slice_index not in keys:
             raise PromptError(f"Slice {slice_index} is not a prompted slice of object "

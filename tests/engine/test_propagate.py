@@ -169,3 +169,16 @@ def test_margin_in_mm_and_real_sam_path_on_brain() -> None:
     assert res.mask.grid_differences(img) == []
     assert s.embeddings_computed <= img.shape[2]  # every slice embedded at most once
     assert set(_slices(s)) <= set(range(img.shape[2])) and 12 in _slices(s)
+
+
+def test_a_new_volume_forgets_old_runs() -> None:
+    a = _volume({k: (26, 28, 6, 220.0) for k in range(10, 31)})
+    b = _volume({k: (20, 20, 5, 220.0) for k in range(15, 21)})
+    s = _session(a)
+    s.predict(20, box=_box(a, 20))
+    prop = Propagator(s)
+    prop.propagate()
+    s.set_volume(b)
+    s.predict(18, box=_box(b, 18))
+    res = prop.repropagate(18)
+    assert _slices(s) == list(range(15, 21)) and res.keys == [18]
