@@ -104,3 +104,33 @@ def test_dicom_seg_for_dicom_inputs(bundle: Path, tmp_path: Path,
     for seg in segs:  # every segment equals the NIfTI mask's label of that name
         value = {v: k for k, v in LABELS.items()}[next(iter(seg.labels.values()))]
         np.testing.assert_array_equal(seg.array > 0, mask.array == value)
+
+
+def test_real_torchrun_two_processes_write_every_case_exactly_once(bundle: Path,
+                                                                   tmp_path: Path) -> None:
+    """`torchrun --nproc_per_node 2 -m medseg predict ...`: the real launcher and rendezvous."""
+    import os
+    import subprocess
+    import sys
+
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    for name in ("c1", "c2", "c3", "c4", "c5"):
+        shutil.copy(CT, cases / f"{name}.nii.gz")
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_port", "0", "-m", "medseg", "predict", str(bundle), str(cases),
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    written = sorted(p.name for p in out.glob("*.nii.gz"))
+    assert written == [f"c{i}.nii.gz" for i in range(1, 6)]
+    # each case was handled by exactly one rank: one "IN -> OUT" line per case over both ranks
+    text = proc.stdout + proc.stderr
+    done = sorted(ln.split(" -> ")[0].rsplit("/", 1)[-1] for ln in text.splitlines()
+                  if " -> " in ln)
+    assert done == [f"c{i}.nii.gz" for i in range(1, 6)], text
+    counts = sorted(int(ln.split()[1]) for ln in text.splitlines() if ln.startswith("wrote "))
+    assert counts == [2, 3], text
