@@ -26,6 +26,8 @@ _LAZY = {
     "evaluate_case": "medseg.report",
     "evaluate_cohort": "medseg.report",
     "Segmenter": "medseg.engine.infer",
+    "load_config": "medseg.config",
+    "Trainer": "medseg.engine.train",
 }
 
 __all__ = ["MedsegError", "Volume", "__version__", "list_series", "read", "write", *_LAZY]
