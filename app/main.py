@@ -80,6 +80,11 @@ def _annotate() -> None:
             overlay = viewer.overlay_controls(case, ann)
     with right:
         outline = None
+        if tool not in labels_panel.TOOLS:
+            from app.prompt_panel import prefetch
+
+            prefetch(edit_plane, int(st.session_state["cursor"][
+                viewer.render.plane_axis(edit_plane)]))
         if "prompt" in st.session_state:
             from app.prompt_panel import proposal
 

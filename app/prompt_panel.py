@@ -66,6 +66,16 @@ def _state(case_key: str, plane: str) -> dict[str, Any]:
     return st_
 
 
+def prefetch(plane: str, index: int) -> None:
+    """Embed the displayed slice before the user prompts on it (the model's image encoder
+    runs once per slice; a box or click then only runs the light prompt decoder)."""
+    _, source, _ = session.current()
+    st_ = _state(source.key, plane)
+    ps = st_["session"]
+    with st.spinner(f"Preparing slice {index} for prompting (image encoder)"):
+        ps.embedding(int(index))  # a cache hit when the slice was embedded before
+
+
 def to_xy(shape: tuple[int, ...], plane: str, index: int, row: int, col: int
           ) -> tuple[int, int]:
     """Displayed pixel -> session slice coordinates ``(x, y)``."""

@@ -106,7 +106,7 @@ def _clickable(image: object, plane: str, index: int, shape: tuple[int, int], dr
     i.e. before the next script run, so the run that follows already draws its effect."""
     from streamlit_image_coordinates import streamlit_image_coordinates
 
-    key = f"click_{plane}_{int(drag)}"
+    key = f"click_{plane}"
 
     def callback() -> None:
         value = st.session_state.get(key)

@@ -57,7 +57,8 @@ def app_server(workspace: Path, env: dict[str, str] | None = None) -> Iterator[s
 
 def wait_idle(page: object, timeout_ms: int = 60_000) -> None:
     """Wait until Streamlit has finished the current script run."""
-    page.wait_for_timeout(150)  # type: ignore[attr-defined]
+    page.wait_for_timeout(200)  # type: ignore[attr-defined]
     page.wait_for_function(  # type: ignore[attr-defined]
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
-        timeout=timeout_ms)
+        "() => document.querySelector('[data-testid=\"stApp\"]')"
+        "?.getAttribute('data-test-script-state') === 'notRunning'", timeout=timeout_ms)
+    page.wait_for_timeout(100)  # type: ignore[attr-defined]
