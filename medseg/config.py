@@ -45,7 +45,9 @@ class DataConfig(_Strict):
                                   "unless the label files carry names; overrides dataset.json")
     keep_labels: dict[int, str] | None = Field(
         default=None, description="{file value: name}: train on these labels only, renumbered "
-                                  "1..N in the order given; every other value is background")
+                                  "1..N in the order given; every other value is background. "
+                                  "File values sharing a name merge into one label "
+                                  "({1: tumour, 2: tumour} trains 'label > 0' as one class)")
     modality: str = "CT"
     channels: int = Field(default=1, ge=1)
     val_fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
@@ -56,6 +58,20 @@ class DataConfig(_Strict):
                                   "cases of one patient never straddle train and validation")
     seed: int = 0
     max_cases: int | None = Field(default=None, ge=1)
+
+    def kept_labels(self) -> dict[int, str] | None:
+        """``{new value: name}`` of ``keep_labels`` (distinct names, 1..N in first-seen order)."""
+        if self.keep_labels is None:
+            return None
+        names = list(dict.fromkeys(self.keep_labels.values()))
+        return {i + 1: name for i, name in enumerate(names)}
+
+    def label_mapping(self) -> dict[int, int] | None:
+        """``{file value: new value}`` of ``keep_labels``; values sharing a name share a value."""
+        if self.keep_labels is None:
+            return None
+        new = {name: v for v, name in (self.kept_labels() or {}).items()}
+        return {src: new[name] for src, name in self.keep_labels.items()}
 
     @model_validator(mode="after")
     def _fold_in_range(self) -> DataConfig:
@@ -179,6 +195,9 @@ class TrainConfig(_Strict):
     deterministic: bool = False
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    tensorboard: bool = Field(default=False, description="write TensorBoard scalars (loss, lr, "
+                                                         "val Dice per label) to "
+                                                         "output_dir/tensorboard, rank 0 only")
 
 
 class InferenceConfig(_Strict):

@@ -62,7 +62,7 @@ def fingerprint(data: DataConfig, samples_per_case: int = 10_000, seed: int = 0)
     rng = np.random.default_rng(seed)
     spacings, shapes, samples = [], [], []
     counts = np.zeros(len(ds.labels) + 1, dtype=np.int64)
-    keep = list(data.keep_labels) if data.keep_labels else None
+    keep = data.label_mapping()
     for case in ds.cases:
         img = loader(str(case.images[0]))
         lab = np.asarray(loader(str(case.label)))
@@ -72,7 +72,7 @@ def fingerprint(data: DataConfig, samples_per_case: int = 10_000, seed: int = 0)
         spacings.append([float(sp[order == r][0]) for r in range(3)])  # RAS order, as trained
         shapes.append([int(sh[order == r][0]) for r in range(3)])
         if keep is not None:
-            lab = np.select([lab == v for v in keep], list(range(1, len(keep) + 1)), 0)
+            lab = np.select([lab == v for v in keep], list(keep.values()), 0)
         lab = lab.astype(np.int64)
         counts += np.bincount(lab.ravel(), minlength=counts.size)[: counts.size]
         fg = np.asarray(img)[lab > 0]

@@ -88,13 +88,14 @@ class SelectLabelsd(mt.MapTransform):
 
 
 def load_transforms(keys: Sequence[str] = ("image", "label"),
-                    keep_labels: dict[int, str] | None = None) -> list[mt.MapTransform]:
+                    label_mapping: dict[int, int] | None = None) -> list[mt.MapTransform]:
     """Read files (NIfTI/NRRD/... through MONAI readers) to channel-first MetaTensors; with
-    ``keep_labels`` the label key is renumbered to 1..N (see ``DataConfig.keep_labels``)."""
+    ``label_mapping`` ({file value: new value}, ``DataConfig.label_mapping()``) the label key
+    is renumbered and every other value becomes background."""
     out: list[mt.MapTransform] = [mt.LoadImaged(list(keys), image_only=True),
                                   mt.EnsureChannelFirstd(list(keys))]
-    if keep_labels and len(keys) > 1:
-        out.append(SelectLabelsd(keys[1], {v: i + 1 for i, v in enumerate(keep_labels)}))
+    if label_mapping and len(keys) > 1:
+        out.append(SelectLabelsd(keys[1], label_mapping))
     return out
 
 
@@ -145,7 +146,7 @@ def build_train_transforms(cfg: MedsegConfig) -> mt.Compose:
     """Files -> preprocessed -> ``num_samples`` random patches per case (2D: single slices,
     squeezed to ``(C, X, Y)``). ``label`` stays integer-valued."""
     keys = ("image", "label")
-    steps = [*load_transforms(keys, cfg.data.keep_labels),
+    steps = [*load_transforms(keys, cfg.data.label_mapping()),
              *preprocess_transforms(cfg.preprocess, keys),
              mt.EnsureTyped(list(keys), dtype=torch.float32, track_meta=True),
              *_augment(cfg.augment, _patch3d(cfg), cfg.model.spatial_dims)]
@@ -155,7 +156,7 @@ def build_train_transforms(cfg: MedsegConfig) -> mt.Compose:
 def build_val_transforms(cfg: MedsegConfig) -> mt.Compose:
     """Files -> preprocessed whole volumes ``(C, X, Y, Z)`` for sliding-window validation."""
     keys = ("image", "label")
-    return mt.Compose([*load_transforms(keys, cfg.data.keep_labels),
+    return mt.Compose([*load_transforms(keys, cfg.data.label_mapping()),
                        *preprocess_transforms(cfg.preprocess, keys),
                        mt.EnsureTyped(list(keys), dtype=torch.float32)])
 

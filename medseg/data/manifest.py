@@ -168,7 +168,7 @@ def load_dataset(cfg: DataConfig, check_labels: bool = True) -> Dataset:
     if cfg.labels is not None:
         labels = dict(cfg.labels)
     if cfg.keep_labels is not None:
-        labels = {i + 1: name for i, name in enumerate(cfg.keep_labels.values())}
+        labels = cfg.kept_labels() or {}
         check_labels = False
     if not labels:
         raise DatasetError(f"{cfg.root}: no label names. Set data.labels, e.g. "

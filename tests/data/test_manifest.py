@@ -66,6 +66,27 @@ def test_keep_labels_renumbers(decathlon: Path) -> None:
     assert ds.labels == {1: "liver", 2: "spleen"}
 
 
+def test_keep_labels_sharing_a_name_merge(decathlon: Path) -> None:
+    """{1: tumour, 2: tumour, ...} trains 'label > 0' as one class (BRATS whole tumour)."""
+    import nibabel as nib
+    import numpy as np
+
+    from medseg.transforms import load_transforms
+
+    cfg = DataConfig(root=decathlon, keep_labels={2: "fg", 9: "other", 1: "fg"})
+    assert cfg.label_mapping() == {2: 1, 9: 2, 1: 1}
+    ds = load_dataset(cfg)
+    assert ds.labels == {1: "fg", 2: "other"}
+    case = ds.cases[0]
+    raw = np.asarray(nib.load(str(case.label)).dataobj)
+    assert {1, 2} <= set(np.unique(raw).tolist())
+    d = {"image": str(case.images[0]), "label": str(case.label)}
+    for t in load_transforms(("image", "label"), cfg.label_mapping()):
+        d = t(d)
+    lab = np.asarray(d["label"])[0]
+    assert np.array_equal(lab == 1, np.isin(raw, (1, 2))) and not (lab == 2).any()
+
+
 def _cases(ids: list[str]) -> list[Case]:
     return [Case(i, (Path(f"{i}.nii.gz"),), Path(f"{i}_seg.nii.gz")) for i in ids]
 
