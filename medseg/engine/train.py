@@ -2,7 +2,8 @@
 
 Outputs in ``train.output_dir``: ``last.pt`` (resumable checkpoint, ``weights_only``-loadable),
 ``best.safetensors`` and ``last.safetensors`` (self-describing bundles for ``medseg predict``),
-``metrics.csv`` (one row per epoch) and ``config.json`` (the validated config).
+``metrics.csv`` (one row per epoch), ``config.json`` (the validated config) and, with
+``train.tensorboard``, TensorBoard event files in ``tensorboard/``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from medseg.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, 
 from medseg.engine.distributed import all_reduce_mean, barrier, init_distributed
 from medseg.engine.infer import pick_device
 from medseg.engine.window import sliding_logits
-from medseg.errors import DatasetError
+from medseg.errors import ConfigError, DatasetError
 from medseg.io.atomic import write_text_atomic
 from medseg.models.bundle import BundleMeta, NetworkSpec, save_bundle
 from medseg.models.registry import build_network
@@ -294,6 +295,18 @@ class Trainer:
             restore_rng(self._pending_rng, self.train_tf)
             self._pending_rng = None
         best, last = self.out_dir / "best.safetensors", self.out_dir / "last.safetensors"
+        writer = _open_tensorboard(self.out_dir / "tensorboard") if main and t.tensorboard else None
+        try:
+            self._epochs(loader, val_cases, best, last, writer)
+        finally:
+            if writer is not None:
+                writer.close()
+        barrier(self.ctx)
+        return TrainResult(self.out_dir, best, last, self.history)
+
+    def _epochs(self, loader: DataLoader, val_cases: list[Case], best: Path, last: Path,
+                writer: Any) -> None:
+        t, main = self.cfg.train, self.ctx.is_main
         bar = tqdm(range(self.epoch, t.epochs), desc="training", disable=not self.progress)
         for _ in bar:
             t0 = time.perf_counter()
@@ -314,10 +327,10 @@ class Trainer:
             self.history.append(row)
             if main:
                 self._save_epoch(best, last, bool(val_cases))
+            if writer is not None:
+                _log_scalars(writer, row)
             bar.set_postfix(loss=f"{loss:.4f}",
                             dice=f"{row.get('val_dice_mean', float('nan')):.3f}")
-        barrier(self.ctx)
-        return TrainResult(self.out_dir, best, last, self.history)
 
     def _save_epoch(self, best: Path, last: Path, validated: bool) -> None:
         save_bundle(last, self.net, self.bundle_meta())
@@ -325,6 +338,29 @@ class Trainer:
             save_bundle(best, self.net, self.bundle_meta())
         save_checkpoint(self.out_dir / "last.pt", self._state())
         self._write_csv()
+
+
+def _open_tensorboard(log_dir: Path) -> Any:
+    """A ``SummaryWriter`` on ``log_dir`` (the ``tensorboard`` package is a dependency)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:  # pragma: no cover - tensorboard is a declared dependency
+        raise ConfigError(f"train.tensorboard is true but TensorBoard cannot be imported ({exc}); "
+                          "pip install tensorboard or set train.tensorboard=false.") from exc
+    return SummaryWriter(log_dir=str(log_dir))
+
+
+def _log_scalars(writer: Any, row: dict[str, Any]) -> None:
+    """One epoch row as TensorBoard scalars at ``step = epoch``: ``train/loss``, ``train/lr``,
+    ``val/dice_mean`` and ``val/dice_<label>`` (validation epochs only; NaN skipped)."""
+    epoch = int(row["epoch"])
+    writer.add_scalar("train/loss", float(row["train_loss"]), epoch)
+    writer.add_scalar("train/lr", float(row["lr"]), epoch)
+    writer.add_scalar("train/epoch_seconds", float(row["seconds"]), epoch)
+    for key, value in row.items():
+        if key.startswith(("val_dice_mean", "dice_")) and not math.isnan(float(value)):
+            writer.add_scalar(f"val/{key.removeprefix('val_')}", float(value), epoch)
+    writer.flush()
 
 
 def _read_csv(path: Path) -> list[dict[str, Any]]:

@@ -112,3 +112,23 @@ def test_inconsistent_label_sets_between_cases(tmp_path: Path) -> None:
     nib.save(nib.Nifti1Image(arr, img.affine), str(lab_path))
     with pytest.raises(DatasetError, match=r"case case1: .* value\(s\) \[7\]"):
         Trainer(tiny_config(ds, tmp_path / "r"))
+
+
+def test_tensorboard_scalars_written(dataset: Path, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny_config(dataset, tmp_path / "tb", train={"epochs": 2, "tensorboard": True})
+    res = train(cfg, progress=False)
+    events = list((tmp_path / "tb/tensorboard").glob("events.out.tfevents.*"))
+    assert len(events) == 1
+    acc = EventAccumulator(str(events[0]))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "val/dice_mean", "val/dice_spleen"} <= tags
+    loss = acc.Scalars("train/loss")
+    assert [e.step for e in loss] == [1, 2]
+    np.testing.assert_allclose([e.value for e in loss],
+                               [r["train_loss"] for r in res.history], rtol=1e-6)
+    assert not (tmp_path / "tb-off").exists()
+    train(tiny_config(dataset, tmp_path / "tb-off", train={"epochs": 1}), progress=False)
+    assert not (tmp_path / "tb-off/tensorboard").exists()
