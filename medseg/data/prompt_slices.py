@@ -159,12 +159,13 @@ class PromptSampler:
                  box_jitter_rel: float = 0.3, box_shrink: float = 0.12,
                  point_prob: float = 0.3, mask_prompt_prob: float = 0.2,
                  augment: AugmentSettings | None = None, seed: int = 0,
-                 recipe: str = "sam") -> None:
+                 recipe: str = "sam", box_jitter_slice_px: float = 0.0) -> None:
         self.table, self.size, self.mask_size = table, image_size, mask_size
         self.mean = torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1)
         self.box_jitter, self.box_jitter_rel = box_jitter, box_jitter_rel
         self.box_shrink = box_shrink
+        self.box_jitter_slice_px = box_jitter_slice_px
         self.point_prob, self.mask_prompt_prob = point_prob, mask_prompt_prob
         self.aug = augment
         self.recipe = recipe  # "sam": keep aspect + pad, mean/std; "medsam": stretch, /255
@@ -172,7 +173,7 @@ class PromptSampler:
 
     def _canvas(self, stack: npt.NDArray[np.float32]) -> torch.Tensor:
         """``(C, h, w)`` -> longest side resized to ``size``, padded bottom/right:
-        ``(1, C, S, S)``."""
+        ``(1, C, S, S)`` (``medsam`` recipe: stretched to ``S x S``)."""
         h, w = stack.shape[1:]
         scale = self.size / max(h, w)
         nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
@@ -218,7 +219,14 @@ class PromptSampler:
             x = F.avg_pool2d(x, 3, 1, 1)
         return (x.clamp(0, 1) * 255.0)
 
-    def _box(self, mask: torch.Tensor) -> torch.Tensor | None:
+    def _box(self, mask: torch.Tensor, scale: float) -> torch.Tensor | None:
+        """Jittered XYXY box of ``mask (1,1,S,S)``; ``scale`` = model pixels per slice pixel.
+
+        Half of the samples (when ``box_jitter_slice_px`` > 0) move each side by
+        U(-J, J) slice pixels (the benchmark protocol's unit); the others move each side
+        outwards by up to ``box_jitter`` px (capped at ``box_jitter_rel`` x side) or inwards by
+        up to ``box_shrink`` x side.
+        """
         ys, xs = torch.nonzero(mask[0, 0] > 0.5, as_tuple=True)
         if ys.numel() < 8:
             return None
@@ -227,6 +235,11 @@ class PromptSampler:
         if self.aug is None:
             return torch.tensor([x0, y0, x1, y1])
         w, h = x1 - x0, y1 - y0
+        if self.box_jitter_slice_px > 0 and self.rng.random() < 0.5:
+            d = self.rng.uniform(-1, 1, size=4) * self.box_jitter_slice_px * scale
+            b = torch.tensor([x0 - d[0], y0 - d[1], x1 + d[2], y1 + d[3]]).clamp(0, self.size)
+            ok = b[2] - b[0] >= 2 and b[3] - b[1] >= 2
+            return b if ok else torch.tensor([x0, y0, x1, y1])
         out = []
         for v, side, sign in ((x0, w, -1), (y0, h, -1), (x1, w, 1), (y1, h, 1)):
             grow = min(self.box_jitter, max(2.0, self.box_jitter_rel * side))
@@ -270,6 +283,7 @@ class PromptSampler:
         if self.aug is not None and self.rng.random() < 0.5:  # random 90-degree turns
             stack = np.rot90(stack, int(self.rng.integers(1, 4)), axes=(1, 2))
         canvas = self._canvas(stack)
+        scale = self.size / max(stack.shape[1:])
         if self.aug is not None:
             canvas = F.grid_sample(canvas, self._grid(), mode="bilinear", padding_mode="zeros",
                                    align_corners=False)
@@ -277,7 +291,7 @@ class PromptSampler:
         if self.aug is not None:
             ci = self._intensity(ci)
         cm, cp = (cm > 0.5).float(), (cp > 0.5).float()
-        box = self._box(cm)
+        box = self._box(cm, scale)
         if box is None:
             return None
         use_pts = self.aug is not None and self.rng.random() < self.point_prob

@@ -96,6 +96,8 @@ class PromptTrainConfig(_Strict):
     box_jitter: float = Field(default=20.0, ge=0, description="max outward px per side")
     box_jitter_rel: float = Field(default=0.3, ge=0, description="outward cap, x box side")
     box_shrink: float = Field(default=0.12, ge=0, lt=0.5, description="max inward, x side")
+    box_jitter_slice_px: float = Field(
+        default=0.0, ge=0, description="> 0: half the boxes get U(-J, J) slice pixels per side")
     point_prob: float = Field(default=0.3, ge=0, le=1)
     mask_prompt_prob: float = Field(default=0.2, ge=0, le=1)
     iou_loss_weight: float = Field(default=1.0, ge=0)

@@ -190,7 +190,8 @@ def _sampler(cfg: FinetuneConfig, net: Any, sources: list[LabelledVolume],
     std = tuple(float(v) for v in net.pixel_std.flatten())
     return PromptSampler(table, size, mean, std, int(net.prompt_encoder.mask_input_size[0]),
                          t.box_jitter, t.box_jitter_rel, t.box_shrink, t.point_prob,
-                         t.mask_prompt_prob, aug, seed=t.seed + 1000 * rank, recipe=recipe)
+                         t.mask_prompt_prob, aug, seed=t.seed + 1000 * rank, recipe=recipe,
+                         box_jitter_slice_px=t.box_jitter_slice_px)
 
 
 def _freeze(net: Any, cfg: FinetuneConfig) -> list[nn.Parameter]:

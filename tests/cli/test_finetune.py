@@ -65,9 +65,10 @@ def test_finetune_cli_missing_config(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_shipped_configs_validate() -> None:
     from medseg.engine.prompt_config import load_finetune_config
 
-    lite = load_finetune_config(ROOT / "configs/lite_sam_train.yaml")
-    assert {"kidney_left", "kidney_right"} <= set(lite.data.exclude)
-    assert not any("brats" in str(s.image).lower() or "brain2" in str(s.image)
-                   or "breast1" in str(s.image) for s in lite.data.sources)
+    for name in ("lite_sam_train.yaml", "lite_sam_train_stage2.yaml"):
+        lite = load_finetune_config(ROOT / "configs" / name)
+        assert {"kidney_left", "kidney_right"} <= set(lite.data.exclude)
+        assert not any("brats" in str(s.image).lower() or "brain2" in str(s.image)
+                       or "breast1" in str(s.image) for s in lite.data.sources)
     medsam = load_finetune_config(ROOT / "configs/medsam_finetune.yaml")
     assert medsam.train.freeze_prompt_encoder and medsam.model.backend == "sam"

@@ -69,12 +69,14 @@ def test_slice_table_min_area_exclude_and_boxes() -> None:
         SliceTable([_synthetic_source()], min_area=500)
 
 
-def test_jittered_boxes_stay_in_image_and_near_the_structure() -> None:
+@pytest.mark.parametrize("slice_px", [0.0, 5.0])
+def test_jittered_boxes_stay_in_image_and_near_the_structure(slice_px: float) -> None:
     from medseg.data.prompt_slices import AugmentSettings
 
     table = SliceTable([_synthetic_source()], min_area=20)
     sampler = PromptSampler(table, 64, (0.0,) * 3, (1.0,) * 3, 32, box_jitter=20,
-                            point_prob=1.0, augment=AugmentSettings(), seed=1)
+                            point_prob=1.0, augment=AugmentSettings(), seed=1,
+                            box_jitter_slice_px=slice_px)
     b = sampler.batch(16)
     assert bool((b.boxes >= 0).all() and (b.boxes <= 64).all())
     assert bool((b.boxes[:, 2] > b.boxes[:, 0]).all() and (b.boxes[:, 3] > b.boxes[:, 1]).all())
