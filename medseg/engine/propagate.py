@@ -7,8 +7,9 @@ Rules (see docs/prompting.md):
   key slice or the volume's end. On each slice the prompt is the run's previous mask: its
   bounding box grown by a margin (mm or voxels) plus the mask itself as mask prompt.
 * A run stops (that slice and the rest of its way stay empty) when the predicted IoU is below
-  ``min_score``, the mask has fewer than ``min_area_px`` voxels, or its area is below
-  ``min_area_ratio`` (or above ``max_area_ratio``) times the previous slice's.
+  ``min_score``, the mask has fewer than ``min_area_px`` voxels, its area is below
+  ``min_area_ratio`` (or above ``max_area_ratio``) times the previous slice's, or (optional)
+  its mean intensity drifted from the key slice's by more than ``max_intensity_drift``.
 * Between two key slices both runs exist; their low-res logits are averaged with the predicted
   IoU as weights. Confidence = that weighted IoU times ``(1 + IoU(run masks)) / 2`` (the two
   directions disagreeing lowers it); the slices to check are the lowest-confidence ones.
@@ -39,6 +40,9 @@ class PropagationConfig:
     min_area_px: int = 10
     min_area_ratio: float = 0.3
     max_area_ratio: float = 3.0
+    #: stop when the mean intensity inside the mask moves more than this fraction of the
+    #: volume's intensity window away from the key slice's (None: rule off)
+    max_intensity_drift: float | None = None
     use_mask_prompt: bool = True
     n_check: int = 5
     lookahead: int = 8               # slices embedded ahead of a run, in batches
@@ -113,6 +117,18 @@ class Propagator:
                               "box or points on a key slice before propagating.")
         return keys
 
+    def _mean_intensity(self, k: int, mask: np.ndarray) -> float:
+        """Mean of slice ``k`` inside ``mask`` as a fraction of the session's window."""
+        lo, hi = self.session._window
+        return (float(self.session.slice_image(k)[mask].mean()) - lo) / max(hi - lo, 1e-6)
+
+    def _check_drift(self, k: int, mask: np.ndarray, key_mean: float) -> str | None:
+        limit = self.config.max_intensity_drift
+        if limit is None:
+            return None
+        drift = abs(self._mean_intensity(k, mask) - key_mean)
+        return f"intensity drift {drift:.3f} > {limit}" if drift > limit else None
+
     def _check_stop(self, area: int, prev_area: int, score: float) -> str | None:
         cfg = self.config
         if area == 0:
@@ -133,6 +149,7 @@ class Propagator:
         """Walk from key ``start`` toward ``end`` (exclusive); returns the slices predicted."""
         s = self.session
         prev = s.objects[object_id].masks[start]
+        key_mean = self._mean_intensity(start, prev)
         done: list[int] = []
         self._stops.pop((object_id, direction, start), None)
         for k in range(start + direction, end, direction):
@@ -144,7 +161,8 @@ class Propagator:
                                            multimask=False)
             mask = s.low_res_to_mask(low)
             done.append(k)
-            reason = self._check_stop(int(mask.sum()), int(prev.sum()), score)
+            reason = self._check_stop(int(mask.sum()), int(prev.sum()), score) \
+                or self._check_drift(k, mask, key_mean)
             if reason is not None:
                 self._stops[(object_id, direction, start)] = Stop(object_id, start, direction,
                                                                   k, reason)

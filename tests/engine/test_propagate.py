@@ -101,6 +101,21 @@ def test_area_thresholds_stop_a_run() -> None:
     assert _slices(s2) == list(range(10, 31))
 
 
+def test_intensity_drift_stops_a_run_when_enabled() -> None:
+    disks = {k: (26, 28, 6, 220.0 if k < 25 else 150.0) for k in range(10, 31)}
+    vol = _volume(disks)
+    s = _session(vol)
+    s.predict(20, box=_box(vol, 20))
+    Propagator(s).propagate()
+    assert _slices(s) == list(range(10, 31))  # off by default: score 150/255 passes
+    s2 = _session(vol)
+    s2.predict(20, box=_box(vol, 20))
+    res = Propagator(s2, PropagationConfig(max_intensity_drift=0.2)).propagate()
+    assert _slices(s2) == list(range(10, 25))
+    stop = next(st for st in res.stops if st.direction == 1)
+    assert stop.slice_index == 25 and stop.reason.startswith("intensity drift 0.2")
+
+
 def test_two_key_slices_fuse_by_score_and_flag_disagreement() -> None:
     disks = {k: (14, 24, 4, 250.0) for k in range(10, 21)}
     vol = _volume(disks)
