@@ -121,7 +121,7 @@ def _clickable(image: object, plane: str, index: int, shape: tuple[int, int], dr
         on_click(click)
 
     streamlit_image_coordinates(image, key=key, click_and_drag=drag, cursor="crosshair",
-                                png_compression_level=1,
+                                png_compression_level=1, width="stretch",
                                 on_click=callback)
 
 
