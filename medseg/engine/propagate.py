@@ -8,8 +8,8 @@ Rules (see docs/prompting.md):
   bounding box grown by a margin (mm or voxels) plus the mask itself as mask prompt.
 * A run stops (that slice and the rest of its way stay empty) when the predicted IoU is below
   ``min_score``, the mask has fewer than ``min_area_px`` voxels, its area is below
-  ``min_area_ratio`` (or above ``max_area_ratio``) times the previous slice's, or (optional)
-  its mean intensity drifted from the key slice's by more than ``max_intensity_drift``.
+  ``min_area_ratio`` (or above ``max_area_ratio``) times the previous slice's, or its mean
+  intensity drifted from the key slice's by more than ``max_intensity_drift``.
 * Between two key slices both runs exist; their low-res logits are averaged with the predicted
   IoU as weights. Confidence = that weighted IoU times ``(1 + IoU(run masks)) / 2`` (the two
   directions disagreeing lowers it); the slices to check are the lowest-confidence ones.
@@ -42,7 +42,7 @@ class PropagationConfig:
     max_area_ratio: float = 3.0
     #: stop when the mean intensity inside the mask moves more than this fraction of the
     #: volume's intensity window away from the key slice's (None: rule off)
-    max_intensity_drift: float | None = None
+    max_intensity_drift: float | None = 0.15
     use_mask_prompt: bool = True
     n_check: int = 5
     lookahead: int = 8               # slices embedded ahead of a run, in batches

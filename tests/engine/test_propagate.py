@@ -80,7 +80,7 @@ def test_score_threshold_stops_a_run() -> None:
     assert stop.slice_index == 26 and re.fullmatch(r"score 0\.4\d\d < 0\.5", stop.reason)
     s2 = _session(vol)
     s2.predict(20, box=_box(vol, 20))
-    Propagator(s2, PropagationConfig(min_score=0.4)).propagate()
+    Propagator(s2, PropagationConfig(min_score=0.4, max_intensity_drift=None)).propagate()
     assert _slices(s2) == list(range(10, 31))
 
 
@@ -101,13 +101,13 @@ def test_area_thresholds_stop_a_run() -> None:
     assert _slices(s2) == list(range(10, 31))
 
 
-def test_intensity_drift_stops_a_run_when_enabled() -> None:
+def test_intensity_drift_stops_a_run() -> None:
     disks = {k: (26, 28, 6, 220.0 if k < 25 else 150.0) for k in range(10, 31)}
     vol = _volume(disks)
     s = _session(vol)
     s.predict(20, box=_box(vol, 20))
-    Propagator(s).propagate()
-    assert _slices(s) == list(range(10, 31))  # off by default: score 150/255 passes
+    Propagator(s, PropagationConfig(max_intensity_drift=None)).propagate()
+    assert _slices(s) == list(range(10, 31))  # rule off: score 150/255 passes
     s2 = _session(vol)
     s2.predict(20, box=_box(vol, 20))
     res = Propagator(s2, PropagationConfig(max_intensity_drift=0.2)).propagate()
