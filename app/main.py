@@ -109,7 +109,12 @@ def main() -> None:
     if error:
         st.error(error)
     if "case" not in st.session_state:
-        st.info("Open a bundled sample, upload a file, or pick one from a server folder.")
+        st.info("Open a bundled sample, upload a file, or pick one from a server folder, "
+                "or work through a folder of cases in dataset mode below.")
+        with st.expander("Dataset mode", expanded=False):
+            from app.dataset import dataset_panel
+
+            dataset_panel(SETTINGS)
         return
     try:
         _annotate()

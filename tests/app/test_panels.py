@@ -179,3 +179,25 @@ def test_dataset_status_next_and_decathlon_export(tmp_path: Path) -> None:
     lab1 = io.read(tmp_path / "ds" / data["training"][1]["label"], label=True)
     img1 = io.read(cases[1].path)
     assert lab1.grid_differences(img1) == [] and set(np.unique(lab1.array)) == {0, 2}
+
+
+def test_dataset_mode_in_the_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "cases"
+    root.mkdir()
+    for n, kind in enumerate(("oblique", "flipped")):
+        io.write(make_volume(kind, seed=n), root / f"case{n}.nii.gz")
+    monkeypatch.setenv("MEDSEG_DATA_ROOTS", str(root))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    table = at.dataframe[0].value
+    assert list(table["status"]) == ["to do", "to do"]
+    at.button(key="next_case").click().run()
+    assert at.session_state["case"].name == "case0.nii.gz"
+    at.selectbox(key="new_label_pick").set_value("lesion")
+    at.button(key="add_label").click().run()
+    at.button(key="brush_apply").click().run()
+    at.radio(key="panel").set_value("Dataset").run()
+    assert list(at.dataframe[0].value["status"]) == ["in progress", "to do"]
+    at.button(key="mark_done").click().run()
+    assert list(at.dataframe[0].value["status"]) == ["done", "to do"]
+    at.button(key="next_case").click().run()
+    assert at.session_state["case"].name == "case1.nii.gz" and not at.exception
