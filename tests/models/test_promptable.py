@@ -188,3 +188,15 @@ def test_optimized_encoder_matches_eager_for_each_batch_size() -> None:
             torch.testing.assert_close(fast.embed(x), eager.embed(x), atol=1e-4, rtol=1e-4)
         assert len(fast._traced) == 2
         assert all(isinstance(m, torch.jit.ScriptModule) for m in fast._traced.values())
+
+
+def test_shipped_lite_weights_load_when_present() -> None:
+    if not promptable.LITE_STEM.with_suffix(".safetensors").exists():
+        pytest.skip("medseg/weights/lite_sam.safetensors not shipped in this checkout")
+    model = load_promptable("lite")
+    spec = model.spec
+    x, rs = model.preprocess(np.random.default_rng(0).normal(0, 100, (80, 120)), "CT")
+    emb = model.embed(x)
+    assert emb.shape[-1] == spec.embed_size and x.shape[-1] == spec.image_size
+    low, iou = model.decode(emb, box=rs.box_to_model((10, 10, 60, 40)))
+    assert low.shape == (1, 1, spec.low_res_size, spec.low_res_size) and iou.shape == (1, 1)
