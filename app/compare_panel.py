@@ -145,7 +145,11 @@ def _show(result: dict[str, Any], name: str) -> None:
 
     cols = ["name", "dice", "hd95", "assd", "nsd", "volume_pred_ml", "volume_ref_ml", "flags"]
     df = pd.DataFrame(result["rows"])
-    st.dataframe(df[[c for c in cols if c in df.columns]], hide_index=True, key="metrics_table")
+    nice = {"name": "label", "dice": "Dice", "hd95": "HD95 (mm)", "assd": "ASSD (mm)",
+            "nsd": "NSD", "volume_pred_ml": "volume yours (mL)",
+            "volume_ref_ml": "volume reference (mL)", "flags": "flags"}
+    st.dataframe(df[[c for c in cols if c in df.columns]].rename(columns=nice),
+                 hide_index=True, key="metrics_table")
     stem = safe_name(name).replace(".", "_")
     mime = {"json": "application/json", "csv": "text/csv", "html": "text/html",
             "pdf": "application/pdf"}
@@ -153,4 +157,4 @@ def _show(result: dict[str, Any], name: str) -> None:
         col.download_button(f"Report {ext.upper()}", data, f"{stem}_report.{ext}", mime[ext],
                             key=f"dl_report_{ext}")
     for fig in result["figures"]:
-        st.image(fig.png, caption=f"{fig.title}: {fig.caption}")
+        st.image(fig.png, caption=f"{fig.title}: {fig.caption}", width=760)
