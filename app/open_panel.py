@@ -9,7 +9,14 @@ import streamlit as st
 
 from app import session
 from app.settings import AppSettings
-from app.sources import SAMPLES, UPLOAD_TYPES, list_entries, resolve_in_roots, save_upload
+from app.sources import (
+    SAMPLES,
+    UPLOAD_TYPES,
+    list_entries,
+    resolve_in_roots,
+    safe_name,
+    save_upload,
+)
 from app.workspace import CaseSource, sample_source, server_source, upload_source
 from medseg import io
 from medseg.errors import MedsegError
@@ -33,7 +40,7 @@ def open_panel(settings: AppSettings) -> None:
                 data = up.getvalue()
                 digest = hashlib.sha256(data).hexdigest()
                 folder = session.workspace(settings).upload_dir(digest)
-                path = folder / Path(up.name).name
+                path = folder / safe_name(up.name)
                 if not path.is_file():
                     path = save_upload(up.name, data, folder, settings.max_upload_mb)
                 if st.session_state.get("upload_handled") != digest:

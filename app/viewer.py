@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import streamlit as st
+from PIL import Image
 
 from app import render
 from app.annotation import Annotation
@@ -69,7 +70,7 @@ OUTLINE_RGB = (255, 255, 0)
 def _draw(case: Case, labels: np.ndarray | None, plane: str, index: int,
           window: tuple[float, float], overlay: tuple[dict[int, tuple[int, int, int]], set[int],
                                                       float], width: int,
-          outline: np.ndarray | None = None) -> tuple[object, object]:
+          outline: np.ndarray | None = None) -> tuple[Image.Image, render.SliceView]:
     view = render.extract(case.image_lps, plane, index)
     lab = render.view_plane(labels, plane, index) if labels is not None else None
     colors, visible, opacity = overlay
@@ -154,12 +155,16 @@ def viewer(case: Case, ann: Annotation, window: tuple[float, float],
     st.session_state["cursor"] = tuple(cursor)
 
 
+def _t(values: object) -> tuple[object, ...]:
+    return tuple(values) if isinstance(values, list | tuple) else (values,)
+
+
 def readout(case: Case, ann: Annotation) -> None:
     cursor = tuple(int(c) for c in st.session_state["cursor"])
     r = case.readout(cursor)  # type: ignore[arg-type]
     value = int(ann.array[cursor])
     name = ann.names().get(value, "background") if value else "background"
     st.markdown(
-        f"**Cursor** voxel (i, j, k) = {tuple(r['voxel'])} · LPS {tuple(r['lps_mm'])} mm · "
-        f"RAS {tuple(r['ras_mm'])} mm · value **{r['value']:g}** · annotation **{name}**"
+        f"**Cursor** voxel (i, j, k) = {_t(r['voxel'])} · LPS {_t(r['lps_mm'])} mm · "
+        f"RAS {_t(r['ras_mm'])} mm · value **{r['value']:g}** · annotation **{name}**"
         + (f" · reference **{r['label']}**" if "label" in r else ""))
