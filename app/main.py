@@ -25,8 +25,9 @@ SETTINGS = load_settings()
 
 def _sidebar() -> None:
     st.sidebar.title("medseg")
-    who = st.sidebar.text_input("Annotator", value=st.query_params.get("who", default_annotator()),
-                                key="annotator")
+    if "annotator" not in st.session_state:
+        st.session_state["annotator"] = st.query_params.get("who", default_annotator())
+    who = st.sidebar.text_input("Annotator", key="annotator")
     if who and st.query_params.get("who") != who:
         st.query_params["who"] = who
     open_panel(SETTINGS)

@@ -2,7 +2,9 @@
 
 Streamlit keeps ``st.session_state`` per browser tab and loses it on a refresh; the case key
 is therefore also put in the URL (``?case=<key>``) and the annotator's name in ``?who=``, and
-:func:`restore_from_url` reopens the case from the workspace when a new session starts.
+:func:`restore_from_url` reopens the case from the workspace when a new session starts. The
+undo/redo history is kept by the server process per case (it survives a refresh, not a
+restart).
 """
 
 from __future__ import annotations
@@ -26,6 +28,13 @@ def workspace(settings: AppSettings) -> Workspace:
 
 def annotator() -> str:
     return str(st.session_state.get("annotator") or default_annotator())
+
+
+@st.cache_resource(show_spinner=False)
+def _histories() -> dict[str, tuple[list[Any], list[Any], int]]:
+    """Undo/redo stacks per case key, kept by the server process across browser sessions
+    (a refresh keeps the history; an app restart keeps the labels but not the history)."""
+    return {}
 
 
 def case_from_source(source: CaseSource, settings: AppSettings) -> Case:
@@ -56,6 +65,9 @@ def open_source(source: CaseSource, settings: AppSettings, case: Case | None = N
     ws = workspace(settings)
     ann = ws.restore(source.key, case)
     restored = ann is not None
+    history = _histories().get(f"{ws.root}|{source.key}")
+    if ann is not None and history is not None and history[2] == ann.edits:
+        ann.undo_stack, ann.redo_stack = list(history[0]), list(history[1])
     st.session_state["case"] = case
     st.session_state["case_source"] = source
     st.session_state["ann"] = ann or Annotation.empty(case.image_lps.shape)
@@ -96,4 +108,6 @@ def commit(settings: AppSettings, action: str, status: str | None = None,
     case, source, ann = current()
     ws = workspace(settings)
     ws.save(source, case, ann, annotator=annotator(), status=status, extra=extra)
+    _histories()[f"{ws.root}|{source.key}"] = (list(ann.undo_stack), list(ann.redo_stack),
+                                                ann.edits)
     ws.audit(annotator(), action, source.key, undo_depth=len(ann.undo_stack), **details)

@@ -131,4 +131,8 @@ def test_autosave_audit_and_refresh_restore(app_workspace: Path) -> None:
     assert not fresh.exception and not fresh.error
     ann = fresh.session_state["ann"]
     assert ann.names() == {1: "liver"} and int((ann.array == 1).sum()) == n_after_undo
+    # the undo history survives the refresh too: redo brings the second stroke back
+    assert len(ann.undo_stack) == 1 and len(ann.redo_stack) == 1
+    fresh.button(key="redo").click().run()
+    assert int((fresh.session_state["ann"].array == 1).sum()) == n
     assert fresh.sidebar.text_input(key="annotator").value == "Dr Ada"

@@ -84,12 +84,13 @@ def test_annotate_refresh_export(browser: object, tmp_path: Path) -> None:
         # a refresh in the middle of annotating loses nothing
         page.reload()
         page.get_by_text(f"liver: {n} voxels").wait_for(timeout=90_000)
+        page.get_by_role("button", name="Undo (1)").wait_for(timeout=30_000)  # history kept
         img = page.frame_locator(IMAGE_FRAME).locator("img")
         img.wait_for(timeout=30_000)
         wait_idle(page)
         page.screenshot(path=str(SHOTS / "2_after_refresh.png"), full_page=True)
         img.click(position={"x": x + 25, "y": y})  # keep annotating after the refresh
-        page.get_by_role("button", name="Undo (1)").wait_for(timeout=30_000)
+        page.get_by_role("button", name="Undo (2)").wait_for(timeout=30_000)
         wait_idle(page)
         n2 = _state(ws)["voxels"]["1"]  # type: ignore[index]
         assert n2 > n
