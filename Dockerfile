@@ -36,6 +36,7 @@ RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 
 COPY medseg ./medseg
 COPY app ./app
+COPY .streamlit ./.streamlit
 COPY configs ./configs
 COPY data_samples ./data_samples
 RUN pip install -c constraints.txt ".[app]"
