@@ -36,8 +36,12 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else echo "note: system packages missing:$$missing (sudo apt-get install$$missing); tests that need them are skipped"; fi
 
+# The main job: the headless pipeline on the bundled sample (prints each step), then the app
+# on http://localhost:8501 with the sample CT open.
 run: install
 	$(PY) -m medseg.demo --out $(OUT)
+	MEDSEG_START_SAMPLE="CT abdomen, DICOM (JPEG 2000)" $(VENV)/bin/streamlit run app/main.py \
+	  --server.headless=true --browser.gatherUsageStats=false
 
 # The Streamlit app (viewer) on http://localhost:8501
 app: install

@@ -104,9 +104,29 @@ def _annotate() -> None:
     run_panel(panel, SETTINGS, active, index, edit_plane)
 
 
+def _open_start_sample() -> None:
+    """Open ``MEDSEG_START_SAMPLE`` once per browser session when no case is open."""
+    name = SETTINGS.start_sample
+    if not name or "case" in st.session_state or st.session_state.get("start_sample_done"):
+        return
+    st.session_state["start_sample_done"] = True
+    from app.sources import SAMPLES
+    from app.workspace import sample_source
+
+    sample = next((s for s in SAMPLES if s.name == name), None)
+    if sample is None:
+        st.session_state["flash_error"] = (
+            f"MEDSEG_START_SAMPLE={name!r} is not a bundled sample; "
+            f"use one of: {', '.join(s.name for s in SAMPLES)}")
+        return
+    session.open_source(sample_source(sample.name, sample.labels), SETTINGS)
+
+
 def main() -> None:
     error = session.restore_from_url(SETTINGS)
+    _open_start_sample()
     _sidebar()
+    error = error or st.session_state.pop("flash_error", None)
     if error:
         st.error(error)
     if "case" not in st.session_state:

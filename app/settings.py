@@ -4,6 +4,8 @@
   list and read, ``os.pathsep``-separated; nothing outside them is listed or read.
 - ``MEDSEG_MAX_UPLOAD_MB`` (default 1024): largest accepted upload.
 - ``MEDSEG_WORKSPACE`` (default ``./workspace``): where annotations and uploads are kept.
+- ``MEDSEG_START_SAMPLE`` (default empty): name of a bundled sample to open when a session
+  starts with no case (``make run`` opens the sample CT).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class AppSettings:
     data_roots: tuple[Path, ...]
     max_upload_mb: int
     workspace: Path
+    start_sample: str = ""
 
 
 def load_settings(env: dict[str, str] | None = None) -> AppSettings:
@@ -31,4 +34,5 @@ def load_settings(env: dict[str, str] | None = None) -> AppSettings:
         data_roots=roots or (SAMPLES_DIR.resolve(),),
         max_upload_mb=int(env.get("MEDSEG_MAX_UPLOAD_MB", "1024")),
         workspace=Path(env.get("MEDSEG_WORKSPACE", "workspace")).expanduser().resolve(),
+        start_sample=env.get("MEDSEG_START_SAMPLE", ""),
     )

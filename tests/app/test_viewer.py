@@ -106,3 +106,14 @@ def test_roots_resolution_blocks_symlink_escape(tmp_path: Path) -> None:
     assert resolve_in_roots("sub", (root,)) == root / "sub"
     settings = load_settings({"MEDSEG_DATA_ROOTS": str(root), "MEDSEG_MAX_UPLOAD_MB": "5"})
     assert settings.data_roots == (root.resolve(),) and settings.max_upload_mb == 5
+
+
+def test_start_sample_opens_the_ct_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MEDSEG_START_SAMPLE", "CT abdomen, DICOM (JPEG 2000)")
+    monkeypatch.setenv("MEDSEG_WORKSPACE", str(tmp_path))
+    at = _app()
+    assert not at.exception and not at.error
+    assert any("### CT abdomen, DICOM (JPEG 2000)" in m.value for m in at.markdown)
+    monkeypatch.setenv("MEDSEG_START_SAMPLE", "no such sample")
+    at = _app()
+    assert "not a bundled sample" in at.error[0].value
