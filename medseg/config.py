@@ -314,16 +314,29 @@ def parse_config(raw: Any, source: str = "config") -> MedsegConfig:
         raise ConfigError(_format_errors(exc, source)) from None
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> MedsegConfig:
-    """Read ``path`` (YAML), apply ``overrides`` and validate."""
+def read_yaml(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
+              example: str = "configs/*.yaml") -> dict[str, Any]:
+    """The raw mapping of a YAML config file with dotted ``overrides`` applied.
+
+    The only place medseg reads YAML; typed loaders (this module's :func:`load_config`,
+    :func:`medseg.engine.prompt_config.load_finetune_config`) validate what it returns.
+    """
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"{p}: config file not found. Pass one of configs/*.yaml.")
+        raise ConfigError(f"{p}: config file not found. Pass one of {example}.")
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
-    return parse_config(apply_overrides(raw or {}, overrides), source=str(p))
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{p}: a config must be a YAML mapping of keys, got "
+                          f"{type(raw).__name__}.")
+    return apply_overrides(raw or {}, overrides)
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> MedsegConfig:
+    """Read ``path`` (YAML), apply ``overrides`` and validate."""
+    return parse_config(read_yaml(path, overrides), source=str(path))
 
 
 def dump_config(cfg: BaseModel) -> str:

@@ -10,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from medseg.config import apply_overrides
+from medseg.config import read_yaml
 from medseg.errors import ConfigError
 
 __all__ = ["FinetuneConfig", "PromptAugmentConfig", "PromptDataConfig", "PromptModelConfig",
@@ -145,11 +144,5 @@ def parse_finetune_config(raw: Any, source: str = "config") -> FinetuneConfig:
 def load_finetune_config(path: str | Path,
                          overrides: list[str] | tuple[str, ...] = ()) -> FinetuneConfig:
     """Read ``path`` (YAML), apply dotted ``overrides`` and validate."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: config file not found; pass e.g. configs/medsam_finetune.yaml")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
-    return parse_finetune_config(apply_overrides(raw or {}, overrides), source=str(p))
+    raw = read_yaml(path, overrides, example="configs/medsam_finetune.yaml")
+    return parse_finetune_config(raw, source=str(path))
