@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -25,7 +25,11 @@ __all__ = [
     "AugmentConfig", "DataConfig", "InferenceConfig", "IntensityConfig", "LossConfig",
     "MedsegConfig", "ModelConfig", "OptimizerConfig", "PreprocessConfig", "SchedulerConfig",
     "TrainConfig", "apply_overrides", "config_hash", "dump_config", "load_config", "parse_config",
+    "read_yaml", "validate_config",
 ]
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -241,9 +245,9 @@ class MedsegConfig(_Strict):
 # ---------------------------------------------------------------------------- errors
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The pydantic model class that owns the key at ``loc`` (minus its last element)."""
-    cls: type[BaseModel] = MedsegConfig
+    cls: type[BaseModel] = root
     for part in loc[:-1]:
         field = cls.model_fields.get(str(part))
         ann = getattr(field, "annotation", None)
@@ -253,13 +257,14 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return cls
 
 
-def _format_errors(exc: ValidationError, source: str) -> str:
+def _format_errors(exc: ValidationError, source: str, root: type[BaseModel],
+                   what: str = "config") -> str:
     lines = []
     for err in exc.errors():
         loc = tuple(err["loc"])
         key = ".".join(str(p) for p in loc) or "(top level)"
         if err["type"] == "extra_forbidden":
-            owner = _model_at(loc)
+            owner = _model_at(root, loc)
             allowed = ", ".join(owner.model_fields) if owner else "?"
             parent = ".".join(str(p) for p in loc[:-1]) or "top level"
             lines.append(f"unknown key '{key}'; allowed keys under {parent}: {allowed}")
@@ -268,7 +273,7 @@ def _format_errors(exc: ValidationError, source: str) -> str:
         else:
             msg = err["msg"].removeprefix("Value error, ")
             lines.append(f"'{key}': {msg} (got {err.get('input')!r})")
-    return f"{source}: invalid config:\n  - " + "\n  - ".join(lines)
+    return f"{source}: invalid {what}:\n  - " + "\n  - ".join(lines)
 
 
 # ---------------------------------------------------------------------------- loading
@@ -303,15 +308,21 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
     return out
 
 
-def parse_config(raw: Any, source: str = "config") -> MedsegConfig:
-    """Validate a raw dict into a :class:`MedsegConfig`; :class:`ConfigError` names the keys."""
+def validate_config(model: type[M], raw: Any, source: str, what: str = "config") -> M:
+    """Validate ``raw`` into ``model``; :class:`ConfigError` names every offending key (and,
+    for unknown keys, the keys allowed there). Shared by every typed config of medseg."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of sections, "
+        raise ConfigError(f"{source}: the top level of a {what} must be a mapping of sections, "
                           f"got {type(raw).__name__}")
     try:
-        return MedsegConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source)) from None
+        raise ConfigError(_format_errors(exc, source, model, what)) from None
+
+
+def parse_config(raw: Any, source: str = "config") -> MedsegConfig:
+    """Validate a raw dict into a :class:`MedsegConfig`; :class:`ConfigError` names the keys."""
+    return validate_config(MedsegConfig, raw, source)
 
 
 def read_yaml(path: str | Path, overrides: list[str] | tuple[str, ...] = (),

@@ -10,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from medseg.config import read_yaml
-from medseg.errors import ConfigError
+from medseg.config import read_yaml, validate_config
 
 __all__ = ["FinetuneConfig", "PromptAugmentConfig", "PromptDataConfig", "PromptModelConfig",
            "PromptSourceConfig", "PromptTrainConfig", "load_finetune_config",
@@ -115,30 +114,9 @@ class FinetuneConfig(_Strict):
     train: PromptTrainConfig = Field(default_factory=PromptTrainConfig)
 
 
-def _format(exc: ValidationError, source: str) -> str:
-    lines = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        if err["type"] == "extra_forbidden":
-            lines.append(f"unknown key '{key}'")
-        elif err["type"] == "missing":
-            lines.append(f"missing required key '{key}'")
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"'{key}': {msg} (got {err.get('input')!r})")
-    return (f"{source}: invalid finetune config:\n  - " + "\n  - ".join(lines)
-            + "\n  (see configs/medsam_finetune.yaml for every key)")
-
-
 def parse_finetune_config(raw: Any, source: str = "config") -> FinetuneConfig:
     """Validate a raw dict; :class:`ConfigError` names the offending keys."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping with model/data/train, "
-                          f"got {type(raw).__name__}")
-    try:
-        return FinetuneConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_format(exc, source)) from None
+    return validate_config(FinetuneConfig, raw, source, what="finetune config")
 
 
 def load_finetune_config(path: str | Path,
