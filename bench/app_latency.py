@@ -30,7 +30,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.app.browser import CHROMIUM_ARGS, IMAGE_FRAME, app_server, wait_idle  # noqa: E402
+from tests.app.browser import (  # noqa: E402
+    CHROMIUM_ARGS,
+    IMAGE_FRAME,
+    add_label,
+    app_server,
+    wait_idle,
+)
 
 BASELINE = '''
 import numpy as np
@@ -52,6 +58,20 @@ def _wait_change(get: object, old: str | None, timeout: float = 60.0) -> None:
 
 def _src(locator: object) -> object:
     return lambda: locator.get_attribute("src")  # type: ignore[attr-defined]
+
+
+def _slider_steps(page: object, img: object, slider: object, runs: int) -> list[float]:
+    """Seconds from an arrow key on ``slider`` until ``img`` shows a new picture, per step."""
+    times = []
+    for i in range(runs):
+        slider.focus()  # type: ignore[attr-defined]
+        old = img.get_attribute("src")  # type: ignore[attr-defined]
+        t0 = time.perf_counter()
+        page.keyboard.press("ArrowRight" if i % 2 == 0 else "ArrowLeft")  # type: ignore
+        _wait_change(_src(img), old)
+        times.append(time.perf_counter() - t0)
+        wait_idle(page)
+    return times
 
 
 def prompt_model(tmp: Path) -> tuple[Path, str]:
@@ -81,21 +101,10 @@ def measure_app(browser: object, runs: int, model: Path) -> dict[str, list[float
         img = page.frame_locator(IMAGE_FRAME).locator("img")
         img.wait_for(timeout=90_000)
         wait_idle(page)
-        page.get_by_test_id("stSelectbox").filter(has_text="New label").click()
-        page.keyboard.type("liver")
-        page.keyboard.press("Enter")
-        page.get_by_role("button", name="Add label").click()
-        page.get_by_text("liver: 0 voxels").wait_for(timeout=30_000)
+        add_label(page, "liver")
         wait_idle(page)
         slider = page.get_by_test_id("stSlider").filter(has_text="Axial").get_by_role("slider")
-        for i in range(runs):
-            slider.focus()
-            old = img.get_attribute("src")
-            t0 = time.perf_counter()
-            page.keyboard.press("ArrowRight" if i % 2 == 0 else "ArrowLeft")
-            _wait_change(_src(img), old)
-            out["slice_change"].append(time.perf_counter() - t0)
-            wait_idle(page)
+        out["slice_change"] = _slider_steps(page, img, slider, runs)
         box = img.bounding_box()
         for i in range(runs):
             old = img.get_attribute("src")
@@ -153,15 +162,7 @@ def measure_baseline(browser: object, runs: int) -> list[float]:
             img.wait_for(timeout=60_000)
             wait_idle(page)
             slider = page.get_by_role("slider").first
-            times = []
-            for i in range(runs):
-                slider.focus()
-                old = img.get_attribute("src")
-                t0 = time.perf_counter()
-                page.keyboard.press("ArrowRight" if i % 2 == 0 else "ArrowLeft")
-                _wait_change(_src(img), old)
-                times.append(time.perf_counter() - t0)
-                wait_idle(page)
+            times = _slider_steps(page, img, slider, runs)
             page.close()
         finally:
             proc.terminate()

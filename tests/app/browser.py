@@ -62,3 +62,13 @@ def wait_idle(page: object, timeout_ms: int = 60_000) -> None:
         "() => document.querySelector('[data-testid=\"stApp\"]')"
         "?.getAttribute('data-test-script-state') === 'notRunning'", timeout=timeout_ms)
     page.wait_for_timeout(100)  # type: ignore[attr-defined]
+
+
+def add_label(page: object, name: str) -> None:
+    """Type a new label name in the Labels panel, add it and wait until it is listed."""
+    p = page  # playwright Page
+    p.get_by_test_id("stSelectbox").filter(has_text="New label").click()  # type: ignore
+    p.keyboard.type(name)  # type: ignore[attr-defined]
+    p.keyboard.press("Enter")  # type: ignore[attr-defined]
+    p.get_by_role("button", name="Add label").click()  # type: ignore[attr-defined]
+    p.get_by_text(f"{name}: 0 voxels").wait_for(timeout=30_000)  # type: ignore[attr-defined]

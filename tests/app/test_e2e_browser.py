@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.app.browser import CHROMIUM_ARGS, IMAGE_FRAME, app_server, wait_idle
+from tests.app.browser import CHROMIUM_ARGS, IMAGE_FRAME, add_label, app_server, wait_idle
 from tests.conftest import ROOT, SAMPLES, require_tool
 
 pytestmark = pytest.mark.external
@@ -56,11 +56,7 @@ def test_annotate_refresh_export(browser: object, tmp_path: Path) -> None:
                                 accept_downloads=True)
         page.goto(url)
         img = _open_sample(page)
-        page.get_by_test_id("stSelectbox").filter(has_text="New label").click()
-        page.keyboard.type("liver")
-        page.keyboard.press("Enter")
-        page.get_by_role("button", name="Add label").click()
-        page.get_by_text("liver: 0 voxels").wait_for(timeout=30_000)
+        add_label(page, "liver")
         wait_idle(page)
         box = img.bounding_box()
         x, y = 0.30 * box["width"], 0.45 * box["height"]  # the liver, patient's right
@@ -151,11 +147,7 @@ def test_box_prompt_in_browser(browser: object, tmp_path: Path) -> None:
         page = browser.new_page(viewport={"width": 1500, "height": 1100})  # type: ignore
         page.goto(url)
         img = _open_sample(page)
-        page.get_by_test_id("stSelectbox").filter(has_text="New label").click()
-        page.keyboard.type("liver")
-        page.keyboard.press("Enter")
-        page.get_by_role("button", name="Add label").click()
-        page.get_by_text("liver: 0 voxels").wait_for(timeout=30_000)
+        add_label(page, "liver")
         page.get_by_text("Box", exact=True).click()
         wait_idle(page)
         img = page.frame_locator(IMAGE_FRAME).locator("img")
