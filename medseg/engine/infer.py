@@ -31,7 +31,13 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms.utils import convert_applied_interp_mode
 
-from medseg.engine.invert import AxisMap, axis_mapping, iter_native_slabs
+from medseg.engine.invert import (
+    AxisMap,
+    axis_mapping,
+    first_argmax_,
+    iter_native_labels,
+    iter_native_slabs,
+)
 from medseg.engine.postprocess import PostProcess, postprocess_labels
 from medseg.engine.window import sliding_logits
 from medseg.errors import ModelInputError
@@ -73,17 +79,6 @@ class _Clock:
         now = time.perf_counter()
         self.laps[f"{name}_s"] = round(now - self.t, 4)
         self.t = now
-
-
-def _running_argmax(values: torch.Tensor, out: torch.Tensor) -> None:
-    """``out[...] = values.argmax(0)`` (first maximum wins) without an int64 temporary;
-    ``values`` ``(K, ...)`` float32, ``out`` an integer view of the result."""
-    best = values[0].clone()
-    out.zero_()
-    for c in range(1, values.shape[0]):
-        better = values[c] > best
-        out[better] = c
-        torch.maximum(best, values[c], out=best)
 
 
 class Segmenter:
@@ -208,10 +203,14 @@ class Segmenter:
             lab = probs.argmax(0, keepdim=True).to(torch.float32)
             for i0, i1, v in iter_native_slabs(lab, mapping, shape, nearest=True):
                 out[i0:i1] = v[0].to(out.dtype)
+        elif k <= 256 and not keep_probs:
+            for i0, i1, lab in iter_native_labels(probs, mapping, shape):
+                out[i0:i1] = lab
+            return labels, None
         if self.invert == "probabilities" or keep_probs:
             for i0, i1, v in iter_native_slabs(probs, mapping, shape):
                 if self.invert == "probabilities":
-                    _running_argmax(v, out[i0:i1])
+                    first_argmax_(v, out[i0:i1])
                 if all_p is not None:
                     all_p[:, i0:i1] = v.numpy()
         return labels, all_p

@@ -84,10 +84,22 @@ def as_label_map(volume: Volume, labels: dict[int, str] | None = None) -> Volume
     if dtype is None:
         raise InvalidImageError(f"{volume.meta.get('path', 'volume')}: label value {vmax} > 65535.")
     names = dict(labels or volume.labels or {})
-    for v in np.unique(arr):
-        if v != 0 and int(v) not in names:
-            names[int(v)] = f"label_{int(v)}"
-    return volume.with_array(arr.astype(dtype, copy=False), labels=names)
+    out = arr.astype(dtype, copy=False)
+    for v in present_values(out):
+        if v != 0 and v not in names:
+            names[v] = f"label_{v}"
+    return volume.with_array(out, labels=names)
+
+
+def present_values(arr: np.ndarray, chunk: int = 1 << 22) -> list[int]:
+    """Sorted values occurring in a uint8/uint16 array: a bincount over chunks of the array in
+    memory order (no sorted copy of the volume, unlike ``np.unique``)."""
+    flat = arr.ravel(order="K")
+    counts = np.zeros(256 if arr.dtype == np.uint8 else 65536, dtype=np.int64)
+    for i in range(0, flat.size, chunk):
+        part = flat[i:i + chunk]
+        counts[:int(part.max()) + 1] += np.bincount(part)
+    return [int(v) for v in np.flatnonzero(counts)]
 
 
 def read(path: str | Path, series: str | int | None = None, *,

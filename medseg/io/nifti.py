@@ -9,6 +9,10 @@ ITK/SimpleITK may prefer the qform when both are set and differ; medseg reports 
 used in ``meta["nifti_xform"]``. On writing, sform and qform are both set (code 1, scanner)
 from the same affine, so every reader agrees.
 
+Compression: ``.nii.gz`` goes through ISA-L (``isal.igzip``) when installed (a dependency of
+medseg): inflate is 2-3x and level-1 deflate about 10x faster than Python's zlib on this CPU, and
+the files are ordinary gzip streams that every tool reads.
+
 Voxel values: the scaling ``scl_slope``/``scl_inter`` is applied (nibabel ``dataobj``); the
 dtype is kept when no scaling is stored. NaN voxels are refused by default (``nan="error"``).
 Label names are stored in a header extension (code 6, JSON ``{"labels": {...}}``) and read back
@@ -17,30 +21,67 @@ from it (see :mod:`medseg.io.labels`).
 
 from __future__ import annotations
 
+import contextlib
+import gzip
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import nibabel as nib
 import numpy as np
 
-from medseg.errors import CorruptFileError, InvalidImageError
+from medseg.errors import CorruptFileError, InvalidImageError, MedsegError
 from medseg.io.atomic import atomic_path
 from medseg.io.labels import labels_from_json, labels_to_json, read_sidecar
 from medseg.volume import Volume
 
 _EXT_CODE_COMMENT = 6
+#: deflate level of written ``.nii.gz`` (nibabel's default is 1 too)
+GZIP_LEVEL = 1
 
 
-def _load(path: Path) -> nib.Nifti1Image | nib.Nifti2Image:
+def _gzip_module() -> ModuleType:
     try:
-        img = nib.load(str(path))
-    except Exception as exc:  # nibabel raises many types for bad files
-        raise CorruptFileError(
-            f"{path}: not a readable NIfTI file ({exc.__class__.__name__}: {exc}). "
-            "Check that the file is complete (not truncated) and really NIfTI."
-        ) from exc
-    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
-        raise CorruptFileError(f"{path}: nibabel read it as {type(img).__name__}, not NIfTI.")
-    return img
+        from isal import igzip
+    except ImportError:  # pragma: no cover - isal is a dependency; plain zlib still works
+        return gzip
+    return igzip
+
+
+def _is_gz(path: Path) -> bool:
+    return path.name.lower().endswith(".gz")
+
+
+def _corrupt(path: Path, exc: BaseException) -> CorruptFileError:
+    return CorruptFileError(
+        f"{path}: not a readable NIfTI file ({exc.__class__.__name__}: {exc}). "
+        "Check that the file is complete (not truncated) and really NIfTI.")
+
+
+@contextlib.contextmanager
+def _open(path: Path) -> Iterator[nib.Nifti1Image | nib.Nifti2Image]:
+    """The image, its voxel data readable inside the ``with`` block. ``.nii.gz`` streams through
+    the fast inflater; ``.nii`` is memory-mapped by nibabel."""
+    try:
+        if not _is_gz(path):
+            img = nib.load(str(path))
+            if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+                raise CorruptFileError(
+                    f"{path}: nibabel read it as {type(img).__name__}, not NIfTI.")
+            yield img
+            return
+        with _gzip_module().open(path, "rb") as f:
+            size = f.read(4)
+            f.seek(0)
+            n = int.from_bytes(size, "little") if len(size) == 4 else 0
+            klass = nib.Nifti2Image if 540 in (n, int.from_bytes(size, "big")) else (
+                nib.Nifti1Image)
+            fh = nib.FileHolder(filename=str(path), fileobj=f)
+            yield klass.from_file_map({"header": fh, "image": fh}, mmap=False)
+    except MedsegError:
+        raise
+    except Exception as exc:  # nibabel/gzip raise many types for bad files
+        raise _corrupt(path, exc) from exc
 
 
 def _affine_and_source(img: nib.Nifti1Image | nib.Nifti2Image) -> tuple[np.ndarray, str]:
@@ -72,7 +113,11 @@ def read_nifti(path: str | Path, *, nan: str = "error") -> Volume:
         nan: ``"error"`` (default) refuses NaN voxels; ``"zero"`` replaces them with 0.
     """
     p = Path(path)
-    img = _load(p)
+    with _open(p) as img:
+        return _to_volume(img, p, nan)
+
+
+def _to_volume(img: nib.Nifti1Image | nib.Nifti2Image, p: Path, nan: str) -> Volume:
     shape = img.shape
     if len(shape) > 3 and not all(s == 1 for s in shape[3:]):
         raise InvalidImageError(
@@ -128,4 +173,9 @@ def write_nifti(volume: Volume, path: str | Path) -> None:
         img.header.extensions.append(nib.nifti1.Nifti1Extension(_EXT_CODE_COMMENT, content))
         img.header.set_intent("label", name="labels")
     with atomic_path(p) as tmp:
-        nib.save(img, str(tmp))
+        if not _is_gz(p):
+            nib.save(img, str(tmp))
+            return
+        with _gzip_module().open(tmp, "wb", compresslevel=GZIP_LEVEL) as f:
+            fh = nib.FileHolder(filename=str(tmp), fileobj=f)
+            img.to_file_map({"header": fh, "image": fh})
