@@ -23,7 +23,8 @@ from monai import transforms as mt
 from medseg.config import AugmentConfig, IntensityConfig, MedsegConfig, PreprocessConfig
 
 __all__ = ["build_infer_transforms", "build_train_transforms", "build_val_transforms",
-           "intensity_transform", "load_transforms", "preprocess_transforms"]
+           "intensity_transform", "load_transforms", "preprocess_transforms",
+           "spatial_transforms"]
 
 
 #: nibabel/MONAI axis-code convention: each pair is (low end, high end) of an axis.
@@ -51,17 +52,27 @@ def intensity_transform(cfg: IntensityConfig, key: str = "image") -> list[mt.Map
     return [mt.EnsureTyped(key, dtype=torch.float32)]
 
 
+def spatial_transforms(cfg: PreprocessConfig, keys: Sequence[str] = ("image",), *,
+                       lazy: bool = False) -> list[mt.MapTransform]:
+    """Orientation, then target spacing (bilinear for ``keys[0]``, nearest for the others).
+    With ``lazy`` MONAI only records the operations (the pending affine and shape give the
+    output grid without resampling)."""
+    keys = list(keys)
+    modes = ["bilinear"] + ["nearest"] * (len(keys) - 1)
+    out: list[mt.MapTransform] = [
+        mt.Orientationd(keys, axcodes=cfg.orientation, labels=_RAS_LABELS, lazy=lazy)]
+    if cfg.spacing is not None:
+        pixdim = [-1.0 if s is None else float(s) for s in cfg.spacing]  # <= 0: keep native
+        out.append(mt.Spacingd(keys, pixdim=pixdim, mode=modes, dtype=np.float32, lazy=lazy))
+    return out
+
+
 def preprocess_transforms(cfg: PreprocessConfig, keys: Sequence[str] = ("image",)
                           ) -> list[mt.MapTransform]:
     """Deterministic, invertible-where-spatial preprocessing. ``keys[0]`` is the image; any
     further key is a label map (nearest-neighbour resampling)."""
     keys = list(keys)
-    modes = ["bilinear"] + ["nearest"] * (len(keys) - 1)
-    out: list[mt.MapTransform] = [
-        mt.Orientationd(keys, axcodes=cfg.orientation, labels=_RAS_LABELS)]
-    if cfg.spacing is not None:
-        pixdim = [-1.0 if s is None else float(s) for s in cfg.spacing]  # <= 0: keep native
-        out.append(mt.Spacingd(keys, pixdim=pixdim, mode=modes, dtype=np.float32))
+    out = spatial_transforms(cfg, keys)
     out += intensity_transform(cfg.intensity, keys[0])
     if cfg.foreground_crop:
         out.append(mt.CropForegroundd(keys, source_key=keys[0], select_fn=_above_minimum,

@@ -28,6 +28,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+from monai import transforms as mt
 from monai.data import MetaTensor
 from monai.transforms.utils import convert_applied_interp_mode
 
@@ -37,12 +38,13 @@ from medseg.engine.invert import (
     first_argmax_,
     iter_native_labels,
     iter_native_slabs,
+    resample_axis_aligned,
 )
 from medseg.engine.postprocess import PostProcess, postprocess_labels
 from medseg.engine.window import sliding_logits
 from medseg.errors import ModelInputError
 from medseg.models.bundle import BundleMeta, load_bundle
-from medseg.transforms import build_infer_transforms
+from medseg.transforms import build_infer_transforms, intensity_transform, spatial_transforms
 from medseg.volume import Volume
 
 __all__ = ["PostProcess", "Segmenter", "peak_rss_mb", "pick_device"]
@@ -110,6 +112,11 @@ class Segmenter:
         self.invert = invert
         self.amp = amp and self.device.type == "cuda"
         self.pipeline = build_infer_transforms(self.meta.preprocess)
+        # fast path (no foreground crop): MONAI's orientation + spacing run lazily, only to give
+        # the model grid, which the separable resampler fills; then the same intensity step
+        self._lazy_spatial = None if self.meta.preprocess.foreground_crop else (
+            spatial_transforms(self.meta.preprocess, lazy=True))
+        self._intensity = mt.Compose(intensity_transform(self.meta.preprocess.intensity))
         #: seconds per step of the last ``predict`` and the process's peak RSS (MB) after it
         self.last_stats: dict[str, float] = {}
 
@@ -146,8 +153,46 @@ class Segmenter:
 
     # ------------------------------------------------------------------ steps
     def preprocess(self, vols: list[Volume]) -> MetaTensor:
-        """Channel-first preprocessed image ``(C, X, Y, Z)`` float32 on the model grid, carrying
-        the ``applied_operations`` needed to invert it."""
+        """Channel-first preprocessed image ``(C, X, Y, Z)`` float32 on the model grid.
+
+        Axis-aligned grids (any orientation, no foreground crop) take the separable path: the
+        model grid is MONAI's own (orientation and spacing applied lazily), filled by
+        :func:`~medseg.engine.invert.resample_axis_aligned` straight from the stored dtype, then
+        the bundle's intensity step. Otherwise the MONAI pipeline runs and the result carries the
+        ``applied_operations`` that invert it."""
+        fast = self._preprocess_axis_aligned(vols)
+        if fast is not None:
+            return fast
+        return self._preprocess_monai(vols)
+
+    def _preprocess_axis_aligned(self, vols: list[Volume]) -> MetaTensor | None:
+        if self._lazy_spatial is None:
+            return None
+        native = torch.as_tensor(vols[0].affine_ras, dtype=torch.float64)
+        shape = tuple(int(s) for s in vols[0].shape)
+        probe = MetaTensor(torch.zeros((1, 1, 1, 1)).expand(1, *shape), affine=native)
+        data = {"image": probe}
+        for step in self._lazy_spatial:  # one by one: a Compose would execute them at its end
+            data = step(data)
+        lazy = data["image"]
+        model_affine = lazy.peek_pending_affine().to(torch.float64)
+        out_shape = tuple(int(s) for s in lazy.peek_pending_shape())
+        mapping = axis_mapping(model_affine.numpy(), native.numpy())
+        if mapping is None or len(out_shape) != 3:
+            return None
+        # torch takes no negative strides (flipped views, e.g. from Volume.reorient): copy those
+        chans = [torch.from_numpy(a if all(st >= 0 for st in a.strides) else a.copy())
+                 for a in (np.asarray(v.array) for v in vols)]
+        if len({c.dtype for c in chans}) > 1 or chans[0].dtype in (
+                torch.uint16, torch.uint32, torch.uint64, torch.float64):
+            chans = [c.to(torch.float32) for c in chans]  # one dtype that index_select takes
+        src = chans[0][None] if len(chans) == 1 else torch.stack(chans)
+        res = resample_axis_aligned(src, mapping, out_shape)  # type: ignore[arg-type]
+        out = self._intensity({"image": MetaTensor(res, affine=model_affine)})["image"]
+        assert isinstance(out, MetaTensor)
+        return out
+
+    def _preprocess_monai(self, vols: list[Volume]) -> MetaTensor:
         chans = [v.array.astype(np.float32, copy=False) for v in vols]
         # one channel: a view, keeping the reader's memory order (nibabel gives Fortran order;
         # np.stack would transpose all voxels into a C-ordered copy)
@@ -203,7 +248,7 @@ class Segmenter:
             lab = probs.argmax(0, keepdim=True).to(torch.float32)
             for i0, i1, v in iter_native_slabs(lab, mapping, shape, nearest=True):
                 out[i0:i1] = v[0].to(out.dtype)
-        elif k <= 256 and not keep_probs:
+        elif k <= 128 and not keep_probs:
             for i0, i1, lab in iter_native_labels(probs, mapping, shape):
                 out[i0:i1] = lab
             return labels, None

@@ -26,7 +26,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-__all__ = ["AxisMap", "axis_mapping", "iter_native_labels", "iter_native_slabs"]
+__all__ = ["AxisMap", "axis_mapping", "iter_native_labels", "iter_native_slabs",
+           "resample_axis_aligned"]
 
 #: (model axis, scale, offset): model index = scale * input index + offset, per input axis.
 AxisMap = list[tuple[int, float, float]]
@@ -67,10 +68,10 @@ def _weights(n_native: int, scale: float, offset: float, n_model: int, nearest: 
 
 def _lerp(t: torch.Tensor, dim: int, lo: torch.Tensor, hi: torch.Tensor, w: torch.Tensor
           ) -> torch.Tensor:
-    a = t.index_select(dim, lo)
+    a = t.index_select(dim, lo).to(torch.float32)
     if torch.equal(lo, hi):
         return a
-    b = t.index_select(dim, hi)
+    b = t.index_select(dim, hi).to(torch.float32)
     shape = [1] * t.dim()
     shape[dim] = -1
     return a.lerp_(b, w.view(shape).to(a.dtype))
@@ -136,43 +137,60 @@ def iter_native_labels(model: torch.Tensor, mapping: AxisMap,
                        dense_fraction: float = 0.25
                        ) -> Iterator[tuple[int, int, torch.Tensor]]:
     """Yield ``(i0, i1, labels)`` covering the input grid, ``labels`` ``(i1 - i0, J, K)``
-    uint8: the argmax over classes of ``model`` ``(K, X, Y, Z)`` (probabilities, K <= 256)
+    uint8: the argmax over classes of ``model`` ``(K, X, Y, Z)`` (probabilities, K <= 128)
     trilinearly resampled at the input voxels, equal to ``first_argmax_`` of
     :func:`iter_native_slabs`' values, but interpolating only where the corner labels differ
-    (see the module docstring). A slab where more than ``dense_fraction`` of the voxels need
-    interpolation is resampled whole instead."""
-    if model.shape[0] > 256:
-        raise ValueError("iter_native_labels: more than 256 classes; use iter_native_slabs")
+    (see the module docstring). When more than ``dense_fraction`` of the cells (or of a slab's
+    voxels) need interpolation, everything (that slab) is resampled whole instead."""
+    k = model.shape[0]
+    if k > 128:
+        raise ValueError("iter_native_labels: more than 128 classes; use iter_native_slabs")
+    model = model.contiguous()
+    planes = model.reshape(k, -1)  # (K, X*Y*Z) view
     t = model.permute(0, *(1 + b for b, _, _ in mapping))  # axes in input order
-    lab = t.argmax(0).to(torch.uint8)
+    flat_stride = t.stride()
+    lab = torch.empty(t.shape[1:], dtype=torch.uint8)
+    first_argmax_(t, lab)
     uni = _uniform_cells(lab)
+    dense = float((~uni).sum()) > dense_fraction * uni.numel()
+    # one byte per model voxel: label in the low 7 bits, "cell uniform" in the top bit
+    packed = lab.bitwise_or_(uni.to(torch.uint8).bitwise_left_shift_(7))
+    del uni
     w = [_weights(native_shape[a], s, o, t.shape[1 + a], False)
          for a, (_, s, o) in enumerate(mapping)]
     (lo_i, hi_i, w_i), (lo_j, hi_j, w_j), (lo_k, hi_k, w_k) = w
     rows = max(1, slab_voxels // (native_shape[1] * native_shape[2]))
     for i0 in range(0, native_shape[0], rows):
         i1 = min(i0 + rows, native_shape[0])
-        out = _gather3(lab, lo_i[i0:i1], lo_j, lo_k)
-        todo = ~_gather3(uni, lo_i[i0:i1], lo_j, lo_k)
-        n = int(todo.sum())
-        if n == 0:
-            yield i0, i1, out
-            continue
-        if n > dense_fraction * todo.numel():
+        if not dense:
+            code = _gather3(packed, lo_i[i0:i1], lo_j, lo_k)
+            todo = code < 128
+            n = int(torch.count_nonzero(todo))
+            out = code.bitwise_and_(127)
+            if n == 0:
+                yield i0, i1, out
+                continue
+        if dense or n > dense_fraction * todo.numel():
             part = _lerp(t, 1, lo_i[i0:i1], hi_i[i0:i1], w_i[i0:i1])
             part = _lerp(part, 2, lo_j, hi_j, w_j)
             part = _lerp(part, 3, lo_k, hi_k, w_k)
+            out = torch.empty(part.shape[1:], dtype=torch.uint8)
             first_argmax_(part, out)
             yield i0, i1, out
             continue
         ii, jj, kk = todo.nonzero().unbind(1)
         ii = ii + i0
-        a0, a1, wa = lo_i[ii], hi_i[ii], w_i[ii]
-        b0, b1, wb = lo_j[jj], hi_j[jj], w_j[jj]
-        c0, c1, wc = lo_k[kk], hi_k[kk], w_k[kk]
+        # corners as flat offsets into the class planes: one 1-D gather per corner
+        sa, sb, sc = (flat_stride[1 + a] for a in range(3))
+        a0, a1 = lo_i[ii] * sa, hi_i[ii] * sa
+        b0, b1 = lo_j[jj] * sb, hi_j[jj] * sb
+        c0, c1 = lo_k[kk] * sc, hi_k[kk] * sc
+        wa, wb, wc = w_i[ii], w_j[jj], w_k[kk]
 
         def along_a(b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-            return t[:, a0, b, c].lerp_(t[:, a1, b, c], wa)  # noqa: B023 - used at once
+            bc = b + c
+            return (planes.index_select(1, a0 + bc)  # noqa: B023 - used at once
+                    .lerp_(planes.index_select(1, a1 + bc), wa))  # noqa: B023
 
         v0 = along_a(b0, c0).lerp_(along_a(b1, c0), wb)
         v1 = along_a(b0, c1).lerp_(along_a(b1, c1), wb)
@@ -181,3 +199,19 @@ def iter_native_labels(model: torch.Tensor, mapping: AxisMap,
         first_argmax_(vals, sub)
         out[todo] = sub
         yield i0, i1, out
+
+
+def resample_axis_aligned(src: torch.Tensor, mapping: AxisMap, out_shape: tuple[int, int, int]
+                          ) -> torch.Tensor:
+    """Trilinear resampling of ``src`` ``(C, I, J, K)`` (any real dtype) onto a grid of
+    ``out_shape`` whose axis ``a`` reads source axis ``mapping[a][0]`` at index
+    ``scale * a_index + offset`` (clamped to the source, MONAI's ``padding_mode="border"``).
+    Returns ``(C, *out_shape)`` float32. The forward counterpart of :func:`iter_native_slabs`:
+    the axis that shrinks most goes first, so the later passes touch fewer voxels, and no
+    float copy of the source is made."""
+    t = src.permute(0, *(1 + b for b, _, _ in mapping))
+    w = [_weights(out_shape[a], s, o, t.shape[1 + a], False) for a, (_, s, o) in enumerate(mapping)]
+    order = sorted(range(3), key=lambda a: out_shape[a] / t.shape[1 + a])
+    for a in order:
+        t = _lerp(t, 1 + a, *w[a])
+    return t.to(torch.float32).contiguous()

@@ -7,6 +7,7 @@ NRRD or MHA; with a reference the written grid is exactly the reference's.
 
 from __future__ import annotations
 
+import sys
 import zipfile
 from pathlib import Path
 
@@ -91,14 +92,23 @@ def as_label_map(volume: Volume, labels: dict[int, str] | None = None) -> Volume
     return volume.with_array(out, labels=names)
 
 
-def present_values(arr: np.ndarray, chunk: int = 1 << 22) -> list[int]:
+def present_values(arr: np.ndarray, chunk: int = 1 << 24) -> list[int]:
     """Sorted values occurring in a uint8/uint16 array: a bincount over chunks of the array in
-    memory order (no sorted copy of the volume, unlike ``np.unique``)."""
+    memory order (no sorted copy of the volume, unlike ``np.unique``). Uses torch's bincount
+    (several times faster on uint8) when torch is already loaded, numpy's otherwise."""
     flat = arr.ravel(order="K")
     counts = np.zeros(256 if arr.dtype == np.uint8 else 65536, dtype=np.int64)
+    torch = sys.modules.get("torch")
     for i in range(0, flat.size, chunk):
         part = flat[i:i + chunk]
-        counts[:int(part.max()) + 1] += np.bincount(part)
+        if torch is not None:
+            t = torch.from_numpy(np.ascontiguousarray(part))
+            if part.dtype == np.uint16:  # no uint16 bincount in torch
+                t = torch.from_numpy(part.astype(np.int32))
+            c = torch.bincount(t).numpy()
+        else:
+            c = np.bincount(part)
+        counts[:c.size] += c
     return [int(v) for v in np.flatnonzero(counts)]
 
 

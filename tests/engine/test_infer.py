@@ -210,7 +210,9 @@ def test_foreground_crop_bundle_uses_monai_inverse(tmp_path: Path) -> None:
     ct = sample_ct()
     air = np.pad(ct.array, ((12, 12), (0, 0), (0, 0)), constant_values=-1024)
     vol = Volume(air, ct.spacing, ct.origin, ct.direction, modality="CT")
-    out = Segmenter(tmp_path / "crop.safetensors").predict(vol)
+    seg = Segmenter(tmp_path / "crop.safetensors")
+    assert seg._preprocess_axis_aligned([vol]) is None  # the crop needs MONAI's own pipeline
+    out = seg.predict(vol)
     assert out.grid_differences(vol) == []
     assert (out.array[:5] == 0).all() and (out.array[-5:] == 0).all()  # cropped air: background
     assert len(np.unique(out.array[20:-20])) == 4
@@ -271,3 +273,22 @@ def test_input_volume_is_never_modified(tmp_path: Path) -> None:
     out = Segmenter(path).predict(vol, tta=True)
     np.testing.assert_array_equal(vol.array, before)
     assert out.grid_differences(vol) == []
+
+
+def _lps_flipped() -> Volume:
+    ct = sample_ct()
+    return ct.reorient("RAI")  # stored with two axes flipped: orientation must permute back
+
+
+@pytest.mark.parametrize("make", [sample_ct, _lps_flipped, _oblique])
+def test_separable_preprocess_equals_monai_pipeline(segmenter: Segmenter, make) -> None:  # type: ignore[no-untyped-def]
+    """The fast path's model grid and voxels are MONAI's Orientationd + Spacingd + intensity.
+    (Spacingd keeps an oblique input's direction, so its model grid is axis-aligned to it.)"""
+    vol = make()
+    fast = segmenter._preprocess_axis_aligned([vol])
+    assert fast is not None, "axis-aligned input must take the separable path"
+    ref = segmenter._preprocess_monai([vol])
+    assert fast.shape == ref.shape
+    np.testing.assert_allclose(fast.affine.numpy(), ref.affine.numpy(), atol=1e-6)
+    np.testing.assert_allclose(fast.numpy(), ref.numpy(), atol=1e-4)  # grid_sample rounding
+

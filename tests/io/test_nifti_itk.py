@@ -224,3 +224,37 @@ def test_written_files_honour_the_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_gz_written_with_isal_is_plain_gzip_and_nifti2_reads(tmp_path: Path) -> None:
+    """.nii.gz goes through ISA-L: the stream must be ordinary gzip (Python's gzip and nibabel
+    read it back) and NIfTI-2 files must still be recognised by their header size."""
+    import gzip
+
+    vol = make_volume("oblique", shape=(4, 5, 6))
+    out = tmp_path / "v.nii.gz"
+    io.write(vol, out)
+    raw = gzip.decompress(out.read_bytes())
+    assert int.from_bytes(raw[:4], "little") == 348
+    np.testing.assert_array_equal(np.asarray(nib.load(str(out)).dataobj), vol.array)
+    two = tmp_path / "v2.nii.gz"
+    nib.save(nib.Nifti2Image(vol.array, vol.affine_ras), str(two))
+    back = io.read(two)
+    np.testing.assert_array_equal(back.array, vol.array)
+    np.testing.assert_allclose(back.affine_ras, vol.affine_ras)
+
+
+@pytest.mark.parametrize("with_torch", [False, True])
+def test_present_values_counts_uint8_and_uint16(with_torch: bool,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from medseg.io import present_values
+
+    if not with_torch:
+        monkeypatch.delitem(sys.modules, "torch", raising=False)
+    arr = np.zeros((40, 30, 20), dtype=np.uint16, order="F")
+    arr[3, 4, 5], arr[-1, -1, -1] = 7, 65535
+    assert present_values(arr, chunk=1000) == [0, 7, 65535]
+    assert present_values(arr.astype(np.uint8) * 0 + np.uint8(3)) == [3]
+    assert present_values(np.zeros((0, 2), dtype=np.uint8)) == []
