@@ -12,12 +12,11 @@ import streamlit as st
 
 from app import session
 from app.annotation import Annotation
-from app.settings import REPO_ROOT, AppSettings
+from app.settings import AppSettings
 from app.sources import resolve_in_roots
 from medseg.errors import MedsegError
+from medseg.models import bundle as bundle_mod
 from medseg.volume import Volume
-
-WEIGHTS_DIR = REPO_ROOT / "medseg" / "weights"
 
 
 def shipped_bundles(env: dict[str, str] | None = None) -> list[Path]:
@@ -27,9 +26,7 @@ def shipped_bundles(env: dict[str, str] | None = None) -> list[Path]:
     out = []
     if env.get("MEDSEG_DEFAULT_BUNDLE"):
         out.append(Path(env["MEDSEG_DEFAULT_BUNDLE"]).expanduser().resolve())
-    if WEIGHTS_DIR.is_dir():
-        out += [p for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))
-                if not p.name.startswith("lite_sam")]
+    out += list(bundle_mod.shipped_bundles().values())
     return [p for p in out if p.is_file()]
 
 

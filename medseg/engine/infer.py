@@ -43,7 +43,7 @@ from medseg.engine.invert import (
 from medseg.engine.postprocess import PostProcess, postprocess_labels
 from medseg.engine.window import sliding_logits
 from medseg.errors import ModelInputError
-from medseg.models.bundle import BundleMeta, load_bundle
+from medseg.models.bundle import BundleMeta, load_bundle, resolve_bundle
 from medseg.transforms import build_infer_transforms, intensity_transform, spatial_transforms
 from medseg.volume import Volume
 
@@ -87,7 +87,8 @@ class Segmenter:
     """Loads a model bundle once and segments volumes with it.
 
     Args:
-        bundle: path of a ``.safetensors`` bundle written by ``medseg train``.
+        bundle: path of a ``.safetensors`` bundle written by ``medseg train``, the name of a
+            shipped bundle, or ``"default"`` (the shipped CT-organ model).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         overlap, sw_batch_size, mode: override the bundle's sliding-window defaults.
         invert: ``"probabilities"`` (resample class probabilities, then argmax) or
@@ -101,8 +102,8 @@ class Segmenter:
                  invert: Literal["probabilities", "labels"] = "probabilities",
                  amp: bool = True) -> None:
         self.device = pick_device(device)
-        self.net, self.meta = load_bundle(bundle, device=self.device)
-        self.path = Path(bundle)
+        self.path = resolve_bundle(bundle)
+        self.net, self.meta = load_bundle(self.path, device=self.device)
         inf = self.meta.inference
         self.overlap = inf.overlap if overlap is None else overlap
         self.sw_batch_size = sw_batch_size or inf.sw_batch_size

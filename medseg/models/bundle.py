@@ -26,12 +26,41 @@ from medseg.errors import (
 from medseg.io.atomic import atomic_path
 from medseg.models.registry import build_network
 
-__all__ = ["BUNDLE_FORMAT_VERSION", "BundleMeta", "NetworkSpec", "load_bundle",
-           "read_bundle_meta", "save_bundle"]
+__all__ = ["BUNDLE_FORMAT_VERSION", "DEFAULT_BUNDLE", "BundleMeta", "NetworkSpec", "load_bundle",
+           "read_bundle_meta", "resolve_bundle", "save_bundle", "shipped_bundles"]
 
 #: Increment when a bundle written by this version cannot be read by older code.
 BUNDLE_FORMAT_VERSION = 1
 _META_KEY = "medseg"
+#: folder of the model bundles installed with medseg
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
+#: the shipped auto-segmentation model that ``"default"`` names (configs/demo.yaml)
+DEFAULT_BUNDLE = "ct_organs_2d"
+
+
+def shipped_bundles() -> dict[str, Path]:
+    """``{name: path}`` of the auto-segmentation bundles installed with medseg
+    (``medseg/weights/*.safetensors`` except the promptable lite model)."""
+    if not SHIPPED_DIR.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(SHIPPED_DIR.glob("*.safetensors"))
+            if not p.name.startswith("lite_sam")}
+
+
+def resolve_bundle(ref: str | Path) -> Path:
+    """A bundle path from a file path, a shipped model's name, or ``"default"``."""
+    p = Path(ref).expanduser()
+    if p.is_file():
+        return p
+    shipped = shipped_bundles()
+    name = DEFAULT_BUNDLE if str(ref) == "default" else str(ref)
+    if name in shipped:
+        return shipped[name]
+    if str(ref) == "default" or (p.suffix == "" and len(p.parts) == 1):
+        raise InputNotFoundError(
+            f"{ref}: no such model bundle file and no shipped model of that name (shipped: "
+            f"{', '.join(shipped) or 'none'}). Pass a .safetensors file from `medseg train`.")
+    return p  # a missing file: read_bundle_meta says so
 
 
 class NetworkSpec(BaseModel):

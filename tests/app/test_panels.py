@@ -48,7 +48,7 @@ def test_autoseg_with_user_bundle_becomes_editable_labels(tmp_path: Path, app_wo
     at = _open("CT abdomen, NIfTI 3 mm")
     _set_annotation(at, {1: "liver"}, np.zeros(at.session_state["ann"].array.shape))
     at.radio(key="panel").set_value("Auto-segment").run()
-    assert "No default model is installed" in at.info[0].value
+    assert at.selectbox(key="bundle_pick").options[0].endswith("ct_organs_2d.safetensors")
     at.selectbox(key="bundle_pick").select("Server path").run()
     at.text_input(key="bundle_path").input(str(bundle)).run()
     at.button(key="run_autoseg").click().run()
@@ -73,6 +73,26 @@ def test_autoseg_with_user_bundle_becomes_editable_labels(tmp_path: Path, app_wo
         assert np.array_equal(np.asarray(pred.array) == v, saved.array == target)
     at.button(key="undo").click().run()
     assert not at.session_state["ann"].array.any()
+
+
+def test_autoseg_with_the_shipped_default_model(app_workspace: Path) -> None:
+    at = _open("CT abdomen, NIfTI 3 mm")
+    at.radio(key="panel").set_value("Auto-segment").run()
+    at.button(key="run_autoseg").click().run()  # the default model is preselected
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    ann: Annotation = at.session_state["ann"]
+    counts = {ann.label(v).name: n for v, n in ann.voxel_counts().items()}
+    assert counts.get("liver", 0) > 1000 and counts.get("spleen", 0) > 100, counts
+
+
+def test_autoseg_without_any_shipped_model_says_what_to_do(
+        app_workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medseg.models import bundle as bundle_mod
+
+    monkeypatch.setattr(bundle_mod, "SHIPPED_DIR", tmp_path / "no_weights")
+    at = _open("CT abdomen, NIfTI 3 mm")
+    at.radio(key="panel").set_value("Auto-segment").run()
+    assert "No default model is installed" in at.info[0].value
 
 
 def test_compare_with_shipped_reference_matches_by_name(app_workspace: Path) -> None:

@@ -95,3 +95,26 @@ def test_weights_that_do_not_fit(tmp_path: Path) -> None:
               metadata={"medseg": json.dumps(raw)})
     with pytest.raises(BundleError, match="weights do not fit network unet"):
         load_bundle(tmp_path / "x.safetensors")
+
+
+def test_resolve_bundle_by_path_name_and_default(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from medseg.models import bundle as bm
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    shipped = random_bundle(weights / "ct_organs_2d.safetensors")
+    random_bundle(weights / "lite_sam.safetensors")  # the promptable model is not listed
+    monkeypatch.setattr(bm, "SHIPPED_DIR", weights)
+    assert bm.shipped_bundles() == {"ct_organs_2d": shipped}
+    assert bm.resolve_bundle("default") == shipped
+    assert bm.resolve_bundle("ct_organs_2d") == shipped
+    own = random_bundle(tmp_path / "mine.safetensors")
+    assert bm.resolve_bundle(own) == own
+    with pytest.raises(InputNotFoundError, match="shipped: ct_organs_2d"):
+        bm.resolve_bundle("liver_model")
+    with pytest.raises(InputNotFoundError, match="model bundle not found"):
+        read_bundle_meta(bm.resolve_bundle(tmp_path / "missing.safetensors"))
+    monkeypatch.setattr(bm, "SHIPPED_DIR", tmp_path / "none")
+    with pytest.raises(InputNotFoundError, match="shipped: none"):
+        bm.resolve_bundle("default")
