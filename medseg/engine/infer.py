@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import itertools
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -81,6 +82,19 @@ class _Clock:
         now = time.perf_counter()
         self.laps[f"{name}_s"] = round(now - self.t, 4)
         self.t = now
+
+
+def _as_tensor(a: np.ndarray) -> torch.Tensor:
+    """A tensor sharing ``a``'s memory where torch allows it: arrays with negative strides
+    (flipped views, e.g. from ``Volume.reorient``) or non-native byte order (big-endian files)
+    are copied first. Read-only arrays are shared (never written here)."""
+    if not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))
+    elif any(st < 0 for st in a.strides):
+        a = a.copy()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(a)
 
 
 class Segmenter:
@@ -181,9 +195,7 @@ class Segmenter:
         mapping = axis_mapping(model_affine.numpy(), native.numpy())
         if mapping is None or len(out_shape) != 3:
             return None
-        # torch takes no negative strides (flipped views, e.g. from Volume.reorient): copy those
-        chans = [torch.from_numpy(a if all(st >= 0 for st in a.strides) else a.copy())
-                 for a in (np.asarray(v.array) for v in vols)]
+        chans = [_as_tensor(np.asarray(v.array)) for v in vols]
         if len({c.dtype for c in chans}) > 1 or chans[0].dtype in (
                 torch.uint16, torch.uint32, torch.uint64, torch.float64):
             chans = [c.to(torch.float32) for c in chans]  # one dtype that index_select takes

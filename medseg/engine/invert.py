@@ -15,7 +15,8 @@ that label dominates every other class at each corner, so it dominates their con
 (trilinear) combination too and is the argmax there (first maximum on ties, as ``argmax``).
 Only voxels in cells whose corners disagree, the boundaries, are interpolated. For a trained
 network's smooth output that is a few percent of the volume; slabs where it is not (noisy
-output) fall back to full separable resampling, so the result is the same either way.
+output) fall back to full separable resampling, so the result is the same either way (up to
+float rounding where two classes are within an ulp).
 """
 
 from __future__ import annotations
@@ -134,14 +135,16 @@ def _gather3(t: torch.Tensor, i: torch.Tensor, j: torch.Tensor, k: torch.Tensor
 
 def iter_native_labels(model: torch.Tensor, mapping: AxisMap,
                        native_shape: tuple[int, int, int], *, slab_voxels: int = 1 << 22,
-                       dense_fraction: float = 0.25
+                       slab_bytes: int = 64 << 20, dense_fraction: float = 0.25
                        ) -> Iterator[tuple[int, int, torch.Tensor]]:
     """Yield ``(i0, i1, labels)`` covering the input grid, ``labels`` ``(i1 - i0, J, K)``
     uint8: the argmax over classes of ``model`` ``(K, X, Y, Z)`` (probabilities, K <= 128)
-    trilinearly resampled at the input voxels, equal to ``first_argmax_`` of
-    :func:`iter_native_slabs`' values, but interpolating only where the corner labels differ
-    (see the module docstring). When more than ``dense_fraction`` of the cells (or of a slab's
-    voxels) need interpolation, everything (that slab) is resampled whole instead."""
+    trilinearly resampled at the input voxels, equal (up to float rounding between classes
+    within an ulp) to ``first_argmax_`` of :func:`iter_native_slabs`' values, but interpolating
+    only where the corner labels differ (see the module docstring). When more than
+    ``dense_fraction`` of the cells (or of a slab's voxels) need interpolation, everything (that
+    slab) is resampled whole instead. Memory: at most ``slab_voxels`` label bytes and about
+    ``slab_bytes`` of class values per step, whatever the number of classes."""
     k = model.shape[0]
     if k > 128:
         raise ValueError("iter_native_labels: more than 128 classes; use iter_native_slabs")
@@ -159,7 +162,9 @@ def iter_native_labels(model: torch.Tensor, mapping: AxisMap,
     w = [_weights(native_shape[a], s, o, t.shape[1 + a], False)
          for a, (_, s, o) in enumerate(mapping)]
     (lo_i, hi_i, w_i), (lo_j, hi_j, w_j), (lo_k, hi_k, w_k) = w
-    rows = max(1, slab_voxels // (native_shape[1] * native_shape[2]))
+    plane = native_shape[1] * native_shape[2]
+    rows = max(1, min(slab_voxels, slab_bytes // (4 * k)) // plane)
+    chunk = max(1, slab_bytes // (4 * k * 4))  # boundary voxels per gather: ~4 (K, n) alive
     for i0 in range(0, native_shape[0], rows):
         i1 = min(i0 + rows, native_shape[0])
         if not dense:
@@ -178,27 +183,37 @@ def iter_native_labels(model: torch.Tensor, mapping: AxisMap,
             first_argmax_(part, out)
             yield i0, i1, out
             continue
-        ii, jj, kk = todo.nonzero().unbind(1)
-        ii = ii + i0
-        # corners as flat offsets into the class planes: one 1-D gather per corner
-        sa, sb, sc = (flat_stride[1 + a] for a in range(3))
-        a0, a1 = lo_i[ii] * sa, hi_i[ii] * sa
-        b0, b1 = lo_j[jj] * sb, hi_j[jj] * sb
-        c0, c1 = lo_k[kk] * sc, hi_k[kk] * sc
-        wa, wb, wc = w_i[ii], w_j[jj], w_k[kk]
-
-        def along_a(b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-            bc = b + c
-            return (planes.index_select(1, a0 + bc)  # noqa: B023 - used at once
-                    .lerp_(planes.index_select(1, a1 + bc), wa))  # noqa: B023
-
-        v0 = along_a(b0, c0).lerp_(along_a(b1, c0), wb)
-        v1 = along_a(b0, c1).lerp_(along_a(b1, c1), wb)
-        vals = v0.lerp_(v1, wc)
-        sub = torch.empty(vals.shape[1], dtype=torch.uint8)
-        first_argmax_(vals, sub)
+        where = todo.nonzero()
+        sub = torch.empty(where.shape[0], dtype=torch.uint8)
+        for s0 in range(0, where.shape[0], chunk):
+            ii, jj, kk = where[s0:s0 + chunk].unbind(1)
+            sub[s0:s0 + chunk] = _boundary_labels(planes, flat_stride, w, ii + i0, jj, kk)
         out[todo] = sub
         yield i0, i1, out
+
+
+def _boundary_labels(planes: torch.Tensor, flat_stride: tuple[int, ...],
+                     w: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+                     ii: torch.Tensor, jj: torch.Tensor, kk: torch.Tensor) -> torch.Tensor:
+    """First-argmax labels of the trilinear interpolation at input voxels ``(ii, jj, kk)``;
+    the eight corners are gathered from ``planes`` ``(K, X*Y*Z)`` by flat offsets."""
+    (lo_i, hi_i, w_i), (lo_j, hi_j, w_j), (lo_k, hi_k, w_k) = w
+    sa, sb, sc = (flat_stride[1 + a] for a in range(3))
+    a0, a1 = lo_i[ii] * sa, hi_i[ii] * sa
+    b0, b1 = lo_j[jj] * sb, hi_j[jj] * sb
+    c0, c1 = lo_k[kk] * sc, hi_k[kk] * sc
+    wa, wb, wc = w_i[ii], w_j[jj], w_k[kk]
+
+    def along_a(b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        bc = b + c
+        return planes.index_select(1, a0 + bc).lerp_(planes.index_select(1, a1 + bc), wa)
+
+    v0 = along_a(b0, c0).lerp_(along_a(b1, c0), wb)
+    v1 = along_a(b0, c1).lerp_(along_a(b1, c1), wb)
+    vals = v0.lerp_(v1, wc)
+    sub = torch.empty(vals.shape[1], dtype=torch.uint8)
+    first_argmax_(vals, sub)
+    return sub
 
 
 def resample_axis_aligned(src: torch.Tensor, mapping: AxisMap, out_shape: tuple[int, int, int]

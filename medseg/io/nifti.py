@@ -78,7 +78,7 @@ def _open(path: Path) -> Iterator[nib.Nifti1Image | nib.Nifti2Image]:
                 nib.Nifti1Image)
             fh = nib.FileHolder(filename=str(path), fileobj=f)
             yield klass.from_file_map({"header": fh, "image": fh}, mmap=False)
-    except MedsegError:
+    except (MedsegError, MemoryError):
         raise
     except Exception as exc:  # nibabel/gzip raise many types for bad files
         raise _corrupt(path, exc) from exc
@@ -145,6 +145,8 @@ def _to_volume(img: nib.Nifti1Image | nib.Nifti2Image, p: Path, nan: str) -> Vol
             data = np.nan_to_num(data, nan=0.0)
     if data.dtype.kind == "b":
         data = data.astype(np.uint8)
+    if not data.dtype.isnative:  # big-endian file: native order for numpy/torch consumers
+        data = data.astype(data.dtype.newbyteorder("="))
     affine, source = _affine_and_source(img)
     labels = _label_names(img, p)
     vol = Volume.from_affine(data, affine, frame="RAS", labels=labels,

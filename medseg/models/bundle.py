@@ -49,7 +49,10 @@ def shipped_bundles() -> dict[str, Path]:
 
 def resolve_bundle(ref: str | Path) -> Path:
     """A bundle path from a file path, a shipped model's name, or ``"default"``."""
-    p = Path(ref).expanduser()
+    try:
+        p = Path(ref).expanduser()
+    except RuntimeError as exc:  # "~user/..." of an unknown user
+        raise InputNotFoundError(f"{ref}: {exc}. Give the bundle's full path.") from exc
     if p.is_file():
         return p
     shipped = shipped_bundles()

@@ -292,3 +292,21 @@ def test_separable_preprocess_equals_monai_pipeline(segmenter: Segmenter, make) 
     np.testing.assert_allclose(fast.affine.numpy(), ref.affine.numpy(), atol=1e-6)
     np.testing.assert_allclose(fast.numpy(), ref.numpy(), atol=1e-4)  # grid_sample rounding
 
+
+
+def test_big_endian_input_gives_the_native_result(segmenter: Segmenter, tmp_path: Path) -> None:
+    import nibabel as nib
+
+    ct = sample_ct()
+    path = tmp_path / "be.nii.gz"
+    img = nib.Nifti1Image(ct.array.astype(">i2"), ct.affine_ras,
+                          header=nib.Nifti1Header(endianness=">"))
+    img.set_sform(ct.affine_ras, 1)
+    nib.save(img, str(path))
+    assert nib.load(str(path)).get_data_dtype().byteorder == ">"
+    vol = io.read(path)
+    assert vol.array.dtype.isnative
+    be = Volume(ct.array.astype(">i2"), ct.spacing, ct.origin, ct.direction, modality="CT")
+    want = segmenter.predict(ct).array
+    np.testing.assert_array_equal(segmenter.predict(vol).array, want)
+    np.testing.assert_array_equal(segmenter.predict(be).array, want)
