@@ -173,6 +173,13 @@ def test_box_prompt_in_browser(browser: object, tmp_path: Path) -> None:
         page.get_by_role("button", name="Propagate").click()
         page.get_by_text("Confidence per slice").wait_for(timeout=120_000)
         wait_idle(page)
+        # the per-slice confidence chart is drawn (vega canvas/svg), not an empty frame
+        chart = page.locator("[data-testid='stVegaLiteChart'] canvas, "
+                             "[data-testid='stVegaLiteChart'] svg, "
+                             "[data-testid='stArrowVegaLiteChart'] canvas, "
+                             "[data-testid='stArrowVegaLiteChart'] svg").first
+        chart.wait_for(timeout=30_000)
+        chart.scroll_into_view_if_needed()
         page.screenshot(path=str(SHOTS / "5_propagated.png"), full_page=True)
         accept.click()
         page.get_by_role("button", name="Undo (1)").wait_for(timeout=30_000)
