@@ -36,7 +36,7 @@ from torch import nn
 
 from medseg.errors import PromptModelError
 from medseg.io.atomic import atomic_path, write_text_atomic
-from medseg.models.sam_modules import sam_modeling
+from medseg.models.sam_modules import decode_aligned, sam_modeling
 
 __all__ = [
     "LITE_CT_WINDOW", "LiteImageEncoder", "LiteSam", "LiteSamConfig", "build_lite_sam",
@@ -253,11 +253,7 @@ class LiteSam(nn.Module):
         pe_mod: Any = self.prompt_encoder
         dec: Any = self.mask_decoder
         sparse, dense = pe_mod(points=points, boxes=boxes, masks=mask_input)
-        outs = [dec(image_embeddings=embedding[i:i + 1], image_pe=pe_mod.get_dense_pe(),
-                    sparse_prompt_embeddings=sparse[i:i + 1],
-                    dense_prompt_embeddings=dense[i:i + 1], multimask_output=multimask)
-                for i in range(embedding.shape[0])]
-        return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
+        return decode_aligned(dec, embedding, pe_mod.get_dense_pe(), sparse, dense, multimask)
 
     def n_parameters(self) -> int:
         """Number of parameters (all trainable tensors)."""

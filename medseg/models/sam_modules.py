@@ -204,3 +204,33 @@ def build_sam_vit_from_dict(**arch: Any) -> torch.nn.Module:
     if "global_attn_indexes" in arch:
         arch["global_attn_indexes"] = tuple(arch["global_attn_indexes"])
     return build_sam_vit(VitArch(**arch))
+
+
+def decode_aligned(decoder: Any, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
+                   sparse: torch.Tensor, dense: torch.Tensor,
+                   multimask_output: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAM ``MaskDecoder`` for a batch of *different* images, one prompt set each.
+
+    The official ``MaskDecoder.forward`` takes one image and repeats its embedding for every
+    prompt (``B`` embeddings with ``B`` prompts would give ``B * B`` predictions), so batched
+    training used to call it once per sample. This is the same computation as
+    ``predict_masks`` with sample ``i``'s prompts on image ``i``: ``image_embeddings``
+    ``(B, C, h, w)``, ``image_pe`` ``(1, C, h, w)``, ``sparse`` ``(B, N, C)``, ``dense``
+    ``(B, C, h, w)``. Returns masks ``(B, M, 4h, 4w)`` and IoU ``(B, M)`` as ``forward`` does.
+    """
+    out_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+    tokens = torch.cat((out_tokens.unsqueeze(0).expand(sparse.size(0), -1, -1), sparse), dim=1)
+    src = image_embeddings + dense
+    pos_src = image_pe.expand(src.shape[0], -1, -1, -1)
+    b, c, h, w = src.shape
+    hs, src = decoder.transformer(src, pos_src, tokens)
+    iou_token_out = hs[:, 0, :]
+    mask_tokens_out = hs[:, 1:(1 + decoder.num_mask_tokens), :]
+    up = decoder.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+    hyper = torch.stack([decoder.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :])
+                         for i in range(decoder.num_mask_tokens)], dim=1)
+    b, c, h, w = up.shape
+    masks = (hyper @ up.view(b, c, h * w)).view(b, -1, h, w)
+    iou = decoder.iou_prediction_head(iou_token_out)
+    sel = slice(1, None) if multimask_output else slice(0, 1)
+    return masks[:, sel], iou[:, sel]

@@ -96,3 +96,29 @@ def test_shipped_weights_segment_a_real_held_in_slice(image: str, label: str, va
     assert mask.shape == gt.shape[:2]
     assert _dice(mask, gt[..., k]) > 0.8
     assert 0.0 < score <= 1.5
+
+
+@pytest.mark.parametrize("multimask", [False, True])
+def test_aligned_batch_decoding_equals_the_official_decoder_per_sample(multimask: bool) -> None:
+    """decode_aligned (sample i's prompts on image i, one pass) is the official MaskDecoder
+    called once per sample."""
+    from medseg.models.sam_modules import decode_aligned
+
+    torch.manual_seed(0)
+    net = build_lite_sam().eval()
+    e, c = net.config.embedding_size, net.config.embed_dim
+    emb = torch.randn(3, c, e, e)
+    boxes = torch.tensor([[10.0, 20.0, 120.0, 90.0], [0.0, 0.0, 255.0, 255.0],
+                          [40.0, 40.0, 60.0, 90.0]])
+    pe = net.prompt_encoder.get_dense_pe()
+    with torch.inference_mode():
+        sparse, dense = net.prompt_encoder(points=None, boxes=boxes, masks=None)
+        got_m, got_i = decode_aligned(net.mask_decoder, emb, pe, sparse, dense, multimask)
+        for i in range(3):
+            m, iou = net.mask_decoder(image_embeddings=emb[i:i + 1], image_pe=pe,
+                                      sparse_prompt_embeddings=sparse[i:i + 1],
+                                      dense_prompt_embeddings=dense[i:i + 1],
+                                      multimask_output=multimask)
+            torch.testing.assert_close(got_m[i:i + 1], m, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(got_i[i:i + 1], iou, atol=1e-5, rtol=1e-4)
+
