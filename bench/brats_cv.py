@@ -6,6 +6,9 @@ Candidates (fixed in this file before any run; each is configs/brats_wt.yaml plu
 * ``base``: the config as it is (60 epochs of 25 iterations, 48^3 patches);
 * ``long``: 200 epochs. On an idle 2-core CPU an epoch takes about 3.5 s, so the 45-minute
   budget allows far more than 60 epochs; does longer training generalise better or overfit?
+* ``ctx64``: 64^3 training patches (the inference window's size) instead of 48^3: more context
+  per patch. Added after the first two candidates had run and the test cases had been scored
+  once with the CV's choice (base); it is chosen, or not, by the same CV numbers only.
 
 For each candidate and each fold (train on 3 cases, predict the 4th at its native 1 mm grid with
 the benchmark's flip TTA), the whole-tumour Dice with no post-processing and with the largest
@@ -30,7 +33,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import brats_unet as bu  # the benchmark's data and scoring helpers
 
-CANDIDATES: dict[str, list[str]] = {"base": [], "long": ["train.epochs=200"]}
+CANDIDATES: dict[str, list[str]] = {"base": [], "long": ["train.epochs=200"],
+                                    "ctx64": ["train.patch_size=[64,64,64]"]}
 RESULTS = bu.RESULTS / "brats_cv.json"
 
 
