@@ -99,6 +99,7 @@ def run_training(overrides: list[str]) -> dict[str, Any]:
     out = {"config": str(CONFIG.relative_to(ROOT)), "overrides": overrides,
            "epochs": cfg.train.epochs, "iterations_per_epoch": cfg.train.iterations_per_epoch,
            "patches_per_iteration": cfg.train.batch_size * cfg.augment.num_samples,
+           "patch_size": list(cfg.train.patch_size),
            "train_wall_s": round(wall, 1), "epoch_s_median": round(float(np.median(secs)), 2),
            "epoch_s_max": round(float(np.max(secs)), 2),
            "final_train_loss": float(result.history[-1]["train_loss"]),
@@ -233,8 +234,9 @@ def write_results(res: dict[str, Any]) -> None:
     lines = [
         "# BRATS whole tumour: 3D U-Net trained on this CPU", "",
         f"`.venv/bin/python bench/brats_unet.py` ({tr.get('config')}): medseg `Trainer` on the 4 "
-        "BRATS train + validation cases (FLAIR + T1c, 2 mm, cropped to the brain, 48^3 "
-        f"patches, {tr.get('patches_per_iteration')} per iteration), "
+        "BRATS train + validation cases (FLAIR + T1c, 2 mm, cropped to the brain, "
+        f"{'x'.join(map(str, tr.get('patch_size', [48, 48, 48])))} patches "
+        f"(overrides {tr.get('overrides')}), {tr.get('patches_per_iteration')} per iteration), "
         f"{tr.get('epochs')} epochs x {tr.get('iterations_per_epoch')} iterations; last-epoch "
         "model scored by `Segmenter` on the 2 test cases at their native 1 mm grid. Whole "
         "tumour = labels > 0. Nothing was tuned on the test cases.", "",
