@@ -43,31 +43,14 @@ CONFIG = ROOT / "configs/demo.yaml"
 RESULTS = ROOT / "bench/results"
 #: demo label value -> TotalSegmentator file value
 TS_VALUE = {1: 1, 2: 2, 3: 3, 4: 5}
-CASES = {"a": ("../../data_samples/totalsegmentator/example_ct.nii.gz",
-               "../../data_samples/totalsegmentator/example_seg_fast_force_split.nii.gz"),
-         "b": ("ts_b_ct.nii.gz", "ts_b_seg.nii.gz")}
 FOLDS = {"a": ["a"], "b": ["b"], "ab": ["a", "b"]}
 
 
 def prepare() -> None:
-    """runs/demo_data: patient B as NIfTI (image + labels on its grid) and the dataset files."""
-    from medseg import io
-    from medseg.io.atomic import write_text_atomic
+    """runs/demo_data: patient B as NIfTI and the dataset files (medseg.demo does it)."""
+    from medseg.demo import prepare_training_data
 
-    DATA.mkdir(parents=True, exist_ok=True)
-    image = io.read(TS / "example_ct_dicom")
-    labels = io.read(TS / "example_seg_dicom.nii.gz", label=True).conform_to(image)
-    io.write(image, DATA / "ts_b_ct.nii.gz")
-    io.write(labels, DATA / "ts_b_seg.nii.gz", reference=image)
-    for fold, cases in FOLDS.items():
-        doc = {"name": f"medseg demo, TotalSegmentator sample CT(s) {'+'.join(cases)}",
-               "description": "TotalSegmentator sample CTs (Apache-2.0); labels are model "
-                              "predictions. Written by bench/demo_model.py --stage prepare.",
-               "modality": {"0": "CT"},
-               "labels": {"0": "background", "1": "spleen", "2": "kidney_right",
-                          "3": "kidney_left", "5": "liver"},
-               "training": [{"image": CASES[c][0], "label": CASES[c][1]} for c in cases]}
-        write_text_atomic(DATA / f"dataset_{fold}.json", json.dumps(doc, indent=1) + "\n")
+    prepare_training_data(DATA)
 
 
 def _overrides(fold: str) -> list[str]:

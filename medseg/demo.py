@@ -94,11 +94,51 @@ def auto_segment(ct: Volume, labels: Volume, out: Path) -> None:
           "the model's two training CTs; held-out figures: bench/results/demo_model.md)")
 
 
+#: (image, labels) of the two licence-clean sample CTs configs/demo.yaml trains on
+TRAINING_CASES = {"a": ("example_ct.nii.gz", "example_seg_fast_force_split.nii.gz"),
+                  "b": ("ts_b_ct.nii.gz", "ts_b_seg.nii.gz")}
+TRAINING_SETS = {"a": ["a"], "b": ["b"], "ab": ["a", "b"]}
+
+
+def prepare_training_data(out: Path) -> Path:
+    """Write what ``configs/demo.yaml`` trains on into ``out`` (default ``runs/demo_data``):
+    patient B (the DICOM series) as NIfTI with its labels conformed to its grid, and one
+    Decathlon ``dataset_{a,b,ab}.json`` (absolute paths) per training set. Returns ``out``."""
+    import json
+
+    from medseg.io.atomic import write_text_atomic
+
+    out = out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    ct = io.read(CT_DICOM)
+    io.write(ct, out / "ts_b_ct.nii.gz")
+    io.write(io.read(CT_LABELS, label=True).conform_to(ct), out / "ts_b_seg.nii.gz", reference=ct)
+    where = {"a": SAMPLES / "totalsegmentator", "b": out}
+    for name, cases in TRAINING_SETS.items():
+        doc = {"name": f"medseg demo, TotalSegmentator sample CT(s) {'+'.join(cases)}",
+               "description": "TotalSegmentator sample CTs (Apache-2.0); labels are model "
+                              "predictions. Written by python -m medseg.demo "
+                              "--prepare-training.",
+               "modality": {"0": "CT"},
+               "labels": {"0": "background", "1": "spleen", "2": "kidney_right",
+                          "3": "kidney_left", "5": "liver"},
+               "training": [{"image": str(where[c] / TRAINING_CASES[c][0]),
+                             "label": str(where[c] / TRAINING_CASES[c][1])} for c in cases]}
+        write_text_atomic(out / f"dataset_{name}.json", json.dumps(doc, indent=1) + "\n")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("out"))
+    parser.add_argument("--prepare-training", type=Path, metavar="DIR", default=None,
+                        help="only write the training data of configs/demo.yaml into DIR "
+                             "(runs/demo_data) and exit")
     args = parser.parse_args(argv)
     try:
+        if args.prepare_training is not None:
+            print(f"wrote {prepare_training_data(args.prepare_training)}")
+            return 0
         run(args.out)
     except MedsegError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -35,9 +35,18 @@ def test_shipped_configs_validate() -> None:
     assert load_config(ROOT / "configs/unet_2d.yaml").preprocess.spacing == (1.0, 1.0, None)
 
 
-def test_demo_config_points_at_shipped_data() -> None:
+def test_demo_config_trains_on_the_prepared_sample_cts(tmp_path: Path) -> None:
+    """configs/demo.yaml reads what `python -m medseg.demo --prepare-training runs/demo_data`
+    writes: both licence-clean sample CTs with labels on their grids."""
+    from medseg.data.manifest import load_dataset
+    from medseg.demo import main
+
     cfg = load_config(ROOT / "configs/demo.yaml")
-    assert (ROOT / cfg.data.root).is_file()
+    assert Path(cfg.data.root) == Path("runs/demo_data/dataset_ab.json")
+    assert main(["--prepare-training", str(tmp_path)]) == 0
+    cfg = load_config(ROOT / "configs/demo.yaml", [f"data.root={tmp_path / 'dataset_ab.json'}"])
+    ds = load_dataset(cfg.data)
+    assert len(ds.cases) == 2 and all(c.images[0].is_file() and c.label.is_file() for c in ds.cases)
 
 
 def test_unknown_key_names_itself_and_allowed_keys() -> None:
