@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from medseg.demo import TRAINING_SETS as FOLDS
+
 ROOT = Path(__file__).resolve().parents[1]
 TS = ROOT / "data_samples/totalsegmentator"
 DATA = ROOT / "runs/demo_data"
@@ -43,7 +45,6 @@ CONFIG = ROOT / "configs/demo.yaml"
 RESULTS = ROOT / "bench/results"
 #: demo label value -> TotalSegmentator file value
 TS_VALUE = {1: 1, 2: 2, 3: 3, 4: 5}
-FOLDS = {"a": ["a"], "b": ["b"], "ab": ["a", "b"]}
 
 
 def prepare() -> None:

@@ -41,7 +41,7 @@ SPACING = (1.5, 1.5, 1.5)
 WINDOW = (-200.0, 300.0)
 ROI = (96, 96, 96)
 SW_BATCH = 2
-TRAIN_SET = ["data.root=bench/.cache/infer_unet_dataset.json", "model.spatial_dims=3",
+TRAIN_SET = ["data.root=bench/.cache/demo_data/dataset_a.json", "model.spatial_dims=3",
              "model.kwargs={}", "preprocess.spacing=[1.5,1.5,1.5]", "augment.num_samples=2",
              "train.patch_size=[96,96,96]", "train.batch_size=1", "train.epochs=6",
              "train.iterations_per_epoch=10", "train.output_dir=bench/.cache/infer_unet",
@@ -51,16 +51,10 @@ TRAIN_SET = ["data.root=bench/.cache/infer_unet_dataset.json", "model.spatial_di
 def trained_bundle(overlap: float) -> Path:
     """The briefly trained 4.8M U-Net (cached), its bundle's overlap set to ``overlap``."""
     from medseg.config import load_config
+    from medseg.demo import prepare_training_data
     from medseg.engine.train import train
 
-    ts = "../../data_samples/totalsegmentator/"
-    dataset = {"name": "sample CT", "modality": {"0": "CT"},
-               "labels": {"0": "background", "1": "spleen", "2": "kidney_right",
-                          "3": "kidney_left", "5": "liver"},
-               "training": [{"image": ts + "example_ct.nii.gz",
-                             "label": ts + "example_seg_fast_force_split.nii.gz"}]}
-    CACHE.mkdir(parents=True, exist_ok=True)
-    (CACHE / "infer_unet_dataset.json").write_text(json.dumps(dataset), encoding="utf-8")
+    prepare_training_data(CACHE / "demo_data")  # the sample CTs as configs/demo.yaml reads them
     cfg = load_config(ROOT / "configs/demo.yaml", [*TRAIN_SET, f"inference.overlap={overlap}"])
     best = ROOT / cfg.train.output_dir / "best.safetensors"
     if not best.exists():
