@@ -15,6 +15,7 @@ Conventions (the single place where they are defined):
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -275,9 +276,33 @@ class Volume:
             "value_range": [float(finite.min()), float(finite.max())] if finite.size else None,
         }
         if self.labels is not None:
-            present = sorted(int(v) for v in np.unique(arr) if v != 0)
+            present = [v for v in present_values(arr) if v != 0]
             out["labels"] = {str(k): self.labels.get(k, f"label_{k}") for k in present}
         return out
+
+
+def present_values(arr: np.ndarray, chunk: int = 1 << 24) -> list[int]:
+    """Sorted values occurring in a label array. uint8/uint16 (what medseg writes): a bincount
+    over chunks in memory order, no sorted copy of the volume as ``np.unique`` makes (0.06 vs
+    1.25 s on 512x512x300 here); torch's bincount when torch is already loaded, numpy's
+    otherwise. Other dtypes: ``np.unique``."""
+    if arr.dtype not in (np.uint8, np.uint16):  # other label dtypes: the plain way
+        return [int(v) for v in np.unique(arr)]
+    arr = arr.astype(arr.dtype.newbyteorder("="), copy=False)
+    flat = arr.ravel(order="K")
+    counts = np.zeros(256 if arr.dtype == np.uint8 else 65536, dtype=np.int64)
+    torch = sys.modules.get("torch")
+    for i in range(0, flat.size, chunk):
+        part = flat[i:i + chunk]
+        if torch is not None:
+            # a copy only for uint16 (no uint16 bincount in torch) or a read-only chunk
+            t = torch.from_numpy(part.astype(np.int32) if part.dtype == np.uint16 or
+                                 not part.flags.writeable else np.ascontiguousarray(part))
+            c = torch.bincount(t).numpy()
+        else:
+            c = np.bincount(part)
+        counts[:c.size] += c
+    return [int(v) for v in np.flatnonzero(counts)]
 
 
 def nearest_axes(direction: npt.NDArray[np.float64]) -> list[int]:

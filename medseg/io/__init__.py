@@ -7,7 +7,6 @@ NRRD or MHA; with a reference the written grid is exactly the reference's.
 
 from __future__ import annotations
 
-import sys
 import zipfile
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 
 from medseg.errors import InputNotFoundError, InvalidImageError, UnsupportedFormatError
 from medseg.io.dicom_source import DicomSource, SeriesInfo
-from medseg.volume import Volume
+from medseg.volume import Volume, present_values
 
 __all__ = [
     "WRITE_EXTENSIONS",
@@ -90,29 +89,6 @@ def as_label_map(volume: Volume, labels: dict[int, str] | None = None) -> Volume
         if v != 0 and v not in names:
             names[v] = f"label_{v}"
     return volume.with_array(out, labels=names)
-
-
-def present_values(arr: np.ndarray, chunk: int = 1 << 24) -> list[int]:
-    """Sorted values occurring in a uint8/uint16 array: a bincount over chunks of the array in
-    memory order (no sorted copy of the volume, unlike ``np.unique``). Uses torch's bincount
-    (several times faster on uint8) when torch is already loaded, numpy's otherwise."""
-    if arr.dtype not in (np.uint8, np.uint16):
-        raise TypeError(f"present_values takes uint8/uint16 label arrays, got {arr.dtype}")
-    arr = arr.astype(arr.dtype.newbyteorder("="), copy=False)
-    flat = arr.ravel(order="K")
-    counts = np.zeros(256 if arr.dtype == np.uint8 else 65536, dtype=np.int64)
-    torch = sys.modules.get("torch")
-    for i in range(0, flat.size, chunk):
-        part = flat[i:i + chunk]
-        if torch is not None:
-            # a copy only for uint16 (no uint16 bincount in torch) or a read-only chunk
-            t = torch.from_numpy(part.astype(np.int32) if part.dtype == np.uint16 or
-                                 not part.flags.writeable else np.ascontiguousarray(part))
-            c = torch.bincount(t).numpy()
-        else:
-            c = np.bincount(part)
-        counts[:c.size] += c
-    return [int(v) for v in np.flatnonzero(counts)]
 
 
 def read(path: str | Path, series: str | int | None = None, *,

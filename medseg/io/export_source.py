@@ -29,7 +29,7 @@ from medseg.errors import (
 )
 from medseg.io.codes import normalise_name
 from medseg.io.dicom_source import DicomSource
-from medseg.volume import Volume
+from medseg.volume import Volume, present_values
 
 __all__ = ["PreparedSource", "align_to_reference", "dicom_source_of", "prepare_source",
            "select_labels"]
@@ -157,7 +157,7 @@ def select_labels(mask: Volume, wanted: Sequence[int | str] | None = None) -> di
     ``_``/space/``-`` ignored); ``None`` means every non-zero value present in the mask.
     Raises :class:`LabelNotFoundError` naming the available labels when one is unknown.
     """
-    present = {int(v) for v in np.unique(mask.array) if v != 0}
+    present = {v for v in present_values(np.asarray(mask.array)) if v != 0}
     names = {v: (mask.labels or {}).get(v, f"label_{v}") for v in present}
     names.update(mask.labels or {})
     if wanted is None or len(wanted) == 0:

@@ -249,7 +249,7 @@ def test_present_values_counts_uint8_and_uint16(with_torch: bool,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from medseg.io import present_values
+    from medseg.volume import present_values
 
     if not with_torch:
         monkeypatch.delitem(sys.modules, "torch", raising=False)
@@ -258,3 +258,4 @@ def test_present_values_counts_uint8_and_uint16(with_torch: bool,
     assert present_values(arr, chunk=1000) == [0, 7, 65535]
     assert present_values(arr.astype(np.uint8) * 0 + np.uint8(3)) == [3]
     assert present_values(np.zeros((0, 2), dtype=np.uint8)) == []
+    assert present_values(np.array([70000, 0, 3], dtype=np.int32)) == [0, 3, 70000]
