@@ -25,13 +25,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from app.annotation import Annotation, LabelDef
 from app.case import Case
 from medseg import io
 from medseg.errors import MedsegError
 from medseg.io.atomic import write_text_atomic
+from medseg.volume import present_values
 
 STATE_VERSION = 1
 STATUSES = ("to do", "in progress", "done")
@@ -184,7 +183,7 @@ class Workspace:
                 raise WorkspaceError(f"{path}: saved labels do not fit this image ({exc}). "
                                      "Was the source file replaced? Move the case folder away "
                                      "to start afresh.") from exc
-        unknown = set(np.unique(ann.array).tolist()) - {0} - set(ann.names())
+        unknown = set(present_values(ann.array)) - {0} - set(ann.names())
         for v in sorted(unknown):  # a value without a table entry stays visible and editable
             ann.add_label(f"label_{v}", value=int(v))
         return ann

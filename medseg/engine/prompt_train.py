@@ -39,6 +39,7 @@ from medseg.io.atomic import atomic_path, write_text_atomic
 from medseg.models.lite_sam import LiteSam, LiteSamConfig, build_lite_sam
 from medseg.models.lite_sam import save_lite_sam as _save_lite
 from medseg.models.promptable import PromptModelSpec, load_promptable
+from medseg.volume import present_values
 
 __all__ = ["FinetuneResult", "build_net", "dice_bce_loss", "load_sources", "prompt_forward",
            "run_finetune", "save_checkpoint"]
@@ -67,7 +68,7 @@ def load_sources(cfg: FinetuneConfig) -> list[LabelledVolume]:
         if not labels:
             raise DatasetError(f"{src.label}: no label names; add 'labels: {{1: name}}' to the "
                                "source in the config")
-        present = set(np.unique(np.asarray(lab.array)).tolist())
+        present = set(present_values(np.asarray(lab.array)))
         labels = {int(k): v for k, v in labels.items() if int(k) in present}
         out.append(LabelledVolume(
             name=str(src.image), image=np.asarray(img.array, dtype=np.float32),

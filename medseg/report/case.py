@@ -33,7 +33,7 @@ from medseg.metrics import (
 )
 from medseg.metrics.surface import union_crop
 from medseg.resample import resample_to
-from medseg.volume import Volume
+from medseg.volume import Volume, present_values
 
 CONVENTIONS: dict[str, str] = {
     "world_frame": "LPS (DICOM/ITK): x toward the patient's Left, y toward Posterior, "
@@ -156,7 +156,8 @@ def load_case(pred_path: str | Path, ref_path: str | Path, *,
     names.update(ref.labels or {})
     if labels_path is not None:
         names.update(read_label_names(labels_path))
-    present = sorted((set(np.unique(pred.array).tolist()) | set(np.unique(ref.array).tolist()))
+    present = sorted((set(present_values(np.asarray(pred.array)))
+                      | set(present_values(np.asarray(ref.array))))
                      - {0})
     names = {int(v): names.get(int(v), f"label_{int(v)}") for v in present}
     paths = {"prediction": str(Path(pred_path).resolve()),
