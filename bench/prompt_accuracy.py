@@ -50,7 +50,14 @@ class Case:
     mask: np.ndarray  # bool [I, J, K], same grid as image
 
 
-def _cases() -> list[Case]:
+#: validation organs of the RoI-decoder stage (configs/lite_sam_train_roi.yaml excludes them);
+#: for choosing between models without looking at the held-out test structures
+VALIDATION = ("spleen", "gallbladder", "urinary_bladder")
+
+
+def _cases(which: str = "test") -> list[Case]:
+    if which == "validation":
+        return _organ_cases(VALIDATION, "val_organ", "val_organ_mr")
     out: list[Case] = []
     for d in sorted(BRATS.glob("*")) if BRATS.is_dir() else []:
         img = mio.read(d / "Flair_subtrMeanDivStd.nii.gz")
@@ -62,18 +69,27 @@ def _cases() -> list[Case]:
         img.modality = "MR"
         lab = mio.read(DS / "pyradiomics" / f"{name}_label.nrrd").conform_to(img)
         out.append(Case(f"pyradiomics/{name}", "tumour", img, np.asarray(lab.array) > 0))
+    return out + _organ_cases(("kidney_left", "kidney_right"), "organ", "organ_mr")
+
+
+def _organ_cases(organs: tuple[str, ...], ct_group: str, mr_group: str) -> list[Case]:
+    """``organs`` in the TotalSegmentator CTs (group ``ct_group``) and MR (``mr_group``)."""
+    out: list[Case] = []
     ts = DS / "totalsegmentator"
     for img_path, lab_path, tag, group, mod in (
             (ts / "example_ct.nii.gz", ts / "example_seg_fast_force_split.nii.gz",
-             "example_ct", "organ", "CT"),
-            (ts / "example_ct_dicom", ts / "example_seg_dicom.nii.gz", "dicom_ct", "organ", "CT"),
+             "example_ct", ct_group, "CT"),
+            (ts / "example_ct_dicom", ts / "example_seg_dicom.nii.gz", "dicom_ct", ct_group,
+             "CT"),
             (ts / "example_mr_sm.nii.gz", ts / "example_seg_mr.nii.gz", "example_mr",
-             "organ_mr", "MR")):
+             mr_group, "MR")):
         img = mio.read(img_path)
         img.modality = mod
         lab = mio.read(lab_path).conform_to(img, atol_mm=1e-2)
         names = {v: k for k, v in (lab.labels or {}).items()}
-        for organ in ("kidney_left", "kidney_right"):
+        for organ in organs:
+            if organ not in names:
+                continue
             m = np.asarray(lab.array) == names[organ]
             if (m.sum(axis=(0, 1)) >= MIN_AREA).any():  # the DICOM CT ends above the kidneys
                 out.append(Case(f"{tag}/{organ}", group, img, m))
@@ -240,12 +256,18 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-slices", type=int, default=None, help="per structure (2D)")
     ap.add_argument("--model", default="lite")
+    ap.add_argument("--structures", choices=("test", "validation"), default="test",
+                    help="test: the held-out structures of issue 7; validation: "
+                         f"{', '.join(VALIDATION)} (for choosing between models)")
+    ap.add_argument("--out-stem", default=None, help="bench/results/<stem>.json/.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(SEED)
     session = PromptSession(args.model)
     results: dict[str, dict] = {}
-    cases = _cases()
+    cases = _cases(args.structures)
+    groups = ("val_organ", "val_organ_mr") if args.structures == "validation" else \
+        ("tumour", "organ", "organ_mr")
     for case in cases:
         session.set_volume(case.image, axis=AXIS)
         rows = _slices_2d(case, session, rng, args.max_slices)
@@ -259,12 +281,12 @@ def main() -> None:
     session.set_volume(cases[0].image, axis=AXIS)
     latency = _latency(session, cases[0])
     pooled = {g: _summary([s for r in results.values() if r["group"] == g
-                           for s in r["slices"]]) for g in ("tumour", "organ", "organ_mr")}
+                           for s in r["slices"]]) for g in groups}
     vol = {g: {"median_dice_lite": float(np.median([r["3d"]["dice_lite"] for r in
                                                     results.values() if r["group"] == g])),
                "median_dice_grabcut": float(np.median([r["3d"]["dice_grabcut"] for r in
                                                        results.values() if r["group"] == g]))}
-           for g in ("tumour", "organ", "organ_mr")}
+           for g in groups}
     all3d = [r["3d"] for r in results.values()]
     doc = {"protocol": {"axis": AXIS, "min_area_px": MIN_AREA, "box_jitter_px": JITTER,
                         "seed": SEED,
@@ -276,9 +298,13 @@ def main() -> None:
            "s_per_100_slices_lite_median": float(np.median(
                [r["s_per_100_slices_lite"] for r in all3d])),
            "latency": latency, "structures": results}
+    doc["structure_set"] = args.structures
+    stem = "prompt_accuracy" if args.structures == "test" else "prompt_validation"
+    if args.out_stem:
+        stem = args.out_stem
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "prompt_accuracy.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (OUT / "prompt_accuracy.md").write_text(_markdown(doc))
+    (OUT / f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (OUT / f"{stem}.md").write_text(_markdown(doc))
     print(_markdown(doc))
 
 
@@ -288,8 +314,13 @@ def _markdown(doc: dict) -> str:
              f"with >= {MIN_AREA} px, tight GT box with +-{JITTER} px jitter per side "
              f"(seed {SEED}); baseline {doc['protocol']['baseline']} on the same boxes. "
              "(GrabCut sometimes labels a whole small box background; then Otsu inside the box "
-             "is used.) Groups: tumours (BRATS test FLAIR, pyradiomics brain2/breast1), organs = "
-             "held-out CT kidneys, organ_mr = held-out MR kidneys (extra). "
+             "is used.) " + (
+                 "Groups: tumours (BRATS test FLAIR, pyradiomics brain2/breast1), organs = "
+                 "held-out CT kidneys, organ_mr = held-out MR kidneys (extra). "
+                 if doc.get("structure_set", "test") == "test" else
+                 f"VALIDATION set ({', '.join(VALIDATION)}; excluded from the RoI-decoder "
+                 "training, seen by the frozen stage-2 model): val_organ = CT, val_organ_mr "
+                 "= MR. ") +
              "3D: one jittered key-slice box (largest slice) + propagation "
              "(`medseg.engine.propagate`, defaults) vs slice-by-slice GrabCut.", "",
              "| structure | slices | 2D median Dice lite | GrabCut | lite better | "

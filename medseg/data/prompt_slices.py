@@ -243,8 +243,8 @@ class PromptSampler:
         out = []
         for v, side, sign in ((x0, w, -1), (y0, h, -1), (x1, w, 1), (y1, h, 1)):
             grow = min(self.box_jitter, max(2.0, self.box_jitter_rel * side))
-            d = self.rng.uniform(-self.box_shrink * side, grow)
-            out.append(v + sign * d)
+            step = float(self.rng.uniform(-self.box_shrink * side, grow))
+            out.append(v + sign * step)
         b = torch.tensor(out).clamp(0, self.size)
         if b[2] - b[0] < 2 or b[3] - b[1] < 2:
             return torch.tensor([x0, y0, x1, y1])

@@ -88,11 +88,32 @@ def build_net(cfg: FinetuneConfig) -> tuple[nn.Module, PromptModelSpec | None]:
         if (m.backend == "lite") != isinstance(pm.sam, LiteSam):
             raise ConfigError(f"model.checkpoint {m.checkpoint}: holds a "
                               f"{type(pm.sam).__name__}, but model.backend is {m.backend!r}")
+        if m.arch and isinstance(pm.sam, LiteSam):
+            return _extend_lite(pm.sam, m.arch, m.checkpoint), pm.spec
         return pm.sam, pm.spec
     try:
         return build_lite_sam(LiteSamConfig.from_dict(m.arch)), None
     except TypeError as exc:
         raise ConfigError(f"model.arch: {exc}") from exc
+
+
+def _extend_lite(net: LiteSam, arch: dict[str, Any], source: Path) -> LiteSam:
+    """``net`` rebuilt with ``arch`` overriding its config (e.g. ``roi_decoder: true``): every
+    tensor of the checkpoint is kept; only modules the new fields add start from random."""
+    try:
+        cfg = LiteSamConfig.from_dict({**asdict(net.config), **arch})
+    except TypeError as exc:
+        raise ConfigError(f"model.arch: {exc}") from exc
+    new = build_lite_sam(cfg)
+    state = net.state_dict()
+    target = new.state_dict()
+    clash = [k for k in state if k not in target or target[k].shape != state[k].shape]
+    if clash:
+        raise ConfigError(f"model.arch {arch} changes tensors of {source} ({clash[:3]}); only "
+                          "fields that add modules (roi_decoder, roi_size, roi_width) can "
+                          "extend a checkpoint")
+    new.load_state_dict(state, strict=False)
+    return new
 
 
 class _PromptForward(nn.Module):
@@ -119,6 +140,12 @@ def prompt_forward(net: Any, image: torch.Tensor, boxes: torch.Tensor,
     ``(B,1,S,S)`` and the predicted IoU ``(B,1)``.
     """
     emb = net.image_encoder(image)
+    if getattr(net, "roi_decoder", None) is not None:  # lite model with the RoI decoder
+        pts = (points, point_labels) if points is not None and point_labels is not None \
+            else None
+        out: tuple[torch.Tensor, torch.Tensor] = net.roi_decode(emb, boxes.float(), pts,
+                                                                mask_input, has_mask)
+        return out
     pe = net.prompt_encoder.get_dense_pe()
     logits, ious = [], []
     for i in range(image.shape[0]):

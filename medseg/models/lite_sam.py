@@ -36,6 +36,7 @@ from torch import nn
 
 from medseg.errors import PromptModelError
 from medseg.io.atomic import atomic_path, write_text_atomic
+from medseg.models.roi_decoder import RoiDecoder, pack_image, unpack_image
 from medseg.models.sam_modules import decode_aligned, sam_modeling
 
 __all__ = [
@@ -60,6 +61,11 @@ class LiteSamConfig:
     decoder_mlp_dim: int = 512
     decoder_heads: int = 4
     mask_in_chans: int = 16
+    #: box-aligned RoI decoder (medseg.models.roi_decoder) for box/click/mask prompts; the
+    #: embedding then also carries the model input (64 extra channels)
+    roi_decoder: bool = False
+    roi_size: int = 64
+    roi_width: int = 32
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
 
@@ -125,6 +131,7 @@ class LiteImageEncoder(nn.Module):
         super().__init__()
         w0, w1, w2, w3 = cfg.widths
         self.img_size = cfg.image_size
+        self.emit_image = cfg.roi_decoder
         self.stem = _conv_bn(3, w0, 2)                                          # /2
         self.stage1 = nn.Sequential(_conv_bn(w0, w1, 2), _conv_bn(w1, w1))      # /4
         self.stage2 = nn.Sequential(_conv_bn(w1, w2, 2), _ResBlock(w2))         # /8
@@ -150,6 +157,8 @@ class LiteImageEncoder(nn.Module):
             f16 = layer(f16, self.pos16)
         up = F.interpolate(self.top(f16), size=f8.shape[-2:], mode="nearest")
         out: torch.Tensor = self.neck(up + self.lat8(f8) + self.lat4(f4))
+        if self.emit_image:  # the RoI decoder samples the image itself from the embedding
+            out = torch.cat([out, pack_image(x)], 1)
         return out
 
 
@@ -236,24 +245,87 @@ class LiteSam(nn.Module):
                                               mlp_dim=cfg.decoder_mlp_dim,
                                               num_heads=cfg.decoder_heads),
             transformer_dim=cfg.embed_dim, iou_head_depth=3, iou_head_hidden_dim=cfg.embed_dim)
+        self.roi_decoder = RoiDecoder(cfg.embed_dim, cfg.image_size, cfg.roi_size,
+                                      cfg.roi_width) if cfg.roi_decoder else None
         self.register_buffer("pixel_mean", torch.tensor(cfg.pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std).view(-1, 1, 1), False)
+
+    def split_embedding(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(features (B, embed_dim, e, e), image (B, 1, S, S) or None)`` of an embedding."""
+        d = self.config.embed_dim
+        if self.roi_decoder is None:
+            return embedding, None
+        return embedding[:, :d], unpack_image(embedding[:, d:])
+
+    def roi_decode(self, embedding: torch.Tensor, boxes: torch.Tensor,
+                   points: tuple[torch.Tensor, torch.Tensor] | None = None,
+                   mask_input: torch.Tensor | None = None,
+                   has_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The RoI decoder on a batch: logits ``(B, 1, S, S)`` on the model input, IoU
+        ``(B, 1)`` (``points`` labels: 1 positive, 0 negative, -1 padding)."""
+        if self.roi_decoder is None:
+            raise PromptModelError("this lite model has no RoI decoder (arch roi_decoder false)")
+        feats, image = self.split_embedding(embedding)
+        pts, lab = points if points is not None else (None, None)
+        out: tuple[torch.Tensor, torch.Tensor] = self.roi_decoder(
+            feats, image, boxes, pts, lab, mask_input, has_mask)
+        return out
+
+    def _prompt_box(self, feats: torch.Tensor, points: tuple[torch.Tensor, torch.Tensor] | None,
+                    mask_input: torch.Tensor | None) -> torch.Tensor:
+        """A box for prompts without one: the mask prompt's extent, else the SAM decoder's
+        best multimask proposal for the clicks, else a square of 1/8 of the input around
+        them."""
+        s = float(self.config.image_size)
+        b = feats.shape[0]
+        out = torch.empty(b, 4, device=feats.device)
+        proposal = None
+        if mask_input is None and points is not None:
+            low, iou = self.decode(feats, None, points, None, multimask=True, roi=False)
+            proposal = low[torch.arange(b), iou.argmax(1)][:, None]
+        src = mask_input if mask_input is not None else proposal
+        for i in range(b):
+            box = None
+            if src is not None:
+                ys, xs = torch.nonzero(src[i, 0] > 0, as_tuple=True)
+                if xs.numel():
+                    f = s / src.shape[-1]
+                    box = torch.stack([xs.min() * f, ys.min() * f, (xs.max() + 1) * f,
+                                       (ys.max() + 1) * f]).float()
+            if box is None and points is not None:
+                pos = points[0][i][points[1][i] == 1]
+                c = (pos if pos.numel() else points[0][i]).float().mean(0)
+                box = torch.cat([c - s / 16, c + s / 16])
+            out[i] = box if box is not None else torch.tensor([0, 0, s, s])
+        if points is not None:  # every click inside the box
+            xy = points[0].float()
+            out[:, :2] = torch.minimum(out[:, :2], xy.amin(1) - 2)
+            out[:, 2:] = torch.maximum(out[:, 2:], xy.amax(1) + 2)
+        return out
 
     def decode(self, embedding: torch.Tensor, boxes: torch.Tensor | None = None,
                points: tuple[torch.Tensor, torch.Tensor] | None = None,
                mask_input: torch.Tensor | None = None,
-               multimask: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+               multimask: bool = False, roi: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompted decoding of a batch of embeddings.
 
         ``embedding``: ``(B, C, e, e)``; ``boxes``: ``(B, 4)`` XYXY input pixels; ``points``:
         coords ``(B, N, 2)`` XY and labels ``(B, N)`` (1 positive, 0 negative, -1 padding);
         ``mask_input``: ``(B, 1, 4e, 4e)`` logits. Returns low-res logits ``(B, M, 4e, 4e)``
         and predicted IoU ``(B, M)`` with ``M = 3`` if ``multimask`` else 1.
+
+        A model with the RoI decoder (and ``roi``) instead returns one mask ``(B, 1, S, S)``
+        on the model input; prompts without a box get one from :meth:`_prompt_box`.
         """
+        feats = embedding[:, :self.config.embed_dim]
+        if self.roi_decoder is not None and roi:
+            if boxes is None:
+                boxes = self._prompt_box(feats, points, mask_input)
+            return self.roi_decode(embedding, boxes.float().reshape(-1, 4), points, mask_input)
         pe_mod: Any = self.prompt_encoder
         dec: Any = self.mask_decoder
         sparse, dense = pe_mod(points=points, boxes=boxes, masks=mask_input)
-        return decode_aligned(dec, embedding, pe_mod.get_dense_pe(), sparse, dense, multimask)
+        return decode_aligned(dec, feats, pe_mod.get_dense_pe(), sparse, dense, multimask)
 
     def n_parameters(self) -> int:
         """Number of parameters (all trainable tensors)."""

@@ -217,6 +217,10 @@ class PromptModel:
         boxes = None if box is None else torch.as_tensor(
             np.asarray(box, np.float32).reshape(1, 4), device=dev)
         masks = None if mask_input is None else mask_input.to(dev).float()
+        if getattr(self.sam, "roi_decoder", None) is not None:  # lite model, RoI decoder
+            low_res, iou = self.sam.decode(embedding.to(dev), boxes, pts, masks,  # type: ignore[operator]
+                                           multimask=multimask)
+            return low_res.float(), iou.float()
         sparse, dense = self.sam.prompt_encoder(points=pts, boxes=boxes, masks=masks)  # type: ignore[operator]
         low_res, iou = self.sam.mask_decoder(  # type: ignore[operator]
             image_embeddings=embedding.to(dev),

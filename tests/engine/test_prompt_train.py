@@ -120,6 +120,35 @@ def test_finetune_lowers_the_loss_and_writes_a_loadable_checkpoint(
     assert (tmp_path / "run/train_log.jsonl").read_text().count("\n") == 3
 
 
+def test_roi_decoder_stage_trains_only_the_new_decoder_on_a_frozen_checkpoint(
+        tmp_path: Path) -> None:
+    """model.checkpoint + model.arch {roi_decoder: true}: the checkpoint's tensors are kept
+    (and stay frozen), the RoI decoder learns, the result loads and decodes on the model grid."""
+    from medseg.models.lite_sam import build_lite_sam, save_lite_sam
+
+    torch.manual_seed(0)
+    base = save_lite_sam(build_lite_sam(**TINY), tmp_path / "base.safetensors")
+    raw = _raw(tmp_path, iterations=24, freeze_image_encoder=True, mask_prompt_prob=0.5,
+               point_prob=0.5)
+    raw["model"] = {"backend": "lite", "checkpoint": str(base),
+                    "arch": {"roi_decoder": True, "roi_size": 32, "roi_width": 8}}
+    cfg = parse_finetune_config(raw)
+    torch.manual_seed(3)
+    before_net, _ = build_net(cfg)
+    before = _eval_loss(before_net, cfg)
+    result = run_finetune(cfg, log=lambda _m: None)
+    net = load_promptable(result.checkpoint).sam
+    assert isinstance(net, LiteSam) and net.roi_decoder is not None
+    after = _eval_loss(net, cfg)
+    assert after < before - 0.05, (before, after)
+    assert np.mean(result.losses[-4:]) < np.mean(result.losses[:4]) - 0.1
+    old = load_promptable(base).sam.state_dict()
+    for k, v in old.items():
+        assert torch.equal(net.state_dict()[k], v), k  # encoder, prompt encoder, SAM decoder
+    assert not all(torch.equal(a, b) for a, b in zip(
+        before_net.roi_decoder.parameters(), net.roi_decoder.parameters(), strict=True))
+
+
 def test_sam_backend_finetunes_a_checkpoint_in_the_official_layout(tmp_path: Path) -> None:
     from medseg.models.sam_modules import VitArch, build_sam_vit
 
