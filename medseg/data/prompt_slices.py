@@ -138,6 +138,9 @@ class AugmentSettings:
     elastic: float = 0.3
     intensity: float = 0.8
     noise: float = 0.3
+    #: probability of a random piecewise-linear intensity curve (6 knots, not monotonic):
+    #: new contrasts from the same anatomy, so boundaries rather than CT's HU levels are learnt
+    lut: float = 0.0
 
 
 def _scale_0_255(img: npt.NDArray[np.float32], vol: LabelledVolume,
@@ -151,6 +154,15 @@ def _scale_0_255(img: npt.NDArray[np.float32], vol: LabelledVolume,
     return (out * 255.0).astype(np.float32)
 
 
+def random_curve(x: torch.Tensor, rng: np.random.Generator, knots: int = 6) -> torch.Tensor:
+    """``x`` in [0, 1] through a random piecewise-linear curve: ``knots`` values drawn from
+    U(0, 1) at 0, 1/(knots-1), ..., 1 (not monotonic: a new contrast of the same anatomy)."""
+    k = torch.from_numpy(rng.uniform(0, 1, size=knots).astype(np.float32))
+    pos = x.clamp(0, 1) * (knots - 1)
+    lo = pos.floor().clamp(max=knots - 2).long()
+    return torch.lerp(k[lo], k[lo + 1], pos - lo)
+
+
 class PromptSampler:
     """Draws augmented prompt-training batches from a :class:`SliceTable`."""
 
@@ -159,7 +171,8 @@ class PromptSampler:
                  box_jitter_rel: float = 0.3, box_shrink: float = 0.12,
                  point_prob: float = 0.3, mask_prompt_prob: float = 0.2,
                  augment: AugmentSettings | None = None, seed: int = 0,
-                 recipe: str = "sam", box_jitter_slice_px: float = 0.0) -> None:
+                 recipe: str = "sam", box_jitter_slice_px: float = 0.0,
+                 propagate_prob: float = 0.0) -> None:
         self.table, self.size, self.mask_size = table, image_size, mask_size
         self.mean = torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1)
@@ -167,6 +180,7 @@ class PromptSampler:
         self.box_shrink = box_shrink
         self.box_jitter_slice_px = box_jitter_slice_px
         self.point_prob, self.mask_prompt_prob = point_prob, mask_prompt_prob
+        self.propagate_prob = propagate_prob
         self.aug = augment
         self.recipe = recipe  # "sam": keep aspect + pad, mean/std; "medsam": stretch, /255
         self.rng = np.random.default_rng(seed)
@@ -210,6 +224,8 @@ class PromptSampler:
         rng, a = self.rng, self.aug
         assert a is not None
         x = img / 255.0
+        if rng.random() < a.lut:
+            x = random_curve(x, rng)
         if rng.random() < a.intensity:
             x = x.clamp(0, 1) ** math.exp(rng.uniform(-0.5, 0.5))
             x = (x - 0.5) * rng.uniform(0.7, 1.3) + 0.5 + rng.uniform(-0.12, 0.12)
@@ -250,6 +266,17 @@ class PromptSampler:
             return torch.tensor([x0, y0, x1, y1])
         return b
 
+    def _step_box(self, prev: torch.Tensor, scale: float) -> torch.Tensor | None:
+        """The box propagation gives the next slice: ``prev``'s bbox grown by 2-6 slice
+        pixels per side (the runtime's default margin is 4)."""
+        ys, xs = torch.nonzero(prev[0, 0] > 0.5, as_tuple=True)
+        if ys.numel() < 8:
+            return None
+        m = self.rng.uniform(2.0, 6.0, size=4) * scale
+        b = torch.tensor([float(xs.min()) - m[0], float(ys.min()) - m[1],
+                          float(xs.max()) + 1 + m[2], float(ys.max()) + 1 + m[3]])
+        return b.clamp(0, self.size)
+
     def _points(self, mask: torch.Tensor, box: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """1-3 points: positives inside the mask, maybe one negative in box but outside."""
         m = mask[0, 0] > 0.5
@@ -276,9 +303,16 @@ class PromptSampler:
         vol = self.table.sources[e.source]
         img = _scale_0_255(take_slice(vol.image, e.axis, e.index).astype(np.float32), vol,
                            self.rng, self.aug is not None)
-        lab = take_slice(vol.label, e.axis, e.index) == e.value
         nb = int(np.clip(e.index + self.rng.choice([-1, 1]), 0, vol.image.shape[e.axis] - 1))
-        prev = take_slice(vol.label, e.axis, nb) == e.value
+        step = self.aug is not None and self.rng.random() < self.propagate_prob
+        if step:  # a propagation step from e.index to its neighbour nb (which may be empty)
+            img = _scale_0_255(take_slice(vol.image, e.axis, nb).astype(np.float32), vol,
+                               self.rng, True)
+            lab = take_slice(vol.label, e.axis, nb) == e.value
+            prev = take_slice(vol.label, e.axis, e.index) == e.value
+        else:
+            lab = take_slice(vol.label, e.axis, e.index) == e.value
+            prev = take_slice(vol.label, e.axis, nb) == e.value
         stack = np.stack([img, lab, prev, np.ones_like(img)]).astype(np.float32)
         if self.aug is not None and self.rng.random() < 0.5:  # random 90-degree turns
             stack = np.rot90(stack, int(self.rng.integers(1, 4)), axes=(1, 2))
@@ -291,10 +325,10 @@ class PromptSampler:
         if self.aug is not None:
             ci = self._intensity(ci)
         cm, cp = (cm > 0.5).float(), (cp > 0.5).float()
-        box = self._box(cm, scale)
+        box = self._step_box(cp, scale) if step else self._box(cm, scale)
         if box is None:
             return None
-        use_pts = self.aug is not None and self.rng.random() < self.point_prob
+        use_pts = not step and self.aug is not None and self.rng.random() < self.point_prob
         pts = self._points(cm, box) if use_pts else (torch.zeros(4, 2), -torch.ones(4))
         if self.recipe == "medsam":
             x = ci[0].expand(3, -1, -1) / 255.0
@@ -302,7 +336,7 @@ class PromptSampler:
             x = (ci[0].expand(3, -1, -1) - self.mean) / self.std
         if self.recipe != "medsam" and self.aug is not None and self.rng.random() < 0.5:
             x = x * (valid[0] > 0.5)  # SAM pads with 0 after normalisation (grey), else black
-        use_mask = self.aug is not None and self.rng.random() < self.mask_prompt_prob
+        use_mask = step or (self.aug is not None and self.rng.random() < self.mask_prompt_prob)
         low = F.interpolate(cp, size=(self.mask_size, self.mask_size), mode="area")[0]
         low = (low * 2 - 1) * float(self.rng.uniform(2.0, 12.0)) if use_mask else low * 0
         return x, cm[0], box, pts[0], pts[1], low, torch.tensor(use_mask)

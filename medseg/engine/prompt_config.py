@@ -75,6 +75,8 @@ class PromptAugmentConfig(_Strict):
     elastic: float = Field(default=0.3, ge=0, le=1)
     intensity: float = Field(default=0.8, ge=0, le=1)
     noise: float = Field(default=0.3, ge=0, le=1)
+    lut: float = Field(default=0.0, ge=0, le=1,
+                       description="probability of a random non-monotonic intensity curve")
     enabled: bool = True
 
 
@@ -98,6 +100,11 @@ class PromptTrainConfig(_Strict):
         default=0.0, ge=0, description="> 0: half the boxes get U(-J, J) slice pixels per side")
     point_prob: float = Field(default=0.3, ge=0, le=1)
     mask_prompt_prob: float = Field(default=0.2, ge=0, le=1)
+    propagate_prob: float = Field(
+        default=0.0, ge=0, le=1,
+        description="samples laid out as a propagation step: target = a neighbour slice "
+                    "(possibly past the structure's end, then empty), box = the key slice's "
+                    "mask bbox + margin, mask prompt = the key slice's mask")
     iou_loss_weight: float = Field(default=1.0, ge=0)
     amp: bool = Field(default=True, description="mixed precision; used only on CUDA")
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -180,7 +180,8 @@ def _hard_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     pred = (logits.detach() > 0).float()
     inter = (pred * target).sum((1, 2, 3))
     union = ((pred + target) > 0).float().sum((1, 2, 3))
-    return (inter / union.clamp(min=1)).unsqueeze(1)
+    iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+    return iou.unsqueeze(1)  # empty prediction of an empty target: IoU 1
 
 
 def save_checkpoint(net: nn.Module, path: Path, extra: dict[str, Any],
@@ -212,14 +213,15 @@ def _sampler(cfg: FinetuneConfig, net: Any, sources: list[LabelledVolume],
     t, a = cfg.train, cfg.train.augment
     table = SliceTable(sources, cfg.data.min_area, tuple(cfg.data.exclude))
     aug = AugmentSettings(a.flip, a.scale, a.aspect, a.rotate_deg, a.elastic, a.intensity,
-                          a.noise) if a.enabled else None
+                          a.noise, a.lut) if a.enabled else None
     size = int(net.image_encoder.img_size)
     mean = tuple(float(v) for v in net.pixel_mean.flatten())
     std = tuple(float(v) for v in net.pixel_std.flatten())
     return PromptSampler(table, size, mean, std, int(net.prompt_encoder.mask_input_size[0]),
                          t.box_jitter, t.box_jitter_rel, t.box_shrink, t.point_prob,
                          t.mask_prompt_prob, aug, seed=t.seed + 1000 * rank, recipe=recipe,
-                         box_jitter_slice_px=t.box_jitter_slice_px)
+                         box_jitter_slice_px=t.box_jitter_slice_px,
+                         propagate_prob=t.propagate_prob)
 
 
 def _freeze(net: Any, cfg: FinetuneConfig) -> list[nn.Parameter]:

@@ -69,6 +69,40 @@ def test_slice_table_min_area_exclude_and_boxes() -> None:
         SliceTable([_synthetic_source()], min_area=500)
 
 
+def test_propagation_step_samples_teach_where_a_structure_ends() -> None:
+    """propagate_prob 1: target = a neighbour slice (empty past the structure's end), mask
+    prompt = the key slice's mask, box = its bbox + 2-6 slice px, no clicks."""
+    from medseg.data.prompt_slices import AugmentSettings
+
+    table = SliceTable([_synthetic_source()], min_area=20, exclude=("held_out",))
+    none = AugmentSettings(flip=0, scale=(1.0, 1.0), aspect=0, rotate_deg=0, elastic=0,
+                           intensity=0, noise=0)
+    sampler = PromptSampler(table, 64, (0.0,) * 3, (1.0,) * 3, 32, seed=0, augment=none,
+                            propagate_prob=1.0, point_prob=1.0)
+    b = sampler.batch(40)
+    assert bool(b.has_mask_input.all()) and b.points is None
+    areas = b.mask.sum((1, 2, 3))
+    assert (areas == 0).any() and (areas > 0).any()  # slices 0 and 4 end the structure
+    for i in range(40):
+        prompt = b.mask_input[i, 0] > 0  # the key slice's structure at 32 px: x 4..12, y 4..9
+        ys, xs = torch.nonzero(prompt, as_tuple=True)
+        x0, y0, x1, y1 = b.boxes[i].tolist()
+        assert x0 <= 2 * xs.min() and x1 >= 2 * (xs.max() + 1) - 1
+        assert y0 <= 2 * ys.min() and y1 >= 2 * (ys.max() + 1) - 1
+        assert x1 - x0 <= 16 + 2 * 6 * 1.6 + 2
+
+
+def test_random_intensity_curve_is_piecewise_linear_through_its_knots() -> None:
+    from medseg.data.prompt_slices import random_curve
+
+    x = torch.linspace(0, 1, 101)
+    y = random_curve(x, np.random.default_rng(4))
+    knots = np.random.default_rng(4).uniform(0, 1, size=6)
+    np.testing.assert_allclose(y[::20].numpy(), knots, rtol=1e-6)  # x = 0, 0.2, ..., 1
+    np.testing.assert_allclose(y[10].item(), (knots[0] + knots[1]) / 2, rtol=1e-5)
+    assert float(y.min()) >= 0 and float(y.max()) <= 1
+
+
 @pytest.mark.parametrize("slice_px", [0.0, 5.0])
 def test_jittered_boxes_stay_in_image_and_near_the_structure(slice_px: float) -> None:
     from medseg.data.prompt_slices import AugmentSettings
