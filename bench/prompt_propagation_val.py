@@ -27,7 +27,7 @@ import prompt_accuracy as pa
 from medseg.engine.prompt import PromptSession
 from medseg.engine.propagate import PropagationConfig, Propagator
 
-MIN_SCORES = (0.0, 0.2, 0.3, 0.4, 0.5)
+MIN_SCORES = (0.3, 0.5)
 DRIFTS = (0.15, 0.25, None)
 
 

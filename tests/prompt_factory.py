@@ -67,7 +67,8 @@ class ThresholdModel(PromptModel):
     def decode(self, embedding: torch.Tensor, *, box: np.ndarray | None = None,
                points: np.ndarray | None = None, point_labels: np.ndarray | None = None,
                mask_input: torch.Tensor | None = None,
-               multimask: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+               multimask: bool = False,
+               modality: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         self.decoded += 1
         img = embedding[0, 0]
         size = img.shape[-1]

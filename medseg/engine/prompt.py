@@ -250,7 +250,8 @@ class PromptSession:
         multi = (box is None and points is not None and len(points) == 1) \
             if multimask is None else multimask
         low, iou = self.model.decode(self.embedding(k), box=mbox, points=mpts,
-                                     point_labels=labels, mask_input=mprompt, multimask=multi)
+                                     point_labels=labels, mask_input=mprompt, multimask=multi,
+                                     modality=self.modality)
         best = int(torch.argmax(iou[0]))
         return low[0, best].detach().cpu(), float(iou[0, best])
 

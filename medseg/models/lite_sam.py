@@ -66,6 +66,9 @@ class LiteSamConfig:
     roi_decoder: bool = False
     roi_size: int = 64
     roi_width: int = 32
+    #: modalities decoded by the RoI decoder (upper case, e.g. ("CT",)); others use the SAM
+    #: mask decoder. Empty: every modality. Chosen on validation organs per modality.
+    roi_modalities: tuple[str, ...] = ()
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
 
@@ -249,6 +252,13 @@ class LiteSam(nn.Module):
                                       cfg.roi_width) if cfg.roi_decoder else None
         self.register_buffer("pixel_mean", torch.tensor(cfg.pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std).view(-1, 1, 1), False)
+
+    def uses_roi(self, modality: str | None) -> bool:
+        """Whether prompts on an image of ``modality`` go to the RoI decoder."""
+        if self.roi_decoder is None:
+            return False
+        mods = self.config.roi_modalities
+        return not mods or (modality or "").upper() in mods
 
     def split_embedding(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(features (B, embed_dim, e, e), image (B, 1, S, S) or None)`` of an embedding."""

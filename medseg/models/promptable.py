@@ -201,12 +201,15 @@ class PromptModel:
     def decode(self, embedding: torch.Tensor, *, box: np.ndarray | None = None,
                points: np.ndarray | None = None, point_labels: np.ndarray | None = None,
                mask_input: torch.Tensor | None = None,
-               multimask: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+               multimask: bool = False,
+               modality: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompts in model-input pixels -> (low-res logits ``[1, M, L, L]``, IoU ``[1, M]``).
 
         ``embedding`` ``[1, D, E, E]``; ``box`` ``[4]`` (x0, y0, x1, y1); ``points`` ``[N, 2]``
         (x, y) with ``point_labels`` ``[N]`` (1 positive, 0 negative); ``mask_input`` low-res
-        logits ``[1, 1, L, L]``. M is 3 with ``multimask`` else 1.
+        logits ``[1, 1, L, L]``. M is 3 with ``multimask`` else 1. A lite model with the RoI
+        decoder answers ``[1, 1, S, S]`` on the model input for the ``modality`` it was
+        validated on (``LiteSam.uses_roi``), the SAM decoder's output otherwise.
         """
         dev = self.device
         pts = None
@@ -219,7 +222,8 @@ class PromptModel:
         masks = None if mask_input is None else mask_input.to(dev).float()
         if getattr(self.sam, "roi_decoder", None) is not None:  # lite model, RoI decoder
             low_res, iou = self.sam.decode(embedding.to(dev), boxes, pts, masks,  # type: ignore[operator]
-                                           multimask=multimask)
+                                           multimask=multimask,
+                                           roi=self.sam.uses_roi(modality))  # type: ignore[operator]
             return low_res.float(), iou.float()
         sparse, dense = self.sam.prompt_encoder(points=pts, boxes=boxes, masks=masks)  # type: ignore[operator]
         low_res, iou = self.sam.mask_decoder(  # type: ignore[operator]

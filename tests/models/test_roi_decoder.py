@@ -152,3 +152,22 @@ def test_prompt_session_and_propagation_run_on_a_roi_model(tmp_path: Path) -> No
     assert click.shape == (nx, ny)
     res = Propagator(session).propagate(1)
     assert np.asarray(res.mask.array).shape == np.asarray(img.array).shape
+
+
+def test_roi_modalities_route_other_modalities_to_the_sam_decoder() -> None:
+    from medseg.models.lite_sam import lite_spec
+    from medseg.models.promptable import PromptModel
+
+    net = _net(roi_modalities=("CT",))
+    assert net.uses_roi("ct") and not net.uses_roi("MR") and not net.uses_roi(None)
+    assert _net().uses_roi("MR")  # empty tuple: every modality
+    model = PromptModel(net, lite_spec(net.config))
+    with torch.inference_mode():
+        emb = model.embed(torch.randn(1, 3, 64, 64))
+        box = np.array([10.0, 12.0, 40.0, 30.0], np.float32)
+        ct, _ = model.decode(emb, box=box, modality="CT")
+        mr, _ = model.decode(emb, box=box, modality="MR")
+        sam, _ = net.decode(emb, torch.from_numpy(box)[None], roi=False)
+    assert ct.shape == (1, 1, 64, 64)  # RoI decoder: the model-input grid
+    assert mr.shape == (1, 1, 32, 32)  # SAM decoder: low-res logits
+    torch.testing.assert_close(mr, sam)
