@@ -236,7 +236,8 @@ class PromptSession:
                         points: Sequence[Point] | None = None,
                         mask_input: np.ndarray | None = None,
                         multimask: bool | None = None) -> tuple[torch.Tensor, float]:
-        """Validated prompts on slice ``k`` -> (best low-res logits ``[L, L]``, predicted IoU)."""
+        """Validated prompts on slice ``k`` -> (best logits ``[L, L]``: low-res, or the model
+        input for a RoI-decoder model; predicted IoU)."""
         self._check_slice(k)
         if box is None and not points and mask_input is None:
             raise PromptError("Give a box, at least one point or a mask_input to predict.")

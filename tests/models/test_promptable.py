@@ -198,5 +198,8 @@ def test_shipped_lite_weights_load_when_present() -> None:
     x, rs = model.preprocess(np.random.default_rng(0).normal(0, 100, (80, 120)), "CT")
     emb = model.embed(x)
     assert emb.shape[-1] == spec.embed_size and x.shape[-1] == spec.image_size
-    low, iou = model.decode(emb, box=rs.box_to_model((10, 10, 60, 40)))
-    assert low.shape == (1, 1, spec.low_res_size, spec.low_res_size) and iou.shape == (1, 1)
+    low, iou = model.decode(emb, box=rs.box_to_model((10, 10, 60, 40)), modality="CT")
+    # the RoI decoder answers on the model input, the SAM decoder at low resolution
+    side = spec.image_size if model.sam.uses_roi("CT") else spec.low_res_size
+    assert low.shape == (1, 1, side, side) and iou.shape == (1, 1)
+    assert model.sam.roi_decoder is not None  # the shipped weights carry the RoI decoder
