@@ -95,7 +95,7 @@ def bench_backend(model: object, n_embed: int, full_propagation: bool) -> dict[s
     s.embedding(key)
     ptm = _median(lambda i: s.predict(key, box=box, record=False), 20)
     no_stop = PropagationConfig(min_score=-1e9, min_area_px=1, min_area_ratio=0.0,
-                                max_area_ratio=1e9)
+                                max_area_ratio=1e9, max_intensity_drift=None)
     reached: list[int] = []
 
     def propagate(fresh: bool) -> None:
