@@ -72,6 +72,14 @@ class LiteSamConfig:
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
 
+    def __post_init__(self) -> None:
+        if self.roi_decoder and (self.roi_size < 8 or self.roi_size % 8 or self.roi_width < 1):
+            raise PromptModelError(
+                f"lite model config: roi_size must be a positive multiple of 8 and roi_width "
+                f">= 1, got roi_size={self.roi_size}, roi_width={self.roi_width}")
+        object.__setattr__(self, "roi_modalities",
+                           tuple(str(m).upper() for m in self.roi_modalities))
+
     @property
     def embedding_size(self) -> int:
         """Side of the (square) image embedding grid (stride 8)."""
@@ -302,15 +310,17 @@ class LiteSam(nn.Module):
                     f = s / src.shape[-1]
                     box = torch.stack([xs.min() * f, ys.min() * f, (xs.max() + 1) * f,
                                        (ys.max() + 1) * f]).float()
-            if box is None and points is not None:
-                pos = points[0][i][points[1][i] == 1]
-                c = (pos if pos.numel() else points[0][i]).float().mean(0)
+            clicks = None if points is None else points[0][i][points[1][i] >= 0].float()
+            if box is None and clicks is not None and clicks.numel():
+                pos = points[0][i][points[1][i] == 1].float()  # type: ignore[index]
+                c = (pos if pos.numel() else clicks).mean(0)
                 box = torch.cat([c - s / 16, c + s / 16])
-            out[i] = box if box is not None else torch.tensor([0, 0, s, s])
-        if points is not None:  # every click inside the box
-            xy = points[0].float()
-            out[:, :2] = torch.minimum(out[:, :2], xy.amin(1) - 2)
-            out[:, 2:] = torch.maximum(out[:, 2:], xy.amax(1) + 2)
+            if box is None:
+                box = torch.tensor([0.0, 0.0, s, s], device=feats.device)
+            if clicks is not None and clicks.numel():  # every click (not padding) in the box
+                box = torch.cat([torch.minimum(box[:2], clicks.amin(0) - 2),
+                                 torch.maximum(box[2:], clicks.amax(0) + 2)])
+            out[i] = box
         return out
 
     def decode(self, embedding: torch.Tensor, boxes: torch.Tensor | None = None,

@@ -171,3 +171,24 @@ def test_roi_modalities_route_other_modalities_to_the_sam_decoder() -> None:
     assert ct.shape == (1, 1, 64, 64)  # RoI decoder: the model-input grid
     assert mr.shape == (1, 1, 32, 32)  # SAM decoder: low-res logits
     torch.testing.assert_close(mr, sam)
+
+
+def test_click_padding_does_not_stretch_the_derived_box() -> None:
+    """Click-only prompts in a batch are padded with label -1 at (0, 0): the derived box must
+    cover the real clicks only."""
+    net = _net()
+    # no SAM proposal (all background): the box is the square of 1/8 of the input (8 px here)
+    # around the positive click
+    net.decode = lambda *a, **k: (torch.full((1, 3, 32, 32), -5.0), torch.zeros(1, 3))
+    feats = torch.randn(1, 32, 8, 8)
+    pts = (torch.tensor([[[40.0, 44.0], [0.0, 0.0]]]), torch.tensor([[1, -1]]))
+    box = net._prompt_box(feats, pts, None)[0]
+    assert box.tolist() == [36.0, 40.0, 44.0, 48.0]  # the padding point (0, 0) is ignored
+
+
+def test_bad_roi_settings_are_typed_errors_and_modalities_are_normalised() -> None:
+    from medseg.errors import PromptModelError
+
+    with pytest.raises(PromptModelError, match="multiple of 8"):
+        LiteSamConfig(roi_decoder=True, roi_size=50)
+    assert LiteSamConfig(roi_modalities=("ct", "Mr")).roi_modalities == ("CT", "MR")
