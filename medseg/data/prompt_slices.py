@@ -61,8 +61,11 @@ class LabelledVolume:
 
 def take_slice(arr: npt.NDArray[np.generic], axis: int, index: int) -> npt.NDArray[np.generic]:
     """The 2D slice ``index`` across voxel ``axis`` as a model image ``[y, x]`` (x = first
-    remaining voxel axis, y = second; the transpose of ``PromptSession.slice_image``)."""
-    return np.take(arr, index, axis=axis).T
+    remaining voxel axis, y = second; the transpose of ``PromptSession.slice_image``).
+    A view (no copy): ``np.take`` along the last axis of a large volume cost most of a
+    training sample's time."""
+    key: tuple[slice | int, ...] = (slice(None),) * axis + (index,)
+    return arr[key].T
 
 
 @dataclass(frozen=True)

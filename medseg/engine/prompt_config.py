@@ -109,6 +109,12 @@ class PromptTrainConfig(_Strict):
     amp: bool = Field(default=True, description="mixed precision; used only on CUDA")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(default=None, ge=1)
+    workers: int = Field(default=0, ge=0,
+                         description="data-loading processes drawing batches ahead of the "
+                                     "training step (0 = drawn in the training loop)")
+    encoder_lr_scale: float = Field(default=1.0, gt=0,
+                                    description="image-encoder learning rate = lr x this "
+                                                "(when it is not frozen)")
     seed: int = 0
     log_every: int = Field(default=20, ge=1)
     checkpoint_every: int = Field(default=200, ge=1)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -224,17 +224,53 @@ def _sampler(cfg: FinetuneConfig, net: Any, sources: list[LabelledVolume],
                          propagate_prob=t.propagate_prob)
 
 
-def _freeze(net: Any, cfg: FinetuneConfig) -> list[nn.Parameter]:
+class _SamplerStream(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
+    """Endless batches from a :class:`PromptSampler`; each loader worker reseeds its copy
+    (``seed``, worker id) so workers never draw the same samples."""
+
+    def __init__(self, sampler: PromptSampler, batch_size: int, seed: int) -> None:
+        self.sampler, self.batch_size, self.seed = sampler, batch_size, seed
+
+    def __iter__(self) -> Iterator[PromptBatch]:
+        info = torch.utils.data.get_worker_info()
+        if info is not None:
+            torch.set_num_threads(1)
+            self.sampler.rng = np.random.default_rng([self.seed, info.id])
+        while True:
+            yield self.sampler.batch(self.batch_size)
+
+
+def _batches(sampler: PromptSampler, batch_size: int, workers: int,
+             seed: int) -> Iterator[PromptBatch]:
+    """Training batches: drawn in the loop (``workers == 0``, reproducible with the seed) or
+    by ``workers`` processes ahead of the step (a GPU step outruns one CPU sampler)."""
+    if workers == 0:
+        while True:
+            yield sampler.batch(batch_size)
+    loader = torch.utils.data.DataLoader(_SamplerStream(sampler, batch_size, seed),
+                                         batch_size=None, num_workers=workers,
+                                         prefetch_factor=4, persistent_workers=True)
+    yield from loader
+
+
+def _freeze(net: Any, cfg: FinetuneConfig) -> list[dict[str, Any]]:
+    """Freeze per config; the trainable parameters as optimizer groups (the image encoder's
+    learning rate scaled by ``train.encoder_lr_scale``)."""
     for part, frozen in ((net.prompt_encoder, cfg.train.freeze_prompt_encoder),
                          (net.image_encoder, cfg.train.freeze_image_encoder)):
         for p in part.parameters():
             p.requires_grad_(not frozen)
         if frozen:
             part.eval()
-    params = [p for p in net.parameters() if p.requires_grad]
-    if not params:
+    enc = {id(p) for p in net.image_encoder.parameters()}
+    groups = []
+    for scale, sel in ((cfg.train.encoder_lr_scale, True), (1.0, False)):
+        ps = [p for p in net.parameters() if p.requires_grad and (id(p) in enc) == sel]
+        if ps:
+            groups.append({"params": ps, "lr_scale": scale})
+    if not groups:
         raise ConfigError("every parameter is frozen; set train.freeze_image_encoder: false")
-    return params
+    return groups
 
 
 def _lr_factor(it: int, progress: float, warmup: int) -> float:
@@ -260,8 +296,10 @@ def _step(model: nn.Module, b: PromptBatch, dev: torch.device, use_amp: bool,
     return loss, float(true_iou.mean())
 
 
-def run_finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> FinetuneResult:
-    """Train per ``cfg``; returns the final checkpoint path (rank 0 writes it)."""
+def run_finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print,
+                 sources: list[LabelledVolume] | None = None) -> FinetuneResult:
+    """Train per ``cfg``; returns the final checkpoint path (rank 0 writes it). ``sources``
+    replaces reading ``cfg.data.sources`` (volumes already in memory)."""
     t = cfg.train
     cuda = t.device == "cuda" or (t.device == "auto" and torch.cuda.is_available())
     if t.device == "cuda" and not torch.cuda.is_available():
@@ -273,13 +311,16 @@ def run_finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> Fin
     torch.manual_seed(t.seed + ctx.rank)
     net, spec = build_net(cfg)
     net = net.to(dev).train()
-    sampler = _sampler(cfg, net, load_sources(cfg), ctx.rank, spec.recipe if spec else "sam")
-    params = _freeze(net, cfg)
+    sampler = _sampler(cfg, net, load_sources(cfg) if sources is None else sources, ctx.rank,
+                       spec.recipe if spec else "sam")
+    groups = _freeze(net, cfg)
+    params = [p for g in groups for p in g["params"]]
     model: nn.Module = _PromptForward(net)
     if ctx.enabled:
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[dev.index] if cuda else None, find_unused_parameters=True)
-    opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    opt = torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
+    batches = _batches(sampler, t.batch_size, t.workers, t.seed + 1000 * ctx.rank)
     out_dir = Path(t.output_dir)
     name = "lite_sam.safetensors" if isinstance(net, LiteSam) else "sam_finetuned.safetensors"
     extra = {"config_hash": config_hash(cfg), "held_out": list(cfg.data.exclude),
@@ -297,8 +338,8 @@ def run_finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> Fin
         if t.max_minutes is not None:
             progress = max(progress, (time.perf_counter() - t0) / (60 * t.max_minutes))
         for g in opt.param_groups:
-            g["lr"] = t.lr * _lr_factor(it, progress, t.warmup)
-        loss, miou = _step(model, sampler.batch(t.batch_size), dev, use_amp, t.iou_loss_weight)
+            g["lr"] = t.lr * g["lr_scale"] * _lr_factor(it, progress, t.warmup)
+        loss, miou = _step(model, next(batches), dev, use_amp, t.iou_loss_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

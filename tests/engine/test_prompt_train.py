@@ -212,3 +212,52 @@ def test_bad_configs_name_the_key(tmp_path: Path) -> None:
     raw["data"]["sources"][0]["label"] = str(tmp_path / "missing.nrrd")
     with pytest.raises(DatasetError, match="missing.nrrd"):
         run_finetune(parse_finetune_config(raw))
+
+
+def test_take_slice_is_the_transposed_slice_and_copies_nothing() -> None:
+    from medseg.data.prompt_slices import take_slice
+
+    a = np.arange(4 * 5 * 6).reshape(4, 5, 6)
+    for axis in range(3):
+        for k in range(a.shape[axis]):
+            got = take_slice(a, axis, k)
+            assert np.array_equal(got, np.take(a, k, axis=axis).T)
+            assert np.shares_memory(got, a)
+
+
+def test_loader_workers_draw_distinct_batches_from_reseeded_samplers() -> None:
+    """train.workers > 0: each worker process reseeds its sampler copy, so no two of the
+    first batches repeat (the same seed in every fork would give identical batches)."""
+    from medseg.data.prompt_slices import AugmentSettings
+    from medseg.engine.prompt_train import _batches
+
+    table = SliceTable([_synthetic_source()], min_area=20)
+    sampler = PromptSampler(table, 64, (0.0,) * 3, (1.0,) * 3, 16, seed=0,
+                            augment=AugmentSettings())  # random affine: images never repeat
+    it = _batches(sampler, 3, workers=2, seed=5)
+    batches = [next(it) for _ in range(6)]
+    it.close()  # shuts the loader's workers down
+    for i in range(len(batches)):
+        assert batches[i].image.shape == (3, 3, 64, 64)
+        for j in range(i):
+            assert not torch.equal(batches[i].image, batches[j].image), (i, j)
+
+
+def test_unfrozen_encoder_trains_at_its_scaled_learning_rate_with_loader_workers(
+        tmp_path: Path) -> None:
+    from medseg.engine.prompt_train import _freeze
+
+    cfg = parse_finetune_config(_raw(tmp_path, iterations=4, workers=2, encoder_lr_scale=0.1,
+                                     freeze_image_encoder=False))
+    net, _ = build_net(cfg)
+    groups = _freeze(net, cfg)
+    enc = {id(p) for p in net.image_encoder.parameters()}
+    assert [g["lr_scale"] for g in groups] == [0.1, 1.0]
+    assert {id(p) for p in groups[0]["params"]} == enc
+    assert not enc & {id(p) for p in groups[1]["params"]}
+    assert not any(p.requires_grad for p in net.prompt_encoder.parameters())
+    result = run_finetune(cfg, log=lambda _m: None)
+    assert result.iterations == 4
+    trained = load_promptable(result.checkpoint).sam
+    assert not all(torch.equal(a, b) for a, b in zip(
+        net.image_encoder.parameters(), trained.image_encoder.parameters(), strict=True))
