@@ -1,11 +1,12 @@
-"""Choose the propagation stop thresholds on the VALIDATION organs only.
+"""Choose the propagation settings on the VALIDATION organs only.
 
 The 3D protocol of bench/prompt_accuracy.py (one jittered box on the largest slice, then
 :class:`medseg.engine.propagate.Propagator`) on the validation organs
-(``prompt_accuracy.VALIDATION``: excluded from the RoI-decoder training; the held-out test
-structures are not read here), for a grid of ``min_score`` x ``max_intensity_drift``. The
-baseline in the same run is the current default :class:`PropagationConfig`. Writes
-``bench/results/prompt_propagation_val.{json,md}``.
+(``prompt_accuracy.VALIDATION``: excluded from the lite model's training since stage 3; the
+held-out test structures are not read here), for a grid of the previous mask as mask prompt
+(on/off) x the box margin around it (slice pixels) x ``max_intensity_drift``, ``min_score``
+at its default (an earlier sweep of it tied). The baseline in the same run is the current
+default :class:`PropagationConfig`. Writes ``bench/results/prompt_propagation_val.{json,md}``.
 
     .venv/bin/python bench/prompt_propagation_val.py [--model lite] [--threads 2]
 """
@@ -27,8 +28,9 @@ import prompt_accuracy as pa
 from medseg.engine.prompt import PromptSession
 from medseg.engine.propagate import PropagationConfig, Propagator
 
-MIN_SCORES = (0.3, 0.5)
-DRIFTS = (0.15, 0.25, None)
+MASK_PROMPT = (True, False)
+MARGINS = (0, 1, 2, 3, 4)
+DRIFTS = (0.15, None)
 
 
 def main() -> None:
@@ -39,8 +41,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     session = PromptSession(args.model)
     default = PropagationConfig()
-    grid = [PropagationConfig(min_score=s, max_intensity_drift=d)
-            for s in MIN_SCORES for d in DRIFTS]
+    grid = [PropagationConfig(use_mask_prompt=mk, margin_px=m, max_intensity_drift=d)
+            for mk in MASK_PROMPT for m in MARGINS for d in DRIFTS]
     rows: dict[str, dict[str, float]] = {}
     for case in pa._cases("validation"):
         session.set_volume(case.image, axis=pa.AXIS)
@@ -55,8 +57,12 @@ def main() -> None:
             rows[case.name][_name(cfg)] = pa._dice(np.asarray(res.mask.array) > 0, case.mask)
         print(case.name, {k: round(v, 3) for k, v in rows[case.name].items()}, flush=True)
     medians = {_name(c): float(np.median([r[_name(c)] for r in rows.values()])) for c in grid}
-    best = max(medians, key=lambda k: medians[k])
+    by_mod = {mod: {_name(c): float(np.median([r[_name(c)] for n, r in rows.items()
+                                              if n.startswith("example_mr") == (mod == "MR")]))
+                    for c in grid} for mod in ("CT", "MR")}
+    best = max(medians, key=lambda k: (medians[k], k == _name(default)))  # ties: the default
     doc = {"model": args.model, "structures": rows, "median_volumetric_dice": medians,
+           "median_by_modality": by_mod,
            "default": _name(default), "best": best, "default_config": asdict(default)}
     out = pa.OUT / "prompt_propagation_val"
     out.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n")
@@ -64,12 +70,12 @@ def main() -> None:
              f"Model `{args.model}`; validation organs {', '.join(pa.VALIDATION)} (CT + MR); "
              "3D protocol of bench/prompt_accuracy.py. Median volumetric Dice over "
              f"{len(rows)} structures; default config: `{_name(default)}`.", "",
-             "| min_score \\ max_intensity_drift | " + " | ".join(map(str, DRIFTS)) + " |",
-             "|---" * (len(DRIFTS) + 1) + "|"]
-    for s in MIN_SCORES:
-        cells = [f"{medians[_name(PropagationConfig(min_score=s, max_intensity_drift=d))]:.3f}"
-                 for d in DRIFTS]
-        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+             "| mask prompt | margin px | max_intensity_drift | median 3D Dice (all) | CT | MR |",
+             "|---|---|---|---|---|---|"]
+    for c in grid:
+        n = _name(c)
+        lines.append(f"| {c.use_mask_prompt} | {c.margin_px} | {c.max_intensity_drift} | "
+                     f"{medians[n]:.3f} | {by_mod['CT'][n]:.3f} | {by_mod['MR'][n]:.3f} |")
     lines += ["", f"Best: `{best}` ({medians[best]:.3f}); default "
               f"{medians.get(_name(default), float('nan')):.3f}.", ""]
     out.with_suffix(".md").write_text("\n".join(lines))
@@ -77,7 +83,8 @@ def main() -> None:
 
 
 def _name(cfg: PropagationConfig) -> str:
-    return f"min_score={cfg.min_score},drift={cfg.max_intensity_drift}"
+    return (f"mask_prompt={cfg.use_mask_prompt},margin_px={cfg.margin_px},"
+            f"drift={cfg.max_intensity_drift}")
 
 
 if __name__ == "__main__":

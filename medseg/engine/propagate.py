@@ -4,8 +4,11 @@ Rules (see docs/prompting.md):
 
 * Key slices are the slices an object was prompted on (their masks are kept as given).
 * From every key slice a *run* walks up (+1) and down (-1), one slice at a time, until the next
-  key slice or the volume's end. On each slice the prompt is the run's previous mask: its
-  bounding box grown by a margin (mm or voxels) plus the mask itself as mask prompt.
+  key slice or the volume's end. On each slice the prompt is the run's previous mask's
+  bounding box grown by a margin (mm or voxels; 2 voxels by default), and with
+  ``use_mask_prompt`` the mask itself as mask prompt (off by default: the lite model copies a
+  mask prompt, so a mask that starts too large stays too large and runs past the structure's
+  end; chosen on validation organs, bench/results/prompt_propagation_val.md).
 * A run stops (that slice and the rest of its way stay empty) when the predicted IoU is below
   ``min_score``, the mask has fewer than ``min_area_px`` voxels, its area is below
   ``min_area_ratio`` (or above ``max_area_ratio``) times the previous slice's, or its mean
@@ -35,7 +38,7 @@ class PropagationConfig:
     """Thresholds of propagation (defaults documented in docs/prompting.md)."""
 
     margin_mm: float | None = None   # box margin in mm; None -> margin_px
-    margin_px: int = 4
+    margin_px: int = 2
     min_score: float = 0.5
     min_area_px: int = 10
     min_area_ratio: float = 0.3
@@ -43,7 +46,7 @@ class PropagationConfig:
     #: stop when the mean intensity inside the mask moves more than this fraction of the
     #: volume's intensity window away from the key slice's (None: rule off)
     max_intensity_drift: float | None = 0.15
-    use_mask_prompt: bool = True
+    use_mask_prompt: bool = False
     n_check: int = 5
     lookahead: int = 8               # slices embedded ahead of a run, in batches
 

@@ -197,3 +197,28 @@ def test_a_new_volume_forgets_old_runs() -> None:
     s.predict(18, box=_box(b, 18))
     res = prop.repropagate(18)
     assert _slices(s) == list(range(15, 21)) and res.keys == [18]
+
+
+@pytest.mark.parametrize("use_mask_prompt", [False, True])
+def test_the_previous_mask_is_a_mask_prompt_only_when_asked(use_mask_prompt: bool) -> None:
+    """Default: box only (bbox of the previous mask + 2 px); ``use_mask_prompt``: the previous
+    mask is also fed as mask prompt. Same result on this clean volume either way."""
+    vol = _volume({k: (26, 28, 6, 220.0) for k in range(10, 31)})
+    s = _session(vol)
+    s.predict(20, box=_box(vol, 20))
+    seen: list[tuple[int, tuple[int, int, int, int], bool]] = []
+    inner = s.predict_low_res
+
+    def spy(k: int, **kw: object) -> object:
+        seen.append((k, kw["box"], kw.get("mask_input") is not None))  # type: ignore[arg-type]
+        return inner(k, **kw)  # type: ignore[arg-type]
+
+    s.predict_low_res = spy  # type: ignore[method-assign]
+    cfg = PropagationConfig(use_mask_prompt=True) if use_mask_prompt else PropagationConfig()
+    Propagator(s, cfg).propagate()
+    assert _slices(s) == list(range(10, 31))
+    assert seen and all(m == use_mask_prompt for _, _, m in seen)
+    prev = s.objects[1].masks[20]
+    x0, y0, x1, y1 = next(b for k, b, _ in seen if k == 21)
+    xs, ys = np.nonzero(prev)
+    assert (x0, y0, x1, y1) == (xs.min() - 2, ys.min() - 2, xs.max() + 2, ys.max() + 2)
