@@ -175,15 +175,42 @@ def test_roi_modalities_route_other_modalities_to_the_sam_decoder() -> None:
 
 def test_click_padding_does_not_stretch_the_derived_box() -> None:
     """Click-only prompts in a batch are padded with label -1 at (0, 0): the derived box must
-    cover the real clicks only."""
+    cover the real clicks only. It is a square of 1/6 of the input (64 / 6 px here) centred on
+    the positive clicks' extent, grown to cover every real click + 2 px."""
     net = _net()
-    # no SAM proposal (all background): the box is the square of 1/8 of the input (8 px here)
-    # around the positive click
-    net.decode = lambda *a, **k: (torch.full((1, 3, 32, 32), -5.0), torch.zeros(1, 3))
-    feats = torch.randn(1, 32, 8, 8)
     pts = (torch.tensor([[[40.0, 44.0], [0.0, 0.0]]]), torch.tensor([[1, -1]]))
-    box = net._prompt_box(feats, pts, None)[0]
-    assert box.tolist() == [36.0, 40.0, 44.0, 48.0]  # the padding point (0, 0) is ignored
+    box = net._prompt_box(pts, None, 1, torch.device("cpu"))[0]
+    h = 64 / 12
+    torch.testing.assert_close(box, torch.tensor([40 - h, 44 - h, 40 + h, 44 + h]))
+    pts = (torch.tensor([[[30.0, 44.0], [50.0, 40.0], [20.0, 20.0]]]), torch.tensor([[1, 1, 0]]))
+    box = net._prompt_box(pts, None, 1, torch.device("cpu"))[0]
+    # centred on the positives' extent (40, 42), grown over the click at x 50 and the
+    # negative click at (20, 20)
+    torch.testing.assert_close(box, torch.tensor([18.0, 18.0, 52.0, 42 + h]))
+
+
+def test_click_only_prompts_refit_the_roi_on_the_first_mask() -> None:
+    """A click-only prompt is decoded twice: the second RoI box is the first mask's box grown
+    by 25 % of its size per side + 2 px (covering the clicks); box prompts decode once."""
+    net = _net()
+    calls: list[torch.Tensor] = []
+    first = torch.full((1, 1, 64, 64), -20.0)
+    first[0, 0, 10:30, 20:28] = 5.0  # mask: x 20..27, y 10..29
+
+    def fake_roi(emb: torch.Tensor, boxes: torch.Tensor, *a: object) -> tuple[torch.Tensor, ...]:
+        calls.append(boxes.clone())
+        return first, torch.ones(1, 1)
+
+    net.roi_decode = fake_roi  # type: ignore[method-assign]
+    emb = torch.zeros(1, 32 + 64, 8, 8)
+    net.decode(emb, points=(torch.tensor([[[24.0, 20.0]]]), torch.tensor([[1]])))
+    assert len(calls) == 2
+    w, h = 8.0, 20.0  # the first mask's box: [20, 10, 28, 30]
+    torch.testing.assert_close(calls[1][0], torch.tensor(
+        [20 - w / 4 - 2, 10 - h / 4 - 2, 28 + w / 4 + 2, 30 + h / 4 + 2]))
+    calls.clear()
+    net.decode(emb, boxes=torch.tensor([[5.0, 5.0, 30.0, 40.0]]))
+    assert len(calls) == 1
 
 
 def test_bad_roi_settings_are_typed_errors_and_modalities_are_normalised() -> None:
