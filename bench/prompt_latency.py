@@ -94,6 +94,8 @@ def bench_backend(model: object, n_embed: int, full_propagation: bool) -> dict[s
     emb = _median(lambda i: s.embedding((key + 1 + i) % N_PROP), n_embed)
     s.embedding(key)
     ptm = _median(lambda i: s.predict(key, box=box, record=False), 20)
+    click = ((box[0] + box[2]) // 2, (box[1] + box[3]) // 2, True)  # one click, no box
+    ptm_click = _median(lambda i: s.predict(key, points=[click], record=False), 20)
     no_stop = PropagationConfig(min_score=-1e9, min_area_px=1, min_area_ratio=0.0,
                                 max_area_ratio=1e9, max_intensity_drift=None)
     reached: list[int] = []
@@ -106,6 +108,7 @@ def bench_backend(model: object, n_embed: int, full_propagation: bool) -> dict[s
         reached.append(len(s.objects[1].masks))
 
     out: dict[str, object] = {"embed": emb, "prompt_to_mask": ptm,
+                              "click_to_mask": ptm_click,
                               "slice_shape": list(s.slice_shape), "key_slice": KEY + key}
     if full_propagation:
         out["propagate_100"] = {**_median(lambda i: propagate(True), 5),
@@ -128,15 +131,16 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--lite-only", action="store_true",
+                    help="skip the ViT-B baseline (minutes); writes prompt_latency_lite_<N>t.*")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         lite, lite_note = _load_lite()
-        vit, vit_note = _load_vit_b(Path(tmp))
-        results = {
-            "lite": {"note": lite_note, **bench_backend(lite, 7, True)},
-            "sam_vit_b": {"note": vit_note, **bench_backend(vit, 5, False)},
-        }
+        results = {"lite": {"note": lite_note, **bench_backend(lite, 7, True)}}
+        if not args.lite_only:
+            vit, vit_note = _load_vit_b(Path(tmp))
+            results["sam_vit_b"] = {"note": vit_note, **bench_backend(vit, 5, False)}
     key = results["lite"]["key_slice"]
     meta = {"input": f"{CT.name} axial slices {KEY}..{KEY + N_PROP - 1} (100), liver box "
                      f"(TotalSegmentator label) on slice {key}",
@@ -145,15 +149,30 @@ def main() -> None:
     meta["load_average_end"] = os.getloadavg()
     res = {"meta": meta, "results": results}
     (ROOT / "bench/results").mkdir(exist_ok=True)
-    write_text_atomic(ROOT / "bench/results/prompt_latency.json", json.dumps(res, indent=1))
-    write_text_atomic(ROOT / "bench/results/prompt_latency.md", _markdown(res))
+    stem = f"prompt_latency_lite_{args.threads}t" if args.lite_only else "prompt_latency"
+    write_text_atomic(ROOT / f"bench/results/{stem}.json", json.dumps(res, indent=1))
+    write_text_atomic(ROOT / f"bench/results/{stem}.md", _markdown(res))
     print(_markdown(res))
 
 
 def _markdown(res: dict) -> str:  # type: ignore[type-arg]
     r, m = res["results"], res["meta"]
-    lite, vit = r["lite"], r["sam_vit_b"]
-    rows = [("slice embedding (ms)", "embed", 1e3), ("prompt-to-mask (ms)", "prompt_to_mask", 1e3),
+    lite, vit = r["lite"], r.get("sam_vit_b")
+    if vit is None:  # --lite-only
+        out = [f"# Lite promptable model: CPU latency, {m['threads']} threads\n",
+               f"Input: {m['input']}; torch {m['torch']}, {m['cpu_count']} cores, load "
+               f"average {m['load_average'][0]:.1f} -> {m['load_average_end'][0]:.1f}; "
+               f"{lite['note']}. Medians.\n", "| step | wall | process CPU |", "|---|---|---|"]
+        for name, key, scale in (("slice embedding (ms)", "embed", 1e3),
+                                 ("prompt-to-mask, box (ms)", "prompt_to_mask", 1e3),
+                                 ("prompt-to-mask, one click (ms)", "click_to_mask", 1e3),
+                                 ("propagation, 100 slices (s)", "propagate_100", 1.0)):
+            out.append(f"| {name} | {lite[key]['wall_s'] * scale:.1f} | "
+                       f"{lite[key]['cpu_s'] * scale:.1f} |")
+        return "\n".join(out) + "\n"
+    rows = [("slice embedding (ms)", "embed", 1e3),
+            ("prompt-to-mask, box (ms)", "prompt_to_mask", 1e3),
+            ("prompt-to-mask, one click (ms)", "click_to_mask", 1e3),
             ("propagation, 100 slices (s)", "propagate_100", 1.0)]
     lines = ["# Promptable segmentation: CPU latency\n",
              f"Input: {m['input']}; torch {m['torch']}, {m['threads']} threads on "
