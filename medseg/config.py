@@ -325,6 +325,26 @@ def parse_config(raw: Any, source: str = "config") -> MedsegConfig:
     return validate_config(MedsegConfig, raw, source)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key repeated in one mapping (PyYAML keeps the last
+    one silently, so a second ``model:`` block would quietly replace the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode,
+                          deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # unhashable key: let PyYAML report it
+                continue
+            if first != key_node.start_mark.line + 1:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (lines {first} and "
+                    f"{key_node.start_mark.line + 1}); keep one", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
               example: str = "configs/*.yaml") -> dict[str, Any]:
     """The raw mapping of a YAML config file with dotted ``overrides`` applied.
@@ -336,7 +356,7 @@ def read_yaml(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found. Pass one of {example}.")
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
     if raw is not None and not isinstance(raw, dict):

@@ -123,6 +123,13 @@ def test_load_config_file_errors(tmp_path: Path) -> None:
     scalar.write_text("3")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(scalar)
+    twice = tmp_path / "twice.yaml"  # PyYAML alone keeps the second block silently
+    twice.write_text("train:\n  epochs: 3\ndata:\n  root: a\n  root: b\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml.*'root' appears twice \(lines 4 and 5\)"):
+        load_config(twice)
+    twice.write_text("train:\n  epochs: 3\ndata:\n  root: a\ntrain:\n  epochs: 5\n")
+    with pytest.raises(ConfigError, match=r"'train' appears twice \(lines 1 and 5\)"):
+        load_config(twice)
 
 
 def test_config_hash_is_stable_and_sensitive() -> None:
