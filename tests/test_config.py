@@ -12,6 +12,7 @@ from medseg.config import (
     config_hash,
     load_config,
     parse_config,
+    read_yaml,
 )
 from medseg.errors import ConfigError
 
@@ -130,6 +131,18 @@ def test_load_config_file_errors(tmp_path: Path) -> None:
     twice.write_text("train:\n  epochs: 3\ndata:\n  root: a\ntrain:\n  epochs: 5\n")
     with pytest.raises(ConfigError, match=r"'train' appears twice \(lines 1 and 5\)"):
         load_config(twice)
+    twice.write_text("data: {root: a, root: b}\n")  # on one line
+    with pytest.raises(ConfigError, match=r"'root' appears twice \(lines 1 and 1\)"):
+        load_config(twice)
+
+
+def test_yaml_merge_keys_and_anchors_still_load(tmp_path: Path) -> None:
+    p = tmp_path / "merge.yaml"
+    p.write_text("base: &b {x: 1, y: 2}\nmore: &m {z: 3}\none:\n  <<: *b\n  y: 5\n"
+                 "two:\n  <<: [*b, *m]\nlist: [*b, *b]\n")
+    raw = read_yaml(p)
+    assert raw["one"] == {"x": 1, "y": 5} and raw["two"] == {"x": 1, "y": 2, "z": 3}
+    assert raw["list"] == [{"x": 1, "y": 2}] * 2
 
 
 def test_config_hash_is_stable_and_sensitive() -> None:
