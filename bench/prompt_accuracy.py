@@ -36,7 +36,9 @@ from medseg.engine.propagate import Propagator
 from medseg.volume import Volume
 
 ROOT = Path(__file__).resolve().parent.parent
-BRATS = ROOT.parent / "shared" / "data" / "deepmedic_brats2015" / "test"
+BRATS_ROOT = ROOT.parent / "shared" / "data" / "deepmedic_brats2015"
+BRATS = BRATS_ROOT / "test"
+BRATS_VAL = BRATS_ROOT / "validation"  # tumour validation: read, never trained on
 DS = ROOT / "data_samples"
 OUT = ROOT / "bench" / "results"
 AXIS, MIN_AREA, JITTER, SEED = 2, 50, 5, 0
@@ -56,20 +58,28 @@ VALIDATION = ("spleen", "gallbladder", "urinary_bladder")
 
 
 def _cases(which: str = "test") -> list[Case]:
-    if which == "validation":
-        return _organ_cases(VALIDATION, "val_organ", "val_organ_mr")
-    out: list[Case] = []
-    for d in sorted(BRATS.glob("*")) if BRATS.is_dir() else []:
-        img = mio.read(d / "Flair_subtrMeanDivStd.nii.gz")
-        img.modality = "MR"
-        lab = mio.read(d / "OTMultiClass.nii.gz").conform_to(img)
-        out.append(Case(f"brats_test/{d.name}", "tumour", img, np.asarray(lab.array) > 0))
+    if which == "validation":  # organs first: their boxes do not depend on BRATS's presence
+        return _organ_cases(VALIDATION, "val_organ", "val_organ_mr") + \
+            _brats_cases(BRATS_VAL, "brats_val", "val_tumour")
+    out = _brats_cases(BRATS, "brats_test", "tumour")
     for name in ("brain2", "breast1"):
         img = mio.read(DS / "pyradiomics" / f"{name}_image.nrrd")
         img.modality = "MR"
         lab = mio.read(DS / "pyradiomics" / f"{name}_label.nrrd").conform_to(img)
         out.append(Case(f"pyradiomics/{name}", "tumour", img, np.asarray(lab.array) > 0))
     return out + _organ_cases(("kidney_left", "kidney_right"), "organ", "organ_mr")
+
+
+def _brats_cases(folder: Path, tag: str, group: str) -> list[Case]:
+    """FLAIR + whole tumour (OTMultiClass > 0) of the BRATS cases in ``folder`` (none when
+    ../shared/data is absent; non-commercial data: benchmarks only, never training)."""
+    out: list[Case] = []
+    for d in sorted(folder.glob("*")) if folder.is_dir() else []:
+        img = mio.read(d / "Flair_subtrMeanDivStd.nii.gz")
+        img.modality = "MR"
+        lab = mio.read(d / "OTMultiClass.nii.gz").conform_to(img)
+        out.append(Case(f"{tag}/{d.name}", group, img, np.asarray(lab.array) > 0))
+    return out
 
 
 def _organ_cases(organs: tuple[str, ...], ct_group: str, mr_group: str) -> list[Case]:
@@ -263,7 +273,8 @@ def main() -> None:
     ap.add_argument("--model", default="lite")
     ap.add_argument("--structures", choices=("test", "validation"), default="test",
                     help="test: the held-out structures of issue 7; validation: "
-                         f"{', '.join(VALIDATION)} (for choosing between models)")
+                         f"{', '.join(VALIDATION)} + the BRATS validation tumours (for "
+                         "choosing between models)")
     ap.add_argument("--out-stem", default=None, help="bench/results/<stem>.json/.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -271,8 +282,10 @@ def main() -> None:
     session = PromptSession(args.model)
     results: dict[str, dict] = {}
     cases = _cases(args.structures)
-    groups = ("val_organ", "val_organ_mr") if args.structures == "validation" else \
-        ("tumour", "organ", "organ_mr")
+    groups = tuple(g for g in (("val_organ", "val_organ_mr", "val_tumour")
+                               if args.structures == "validation" else
+                               ("tumour", "organ", "organ_mr"))
+                   if any(c.group == g for c in cases))
     for case in cases:
         session.set_volume(case.image, axis=AXIS)
         rows = _slices_2d(case, session, rng, args.max_slices)
@@ -323,9 +336,9 @@ def _markdown(doc: dict) -> str:
                  "Groups: tumours (BRATS test FLAIR, pyradiomics brain2/breast1), organs = "
                  "held-out CT kidneys, organ_mr = held-out MR kidneys (extra). "
                  if doc.get("structure_set", "test") == "test" else
-                 f"VALIDATION set ({', '.join(VALIDATION)}; excluded from the RoI-decoder "
-                 "training, seen by the frozen stage-2 model): val_organ = CT, val_organ_mr "
-                 "= MR. ") +
+                 f"VALIDATION set ({', '.join(VALIDATION)}; never sampled since stage 3, seen "
+                 "by stages 1-2): val_organ = CT, val_organ_mr = MR; val_tumour = the two "
+                 "BRATS validation cases (FLAIR, whole tumour; never trained on). ") +
              "3D: one jittered key-slice box (largest slice) + propagation "
              "(`medseg.engine.propagate`, defaults) vs slice-by-slice GrabCut.", "",
              "| structure | slices | 2D median Dice lite | GrabCut | lite better | "
