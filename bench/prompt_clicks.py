@@ -8,10 +8,12 @@ or that click + 2 random positive pixels (seeded). Compared in the same run on t
 clicks:
 
 * ``shipped``: ``PromptSession.predict(points=...)`` (square RoI of 1/6 of the input around the
-  clicks, then one pass on the first mask's box grown 25 %);
+  clicks, then a pass on the first mask's box grown 25 %; ``--passes N``: up to N more while
+  the mask touches its box);
 * ``square only``: the first pass alone;
 * ``GrabCut``: cv2.grabCut initialised with the same square (the classical in-box baseline of
-  bench/prompt_accuracy.py).
+  bench/prompt_accuracy.py). It never sees more than the square, while the shipped path
+  grows its box: a weak baseline for structures larger than the square.
 
     .venv/bin/python bench/prompt_clicks.py [--structures validation|test] [--threads 2]
 """
@@ -69,9 +71,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--structures", choices=("validation", "test"), default="validation")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--passes", type=int, default=None,
+                    help="override LiteSam.CLICK_MORE_PASSES (0 = the first refit only)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     session = PromptSession("lite")
+    if args.passes is not None:
+        session.model.sam.CLICK_MORE_PASSES = args.passes
     rows: dict[str, dict[str, list[float]]] = {}
     for case in pa._cases(args.structures):
         session.set_volume(case.image, axis=pa.AXIS, modality=case.image.modality)
@@ -94,7 +100,8 @@ def main() -> None:
               for p, r in rows.items()}
     doc = {"structures": args.structures, "summary": summary, "shipped_better_than_grabcut":
            better, "dice": rows}
-    stem = pa.OUT / f"prompt_clicks_{args.structures}"
+    stem = pa.OUT / (f"prompt_clicks_{args.structures}"
+                     + (f"_passes{args.passes}" if args.passes is not None else ""))
     write_text_atomic(stem.with_suffix(".json"), json.dumps(doc, indent=1) + "\n")
     lines = [f"# Click-only prompts, {args.structures} structures", "",
              "`bench/prompt_clicks.py`: every axial slice with >= 50 px; pooled median 2D Dice.",

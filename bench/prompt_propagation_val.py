@@ -37,6 +37,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="lite")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out-stem", default="prompt_propagation_val")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     session = PromptSession(args.model)
@@ -44,7 +45,9 @@ def main() -> None:
     grid = [PropagationConfig(use_mask_prompt=mk, margin_px=m, max_intensity_drift=d)
             for mk in MASK_PROMPT for m in MARGINS for d in DRIFTS]
     rows: dict[str, dict[str, float]] = {}
+    group: dict[str, str] = {}
     for case in pa._cases("validation"):
+        group[case.name] = case.group
         session.set_volume(case.image, axis=pa.AXIS)
         rng = np.random.default_rng(pa.SEED)
         key = int(np.argmax(case.mask.sum(axis=(0, 1))))
@@ -57,25 +60,27 @@ def main() -> None:
             rows[case.name][_name(cfg)] = pa._dice(np.asarray(res.mask.array) > 0, case.mask)
         print(case.name, {k: round(v, 3) for k, v in rows[case.name].items()}, flush=True)
     medians = {_name(c): float(np.median([r[_name(c)] for r in rows.values()])) for c in grid}
+    groups = {"CT": "val_organ", "MR": "val_organ_mr", "tumour": "val_tumour"}
     by_mod = {mod: {_name(c): float(np.median([r[_name(c)] for n, r in rows.items()
-                                              if n.startswith("example_mr") == (mod == "MR")]))
-                    for c in grid} for mod in ("CT", "MR")}
+                                              if group[n] == g]))
+                    for c in grid} for mod, g in groups.items() if g in group.values()}
     best = max(medians, key=lambda k: (medians[k], k == _name(default)))  # ties: the default
     doc = {"model": args.model, "structures": rows, "median_volumetric_dice": medians,
            "median_by_modality": by_mod,
            "default": _name(default), "best": best, "default_config": asdict(default)}
-    out = pa.OUT / "prompt_propagation_val"
+    out = pa.OUT / args.out_stem
     out.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n")
     lines = ["# Propagation thresholds on the validation organs", "",
              f"Model `{args.model}`; validation organs {', '.join(pa.VALIDATION)} (CT + MR); "
              "3D protocol of bench/prompt_accuracy.py. Median volumetric Dice over "
              f"{len(rows)} structures; default config: `{_name(default)}`.", "",
-             "| mask prompt | margin px | max_intensity_drift | median 3D Dice (all) | CT | MR |",
-             "|---|---|---|---|---|---|"]
+             "| mask prompt | margin px | max_intensity_drift | median 3D Dice (all) | "
+             + " | ".join(by_mod) + " |", "|---" * (4 + len(by_mod)) + "|"]
     for c in grid:
         n = _name(c)
         lines.append(f"| {c.use_mask_prompt} | {c.margin_px} | {c.max_intensity_drift} | "
-                     f"{medians[n]:.3f} | {by_mod['CT'][n]:.3f} | {by_mod['MR'][n]:.3f} |")
+                     f"{medians[n]:.3f} | " + " | ".join(f"{v[n]:.3f}" for v in by_mod.values())
+                     + " |")
     lines += ["", f"Best: `{best}` ({medians[best]:.3f}); default "
               f"{medians.get(_name(default), float('nan')):.3f}.", ""]
     out.with_suffix(".md").write_text("\n".join(lines))

@@ -60,6 +60,8 @@ def main() -> None:
     ap.add_argument("--sources", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--device", default="cuda", help="cpu: a dry run of this script")
+    ap.add_argument("--model", default="lite",
+                    help="lite (the weights in medseg/weights/) or a .safetensors path")
     args = ap.parse_args()
     dev_t = args.device
     src = next(v for v in unpack(args.sources) if v.name.endswith("example_ct.nii.gz"))
@@ -70,12 +72,12 @@ def main() -> None:
     xs, ys = np.nonzero(liver[:, :, key])
     box = (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
     vol = Volume(img, src.spacing, (0.0, 0.0, 0.0), np.eye(3), modality="CT")
-    res: dict[str, object] = {"gpu": torch.cuda.get_device_name(0) if dev_t == "cuda"
-                              else "none", "torch": torch.__version__,
+    gpu = torch.cuda.get_device_name(0) if dev_t == "cuda" else "none"
+    res: dict[str, object] = {"model": args.model, "gpu": gpu, "torch": torch.__version__,
                               "slices": N, "key_slice": key, "box": box}
     masks = {}
     for dev in ("cpu", dev_t):
-        s = PromptSession(load_promptable("lite", device=dev), cache_bytes=2**31)
+        s = PromptSession(load_promptable(args.model, device=dev), cache_bytes=2**31)
         s.set_volume(vol)
         mask2d, score = s.predict(key, box=box)
         Propagator(s, NO_STOP).propagate()

@@ -270,8 +270,8 @@ class PromptSampler:
         return b
 
     def _step_box(self, prev: torch.Tensor, scale: float) -> torch.Tensor | None:
-        """The box propagation gives the next slice: ``prev``'s bbox grown by 2-6 slice
-        pixels per side (the runtime's default margin is 4)."""
+        """The box of a propagation step: ``prev``'s bbox grown by 2-6 slice pixels per side
+        (the runtime's margin: 4 px until the stage-8 weights, 2 px since)."""
         ys, xs = torch.nonzero(prev[0, 0] > 0.5, as_tuple=True)
         if ys.numel() < 8:
             return None

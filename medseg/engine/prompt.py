@@ -241,6 +241,9 @@ class PromptSession:
         self._check_slice(k)
         if box is None and not points and mask_input is None:
             raise PromptError("Give a box, at least one point or a mask_input to predict.")
+        if box is None and mask_input is None and points and not any(p[2] for p in points):
+            raise PromptError(f"Slice {k}: only negative clicks. A negative click says what is "
+                              "not the object; add a positive click on it, or a box.")
         rs = self.resize
         mbox = None if box is None else rs.box_to_model(self.check_box(box))
         mpts, labels = (None, None)

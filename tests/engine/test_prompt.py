@@ -164,6 +164,9 @@ def test_prompt_errors_are_typed_and_explain_the_fix() -> None:
         s.predict(6, box=(0, 0, 5, 5))
     with pytest.raises(PromptError, match="Give a box"):
         s.predict(3)
+    with pytest.raises(PromptError, match="only negative clicks.*positive click"):
+        s.predict(3, points=[(10, 10, False), (12, 12, False)])
+    s.predict(3, box=(0, 0, 20, 20), points=[(10, 10, False)])  # with a box: fine
     with pytest.raises(PromptError, match="axis"):
         s.set_volume(_rect_volume(), axis=3)
     for exc in (NoVolumeSetError, PromptOutsideImageError, EmptyBoxError):

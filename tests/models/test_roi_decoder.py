@@ -176,7 +176,8 @@ def test_roi_modalities_route_other_modalities_to_the_sam_decoder() -> None:
 def test_click_padding_does_not_stretch_the_derived_box() -> None:
     """Click-only prompts in a batch are padded with label -1 at (0, 0): the derived box must
     cover the real clicks only. It is a square of 1/6 of the input (64 / 6 px here) centred on
-    the positive clicks' extent, grown to cover every real click + 2 px."""
+    the positive clicks' extent, grown to cover every positive click + 2 px; a negative click
+    far away does not stretch it."""
     net = _net()
     pts = (torch.tensor([[[40.0, 44.0], [0.0, 0.0]]]), torch.tensor([[1, -1]]))
     box = net._prompt_box(pts, None, 1, torch.device("cpu"))[0]
@@ -184,9 +185,9 @@ def test_click_padding_does_not_stretch_the_derived_box() -> None:
     torch.testing.assert_close(box, torch.tensor([40 - h, 44 - h, 40 + h, 44 + h]))
     pts = (torch.tensor([[[30.0, 44.0], [50.0, 40.0], [20.0, 20.0]]]), torch.tensor([[1, 1, 0]]))
     box = net._prompt_box(pts, None, 1, torch.device("cpu"))[0]
-    # centred on the positives' extent (40, 42), grown over the click at x 50 and the
-    # negative click at (20, 20)
-    torch.testing.assert_close(box, torch.tensor([18.0, 18.0, 52.0, 42 + h]))
+    # centred on the positives' extent (40, 42), grown over the positive clicks at x 30 / 50;
+    # the negative click at (20, 20) is left outside
+    torch.testing.assert_close(box, torch.tensor([28.0, 42 - h, 52.0, 42 + h]))
 
 
 def test_click_only_prompts_refit_the_roi_on_the_first_mask() -> None:
@@ -211,6 +212,42 @@ def test_click_only_prompts_refit_the_roi_on_the_first_mask() -> None:
     calls.clear()
     net.decode(emb, boxes=torch.tensor([[5.0, 5.0, 30.0, 40.0]]))
     assert len(calls) == 1
+
+
+def test_click_only_prompts_grow_the_roi_while_the_mask_touches_it() -> None:
+    """A structure larger than the RoI (the mask fills its box): up to CLICK_MORE_PASSES more
+    decodes (none by default), each in a larger box; a mask inside its box stops them."""
+    net = _net()
+    boxes_seen: list[torch.Tensor] = []
+
+    def fills_box(emb: torch.Tensor, boxes: torch.Tensor, *a: object) -> tuple[torch.Tensor, ...]:
+        boxes_seen.append(boxes.clone())
+        out = torch.full((1, 1, 64, 64), -20.0)
+        x0, y0, x1, y1 = (int(v) for v in boxes[0].clamp(0, 64).round())
+        out[0, 0, y0:y1, x0:x1] = 5.0
+        return out, torch.ones(1, 1)
+
+    net.roi_decode = fills_box  # type: ignore[method-assign]
+    emb = torch.zeros(1, 32 + 64, 8, 8)
+    pts = (torch.tensor([[[32.0, 32.0]]]), torch.tensor([[1]]))
+    net.decode(emb, points=pts)
+    assert len(boxes_seen) == 2  # the shipped default: no further passes
+    boxes_seen.clear()
+    net.CLICK_MORE_PASSES = 2
+    net.decode(emb, points=pts)
+    assert len(boxes_seen) == 4
+    sides = [float(b[0, 2] - b[0, 0]) for b in boxes_seen]
+    assert sides == sorted(sides) and sides[-1] > sides[0] * 2
+    mask = torch.full((2, 1, 64, 64), -20.0)
+    mask[:, 0, 20:30, 20:30] = 5.0
+    inside, edge = torch.tensor([10.0, 10.0, 40.0, 40.0]), torch.tensor([20.0, 20.0, 40.0, 40.0])
+    assert net._touches_box(mask, torch.stack([inside, edge])).tolist() == [False, True]
+    # a box side on (or past) the input's border does not count: nothing lies beyond it
+    corner = torch.full((1, 1, 64, 64), -20.0)
+    corner[0, 0, 0:10, 0:10] = 5.0
+    on_border = torch.tensor([[[0.0, 0.0, 20.0, 20.0]], [[-4.0, -4.0, 20.0, 20.0]],
+                              [[2.0, 2.0, 20.0, 20.0]]])
+    assert [bool(net._touches_box(corner, b)[0]) for b in on_border] == [False, False, True]
 
 
 def test_bad_roi_settings_are_typed_errors_and_modalities_are_normalised() -> None:
