@@ -175,7 +175,9 @@ class PromptSampler:
                  point_prob: float = 0.3, mask_prompt_prob: float = 0.2,
                  augment: AugmentSettings | None = None, seed: int = 0,
                  recipe: str = "sam", box_jitter_slice_px: float = 0.0,
-                 propagate_prob: float = 0.0) -> None:
+                 propagate_prob: float = 0.0,
+                 propagate_margin: tuple[float, float] = (2.0, 6.0),
+                 propagate_mask_prompt: bool = True) -> None:
         self.table, self.size, self.mask_size = table, image_size, mask_size
         self.mean = torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1)
@@ -184,6 +186,8 @@ class PromptSampler:
         self.box_jitter_slice_px = box_jitter_slice_px
         self.point_prob, self.mask_prompt_prob = point_prob, mask_prompt_prob
         self.propagate_prob = propagate_prob
+        self.propagate_margin = propagate_margin
+        self.propagate_mask_prompt = propagate_mask_prompt
         self.aug = augment
         self.recipe = recipe  # "sam": keep aspect + pad, mean/std; "medsam": stretch, /255
         self.rng = np.random.default_rng(seed)
@@ -270,12 +274,13 @@ class PromptSampler:
         return b
 
     def _step_box(self, prev: torch.Tensor, scale: float) -> torch.Tensor | None:
-        """The box of a propagation step: ``prev``'s bbox grown by 2-6 slice pixels per side
-        (the runtime's margin: 4 px until the stage-8 weights, 2 px since)."""
+        """The box of a propagation step: ``prev``'s bbox grown by ``propagate_margin`` (default
+        2-6) slice pixels per side (the runtime's margin: 4 px until the stage-8 weights, 2 px
+        since)."""
         ys, xs = torch.nonzero(prev[0, 0] > 0.5, as_tuple=True)
         if ys.numel() < 8:
             return None
-        m = self.rng.uniform(2.0, 6.0, size=4) * scale
+        m = self.rng.uniform(*self.propagate_margin, size=4) * scale
         b = torch.tensor([float(xs.min()) - m[0], float(ys.min()) - m[1],
                           float(xs.max()) + 1 + m[2], float(ys.max()) + 1 + m[3]])
         return b.clamp(0, self.size)
@@ -339,7 +344,10 @@ class PromptSampler:
             x = (ci[0].expand(3, -1, -1) - self.mean) / self.std
         if self.recipe != "medsam" and self.aug is not None and self.rng.random() < 0.5:
             x = x * (valid[0] > 0.5)  # SAM pads with 0 after normalisation (grey), else black
-        use_mask = step or (self.aug is not None and self.rng.random() < self.mask_prompt_prob)
+        if step:  # the key slice's mask as mask prompt, as Propagator(use_mask_prompt=True)
+            use_mask = self.propagate_mask_prompt
+        else:
+            use_mask = self.aug is not None and self.rng.random() < self.mask_prompt_prob
         low = F.interpolate(cp, size=(self.mask_size, self.mask_size), mode="area")[0]
         low = (low * 2 - 1) * float(self.rng.uniform(2.0, 12.0)) if use_mask else low * 0
         return x, cm[0], box, pts[0], pts[1], low, torch.tensor(use_mask)

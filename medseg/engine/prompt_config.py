@@ -105,6 +105,13 @@ class PromptTrainConfig(_Strict):
         description="samples laid out as a propagation step: target = a neighbour slice "
                     "(possibly past the structure's end, then empty), box = the key slice's "
                     "mask bbox + margin, mask prompt = the key slice's mask")
+    propagate_margin_px: tuple[float, float] = Field(
+        default=(2.0, 6.0), description="propagation-step box: key mask bbox + U(lo, hi) slice "
+                                        "pixels per side")
+    propagate_mask_prompt: bool = Field(
+        default=True, description="propagation steps also get the key slice's mask as mask "
+                                  "prompt (Propagator's use_mask_prompt; off at runtime since "
+                                  "the stage-8 weights)")
     iou_loss_weight: float = Field(default=1.0, ge=0)
     amp: bool = Field(default=True, description="mixed precision; used only on CUDA")
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -119,6 +126,15 @@ class PromptTrainConfig(_Strict):
     log_every: int = Field(default=20, ge=1)
     checkpoint_every: int = Field(default=200, ge=1)
     augment: PromptAugmentConfig = Field(default_factory=PromptAugmentConfig)
+
+
+    @model_validator(mode="after")
+    def _margin_ok(self) -> PromptTrainConfig:
+        lo, hi = self.propagate_margin_px
+        if not 0 <= lo <= hi:
+            raise ValueError(f"propagate_margin_px must be [lo, hi] with 0 <= lo <= hi, got "
+                             f"{list(self.propagate_margin_px)}")
+        return self
 
 
 class FinetuneConfig(_Strict):

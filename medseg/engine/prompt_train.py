@@ -221,7 +221,9 @@ def _sampler(cfg: FinetuneConfig, net: Any, sources: list[LabelledVolume],
                          t.box_jitter, t.box_jitter_rel, t.box_shrink, t.point_prob,
                          t.mask_prompt_prob, aug, seed=t.seed + 1000 * rank, recipe=recipe,
                          box_jitter_slice_px=t.box_jitter_slice_px,
-                         propagate_prob=t.propagate_prob)
+                         propagate_prob=t.propagate_prob,
+                         propagate_margin=t.propagate_margin_px,
+                         propagate_mask_prompt=t.propagate_mask_prompt)
 
 
 class _SamplerStream(torch.utils.data.IterableDataset):  # type: ignore[type-arg]

@@ -92,6 +92,35 @@ def test_propagation_step_samples_teach_where_a_structure_ends() -> None:
         assert x1 - x0 <= 16 + 2 * 6 * 1.6 + 2
 
 
+def test_box_only_propagation_steps_have_no_mask_prompt_and_the_given_margin() -> None:
+    """train.propagate_mask_prompt false (the runtime's box-only propagation): step samples
+    carry no mask prompt; their box is the key mask's bbox + propagate_margin px per side."""
+    from medseg.data.prompt_slices import AugmentSettings
+
+    table = SliceTable([_synthetic_source()], min_area=20, exclude=("held_out",))
+    none = AugmentSettings(flip=0, scale=(1.0, 1.0), aspect=0, rotate_deg=0, elastic=0,
+                           intensity=0, noise=0)
+    sampler = PromptSampler(table, 64, (0.0,) * 3, (1.0,) * 3, 32, seed=0, augment=none,
+                            propagate_prob=1.0, mask_prompt_prob=1.0,
+                            propagate_margin=(1.0, 1.0), propagate_mask_prompt=False)
+    b = sampler.batch(20)
+    assert not bool(b.has_mask_input.any()) and float(b.mask_input.abs().sum()) == 0
+    # the structure is the same rectangle on slices 1..3, so where the target is not empty its
+    # bbox is the key slice's: the box is that bbox + 1 slice px (1.6 model px) per side
+    checked = 0
+    for i in range(20):
+        ys, xs = torch.nonzero(b.mask[i, 0] > 0, as_tuple=True)
+        if not xs.numel():
+            continue
+        want = torch.tensor([xs.min() - 1.6, ys.min() - 1.6, xs.max() + 1 + 1.6,
+                             ys.max() + 1 + 1.6]).clamp(0, 64)
+        torch.testing.assert_close(b.boxes[i].double(), want.double(), atol=1e-4, rtol=0)
+        checked += 1
+    assert checked >= 5
+    with pytest.raises(ConfigError, match="propagate_margin_px"):
+        parse_finetune_config({**_raw(Path("/tmp")), "train": {"propagate_margin_px": [3, 1]}})
+
+
 def test_random_intensity_curve_is_piecewise_linear_through_its_knots() -> None:
     from medseg.data.prompt_slices import random_curve
 
