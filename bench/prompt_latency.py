@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -38,6 +39,17 @@ sys.path.insert(0, str(ROOT))
 CT = ROOT / "data_samples/totalsegmentator/example_ct.nii.gz"
 SEG = ROOT / "data_samples/totalsegmentator/example_seg_fast_force_split.nii.gz"
 KEY, N_PROP = 6, 100
+
+if TYPE_CHECKING:
+    from medseg.engine.propagate import PropagationConfig
+
+
+def no_stop_config() -> PropagationConfig:
+    """Propagation with every stop rule off but an empty mask (all slices segmented)."""
+    from medseg.engine.propagate import PropagationConfig
+
+    return PropagationConfig(min_score=-1e9, min_area_px=1, min_area_ratio=0.0,
+                             max_area_ratio=1e9, max_intensity_drift=None)
 
 
 def _median(fn: Callable[[int], object], n: int) -> dict[str, object]:
@@ -78,7 +90,7 @@ def _load_vit_b(tmp: Path) -> tuple[object, str]:
 def bench_backend(model: object, n_embed: int, full_propagation: bool) -> dict[str, object]:
     from medseg import io
     from medseg.engine.prompt import PromptSession
-    from medseg.engine.propagate import PropagationConfig, Propagator
+    from medseg.engine.propagate import Propagator
     from medseg.volume import Volume
 
     image = io.read(CT)
@@ -96,8 +108,7 @@ def bench_backend(model: object, n_embed: int, full_propagation: bool) -> dict[s
     ptm = _median(lambda i: s.predict(key, box=box, record=False), 20)
     click = ((box[0] + box[2]) // 2, (box[1] + box[3]) // 2, True)  # one click, no box
     ptm_click = _median(lambda i: s.predict(key, points=[click], record=False), 20)
-    no_stop = PropagationConfig(min_score=-1e9, min_area_px=1, min_area_ratio=0.0,
-                                max_area_ratio=1e9, max_intensity_drift=None)
+    no_stop = no_stop_config()
     reached: list[int] = []
 
     def propagate(fresh: bool) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,13 +26,15 @@ import torch
 from finetune_packed import unpack  # same folder (run as a script)
 
 from medseg.engine.prompt import PromptSession
-from medseg.engine.propagate import PropagationConfig, Propagator
+from medseg.engine.propagate import Propagator
 from medseg.models.promptable import load_promptable
 from medseg.volume import Volume
 
 KEY, N = 6, 100
-NO_STOP = PropagationConfig(min_score=-1e9, min_area_px=1, min_area_ratio=0.0,
-                            max_area_ratio=1e9, max_intensity_drift=None)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from prompt_latency import no_stop_config  # noqa: E402  (bench/, the CPU latency bench)
+
+NO_STOP = no_stop_config()
 
 
 def _sync() -> None:

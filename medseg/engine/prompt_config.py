@@ -127,7 +127,6 @@ class PromptTrainConfig(_Strict):
     checkpoint_every: int = Field(default=200, ge=1)
     augment: PromptAugmentConfig = Field(default_factory=PromptAugmentConfig)
 
-
     @model_validator(mode="after")
     def _margin_ok(self) -> PromptTrainConfig:
         lo, hi = self.propagate_margin_px

@@ -311,12 +311,9 @@ class LiteSam(nn.Module):
         out = torch.empty(batch, 4, device=device)
         for i in range(batch):
             box = None
-            if mask_input is not None:
-                ys, xs = torch.nonzero(mask_input[i, 0] > 0, as_tuple=True)
-                if xs.numel():
-                    f = s / mask_input.shape[-1]
-                    box = torch.stack([xs.min() * f, ys.min() * f, (xs.max() + 1) * f,
-                                       (ys.max() + 1) * f]).float()
+            ext = None if mask_input is None else _extent(mask_input[i, 0])
+            if ext is not None and mask_input is not None:
+                box = ext * (s / mask_input.shape[-1])
             pos = _positive_clicks(points, i)
             if box is None and pos is not None:
                 c = (pos.amin(0) + pos.amax(0)) / 2
@@ -334,10 +331,9 @@ class LiteSam(nn.Module):
         is empty."""
         out = boxes.clone()
         for i in range(logits.shape[0]):
-            ys, xs = torch.nonzero(logits[i, 0] > 0, as_tuple=True)
-            if not xs.numel():
+            b = _extent(logits[i, 0])
+            if b is None:
                 continue
-            b = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
             w, h = b[2] - b[0], b[3] - b[1]
             b = b + torch.stack([-w, -h, w, h]) * self.CLICK_GROW \
                 + torch.tensor([-2.0, -2.0, 2.0, 2.0], device=b.device)
@@ -350,11 +346,11 @@ class LiteSam(nn.Module):
         s = float(self.config.image_size)
         out = torch.zeros(logits.shape[0], dtype=torch.bool)
         for i in range(logits.shape[0]):
-            ys, xs = torch.nonzero(logits[i, 0] > 0, as_tuple=True)
-            if not xs.numel():
+            e = _extent(logits[i, 0])
+            if e is None:
                 continue
             x0, y0, x1, y1 = (float(v) for v in boxes[i])
-            ext = (float(xs.min()), float(ys.min()), float(xs.max()) + 1, float(ys.max()) + 1)
+            ext = [float(v) for v in e]
             out[i] = (x0 > 0 and ext[0] <= x0 + 1) or (y0 > 0 and ext[1] <= y0 + 1) or \
                 (x1 < s and ext[2] >= x1 - 1) or (y1 < s and ext[3] >= y1 - 1)
         return out
@@ -402,6 +398,14 @@ class LiteSam(nn.Module):
     def n_parameters(self) -> int:
         """Number of parameters (all trainable tensors)."""
         return sum(p.numel() for p in self.parameters())
+
+
+def _extent(logits: torch.Tensor) -> torch.Tensor | None:
+    """XYXY float box ``[x0, y0, x1 + 1, y1 + 1]`` of ``logits (H, W) > 0``; None if empty."""
+    ys, xs = torch.nonzero(logits > 0, as_tuple=True)
+    if not xs.numel():
+        return None
+    return torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
 
 
 def _positive_clicks(points: tuple[torch.Tensor, torch.Tensor] | None,
