@@ -241,14 +241,15 @@ class PromptSession:
         self._check_slice(k)
         if box is None and not points and mask_input is None:
             raise PromptError("Give a box, at least one point or a mask_input to predict.")
-        if box is None and mask_input is None and points and not any(p[2] for p in points):
-            raise PromptError(f"Slice {k}: only negative clicks. A negative click says what is "
-                              "not the object; add a positive click on it, or a box.")
         rs = self.resize
         mbox = None if box is None else rs.box_to_model(self.check_box(box))
         mpts, labels = (None, None)
         if points:
-            xy, labels = self.check_points(points)
+            xy, labels = self.check_points(points)  # validates each point first
+            if box is None and mask_input is None and not labels.any():
+                raise PromptError(f"Slice {k}: only negative clicks. A negative click says "
+                                  "what is not the object; add a positive click on it, or a "
+                                  "box.")
             mpts = rs.points_to_model(xy)
         mprompt = None if mask_input is None else self.mask_prompt(mask_input)
         multi = (box is None and points is not None and len(points) == 1) \

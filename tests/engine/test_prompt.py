@@ -167,6 +167,8 @@ def test_prompt_errors_are_typed_and_explain_the_fix() -> None:
     with pytest.raises(PromptError, match="only negative clicks.*positive click"):
         s.predict(3, points=[(10, 10, False), (12, 12, False)])
     s.predict(3, box=(0, 0, 20, 20), points=[(10, 10, False)])  # with a box: fine
+    with pytest.raises(PromptError, match=r"A point is \(x, y, positive\)"):
+        s.predict(3, points=[(10, 10)])  # was a bare IndexError
     with pytest.raises(PromptError, match="axis"):
         s.set_volume(_rect_volume(), axis=3)
     for exc in (NoVolumeSetError, PromptOutsideImageError, EmptyBoxError):
