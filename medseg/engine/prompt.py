@@ -261,9 +261,10 @@ class PromptSession:
         return low[0, best].detach().cpu(), float(iou[0, best])
 
     def low_res_to_mask(self, low_res: torch.Tensor) -> np.ndarray:
-        """Low-res logits ``[L, L]`` -> bool slice mask ``[x, y]`` (threshold 0)."""
+        """Low-res logits ``[L, L]`` -> bool slice mask ``[x, y]`` (logits above the model's
+        ``mask_threshold``)."""
         full = self.resize.logits_to_slice(low_res.float()[None, None])[0, 0]
-        return (full > 0).numpy().T.copy()
+        return (full > self.model.mask_threshold).numpy().T.copy()
 
     def predict(self, slice_index: int, box: Box | None = None,
                 points: Sequence[Point] | None = None,

@@ -69,6 +69,10 @@ class LiteSamConfig:
     #: modalities decoded by the RoI decoder (upper case, e.g. ("CT",)); others use the SAM
     #: mask decoder. Empty: every modality. Chosen on validation organs per modality.
     roi_modalities: tuple[str, ...] = ()
+    #: logit above which a pixel is in the returned mask (SAM's ``mask_threshold``, 0 there);
+    #: a calibration of the trained weights, chosen on the validation structures
+    #: (bench/notes/lite_model_selection.md). Internal box fitting of click prompts uses 0.
+    mask_threshold: float = 0.0
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
 
@@ -258,6 +262,7 @@ class LiteSam(nn.Module):
             transformer_dim=cfg.embed_dim, iou_head_depth=3, iou_head_hidden_dim=cfg.embed_dim)
         self.roi_decoder = RoiDecoder(cfg.embed_dim, cfg.image_size, cfg.roi_size,
                                       cfg.roi_width) if cfg.roi_decoder else None
+        self.mask_threshold = float(cfg.mask_threshold)
         self.register_buffer("pixel_mean", torch.tensor(cfg.pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std).view(-1, 1, 1), False)
 

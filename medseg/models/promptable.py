@@ -135,6 +135,12 @@ class PromptModel:
         self._traced: dict[tuple[int, ...], Any] = {}
         self._dense_pe: torch.Tensor | None = None
 
+    @property
+    def mask_threshold(self) -> float:
+        """Logit above which a pixel is in a returned mask: the module's ``mask_threshold``
+        (0 for SAM/MedSAM; the lite model's calibrated value from its weights JSON)."""
+        return float(getattr(self.sam, "mask_threshold", 0.0))
+
     def dense_pe(self) -> torch.Tensor:
         """``prompt_encoder.get_dense_pe()`` ``[1, D, E, E]``, computed once (it is constant)."""
         if self._dense_pe is None:

@@ -63,6 +63,36 @@ def test_save_load_roundtrip_and_wrong_architecture(tmp_path: Path) -> None:
         LiteSamConfig.from_dict({"image_sise": 64})
 
 
+def test_mask_threshold_is_saved_loaded_and_used_by_the_session(tmp_path: Path) -> None:
+    """A lite model's calibrated ``mask_threshold`` travels in its JSON, and the session's
+    masks are the logits above it (not above SAM's 0)."""
+    from medseg.engine.prompt import PromptSession
+
+    cfg = LiteSamConfig(image_size=64, embed_dim=32, widths=(8, 16, 16, 32), attn_heads=2,
+                        decoder_mlp_dim=64, decoder_heads=2, roi_decoder=True, roi_size=16,
+                        roi_width=4)
+    torch.manual_seed(0)
+    path = save_lite_sam(build_lite_sam(cfg).eval(), tmp_path / "m.safetensors")
+    img = mio.read(DS / "pyradiomics/brain1_image.nrrd")
+    session = PromptSession(load_promptable(path))
+    session.set_volume(img, axis=2)
+    low, _ = session.predict_low_res(12, box=(80, 80, 160, 150))
+    full = session.resize.logits_to_slice(low.float()[None, None])[0, 0].numpy().T
+    t = float(np.quantile(full[full > -20], 0.5))  # a threshold that splits this mask
+    assert json.loads(path.with_suffix(".json").read_text())["arch"]["mask_threshold"] == 0.0
+    doc = json.loads(path.with_suffix(".json").read_text())
+    doc["arch"]["mask_threshold"] = t
+    path.with_suffix(".json").write_text(json.dumps(doc))
+    model = load_promptable(path)
+    assert model.mask_threshold == t
+    session = PromptSession(model)
+    session.set_volume(img, axis=2)
+    mask, _ = session.predict(12, box=(80, 80, 160, 150), record=False)
+    assert np.array_equal(mask, full > t) and 0 < mask.sum() < (full > 0).sum()
+    shipped = json.loads(SHIPPED.with_suffix(".json").read_text())["arch"]["mask_threshold"]
+    assert load_promptable("lite").mask_threshold == shipped
+
+
 def test_shipped_weights_budget() -> None:
     assert SHIPPED.is_file(), "medseg/weights/lite_sam.safetensors must ship with the package"
     assert SHIPPED.stat().st_size < 30 * 2**20
