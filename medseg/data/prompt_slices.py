@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from medseg.errors import DatasetError
 
 __all__ = ["LabelledVolume", "PromptBatch", "PromptSampler", "SliceEntry", "SliceTable",
-           "take_slice"]
+           "synthetic_lesion", "take_slice"]
 
 CT_WINDOWS = ((-160.0, 240.0), (-1000.0, 1000.0), (-200.0, 400.0), (-1350.0, 150.0),
               (-100.0, 200.0))
@@ -144,6 +144,58 @@ class AugmentSettings:
     #: probability of a random piecewise-linear intensity curve (6 knots, not monotonic):
     #: new contrasts from the same anatomy, so boundaries rather than CT's HU levels are learnt
     lut: float = 0.0
+    #: probability that a non-propagation sample's target becomes a synthetic lesion (see
+    #: :func:`synthetic_lesion`): tumours are one volume of the training data, and a lesion's
+    #: expert outline includes its soft, fading rim (FLAIR oedema), which sharp organ
+    #: boundaries never teach
+    lesion: float = 0.0
+
+
+def synthetic_lesion(image: torch.Tensor, valid: torch.Tensor, rng: np.random.Generator
+                     ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Paint a random lesion into ``image (1, 1, S, S)`` in [0, 255] -> (image, mask).
+
+    An irregular blob (radius 5-40 px, low-frequency boundary noise) centred on a pixel of
+    ``valid`` tissue; its intensity profile rises from the outline to a plateau over a random
+    rim width, with texture and sometimes a dark (necrotic) core. The mask is the whole
+    abnormal region: the profile above 0.15-0.35 of its plateau, so the rim counts as lesion.
+    None when there is no tissue to place it in.
+    """
+    s = image.shape[-1]
+    tissue = torch.nonzero((valid[0, 0] > 0.5) & (image[0, 0] > 15))
+    if len(tissue) < 50:
+        return None
+    cy, cx = (float(v) for v in tissue[int(rng.integers(len(tissue)))])
+    r = float(rng.uniform(5, 40))
+    yy, xx = torch.meshgrid(torch.arange(s, dtype=torch.float32),
+                            torch.arange(s, dtype=torch.float32), indexing="ij")
+    asp = math.exp(rng.uniform(-0.4, 0.4))
+    th = rng.uniform(0, math.pi)
+    dx, dy = xx - cx, yy - cy
+    u = (dx * math.cos(th) + dy * math.sin(th)) * asp
+    v = (-dx * math.sin(th) + dy * math.cos(th)) / asp
+    coarse = torch.from_numpy(rng.normal(0, 1, size=(1, 1, 6, 6)).astype(np.float32))
+    wobble = F.interpolate(coarse, size=(s, s), mode="bicubic", align_corners=False)[0, 0]
+    f = 1 - torch.sqrt(u * u + v * v) / r + float(rng.uniform(0.15, 0.5)) * wobble
+    rim = float(rng.uniform(0.05, 0.6))  # fraction of the radius over which the signal fades
+    prof = (f / rim).clamp(0, 1)
+    prof = prof * prof * (3 - 2 * prof)  # smoothstep: soft rim, flat plateau
+    fine = torch.from_numpy(rng.normal(0, 1, size=(1, 1, 24, 24)).astype(np.float32))
+    tex = F.interpolate(fine, size=(s, s), mode="bilinear", align_corners=False)[0, 0]
+    sig = prof * (1 + float(rng.uniform(0, 0.3)) * tex)
+    if rng.random() < 0.3:  # necrotic core: darker centre inside the plateau
+        core = ((f - float(rng.uniform(0.4, 0.7))) / 0.1).clamp(0, 1)
+        sig = sig * (1 - float(rng.uniform(0.3, 0.9)) * core)
+    mask = prof > float(rng.uniform(0.15, 0.35))
+    if int(mask.sum()) < 30:
+        return None
+    base = image[0, 0]
+    level = float(np.quantile(base[valid[0, 0] > 0.5].numpy(), 0.99))
+    bright = rng.random() < 0.75
+    target = float(rng.uniform(min(level, 230), 255)) if bright else float(rng.uniform(0, 40))
+    alpha = float(rng.uniform(0.5, 1.0))
+    out = base + (target - base) * (alpha * sig).clamp(0, 1)
+    return out.clamp(0, 255)[None, None], mask.float()[None, None]
 
 
 def _scale_0_255(img: npt.NDArray[np.float32], vol: LabelledVolume,
@@ -330,9 +382,17 @@ class PromptSampler:
             canvas = F.grid_sample(canvas, self._grid(), mode="bilinear", padding_mode="zeros",
                                    align_corners=False)
         ci, cm, cp, valid = canvas[:, 0:1], canvas[:, 1:2], canvas[:, 2:3], canvas[:, 3:4]
+        cm, cp = (cm > 0.5).float(), (cp > 0.5).float()
+        lesion = not step and self.aug is not None and self.aug.lesion > 0 \
+            and self.rng.random() < self.aug.lesion
+        if lesion:  # painted before the intensity augmentation, which then alters it too
+            painted = synthetic_lesion(ci, valid, self.rng)
+            if painted is None:
+                return None
+            ci, cm = painted
+            cp = cm
         if self.aug is not None:
             ci = self._intensity(ci)
-        cm, cp = (cm > 0.5).float(), (cp > 0.5).float()
         box = self._step_box(cp, scale) if step else self._box(cm, scale)
         if box is None:
             return None
@@ -347,7 +407,8 @@ class PromptSampler:
         if step:  # the key slice's mask as mask prompt, as Propagator(use_mask_prompt=True)
             use_mask = self.propagate_mask_prompt
         else:
-            use_mask = self.aug is not None and self.rng.random() < self.mask_prompt_prob
+            use_mask = self.aug is not None and self.rng.random() < self.mask_prompt_prob \
+                and not lesion  # a lesion has no neighbouring slice to prompt with
         low = F.interpolate(cp, size=(self.mask_size, self.mask_size), mode="area")[0]
         low = (low * 2 - 1) * float(self.rng.uniform(2.0, 12.0)) if use_mask else low * 0
         return x, cm[0], box, pts[0], pts[1], low, torch.tensor(use_mask)

@@ -77,6 +77,9 @@ class PromptAugmentConfig(_Strict):
     noise: float = Field(default=0.3, ge=0, le=1)
     lut: float = Field(default=0.0, ge=0, le=1,
                        description="probability of a random non-monotonic intensity curve")
+    lesion: float = Field(default=0.0, ge=0, le=1,
+                          description="probability that a (non-propagation) sample becomes a "
+                                      "synthetic lesion with a soft rim, the target")
     enabled: bool = True
 
 

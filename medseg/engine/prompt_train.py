@@ -213,7 +213,7 @@ def _sampler(cfg: FinetuneConfig, net: Any, sources: list[LabelledVolume],
     t, a = cfg.train, cfg.train.augment
     table = SliceTable(sources, cfg.data.min_area, tuple(cfg.data.exclude))
     aug = AugmentSettings(a.flip, a.scale, a.aspect, a.rotate_deg, a.elastic, a.intensity,
-                          a.noise, a.lut) if a.enabled else None
+                          a.noise, a.lut, a.lesion) if a.enabled else None
     size = int(net.image_encoder.img_size)
     mean = tuple(float(v) for v in net.pixel_mean.flatten())
     std = tuple(float(v) for v in net.pixel_std.flatten())

@@ -121,6 +121,55 @@ def test_box_only_propagation_steps_have_no_mask_prompt_and_the_given_margin() -
         parse_finetune_config({**_raw(Path("/tmp")), "train": {"propagate_margin_px": [3, 1]}})
 
 
+def test_synthetic_lesion_paints_its_target_with_a_soft_rim_inside_the_tissue() -> None:
+    from medseg.data.prompt_slices import synthetic_lesion
+
+    img = torch.full((1, 1, 96, 96), 100.0)
+    img[..., :, :30] = 0.0  # air on the left: lesions are centred on tissue only
+    valid = torch.ones_like(img)
+    seen = 0
+    for seed in range(40):
+        got = synthetic_lesion(img, valid, np.random.default_rng(seed))
+        if got is None:
+            continue
+        out, mask = got
+        seen += 1
+        m = mask[0, 0] > 0.5
+        assert out.shape == img.shape and float(out.min()) >= 0 and float(out.max()) <= 255
+        assert int(m.sum()) >= 30
+        changed = (out - img).abs()[0, 0] > 0.5
+        assert float((changed & m).sum()) > 0.7 * float(m.sum())  # the target is painted
+        assert float((changed & ~m).sum()) > 0  # and the fading rim reaches past it
+        xs = torch.nonzero(m, as_tuple=True)[1]
+        assert float(xs.float().mean()) >= 20  # centred in the tissue, not in the air
+        again = synthetic_lesion(img, valid, np.random.default_rng(seed))
+        assert again is not None and torch.equal(again[0], out)  # seeded
+    assert seen >= 30
+    assert synthetic_lesion(torch.zeros(1, 1, 64, 64), torch.ones(1, 1, 64, 64),
+                            np.random.default_rng(0)) is None  # no tissue: no lesion
+
+
+def test_lesion_samples_replace_the_target_and_carry_no_mask_prompt() -> None:
+    from medseg.data.prompt_slices import AugmentSettings
+
+    table = SliceTable([_synthetic_source()], min_area=20, exclude=("held_out",))
+    none = AugmentSettings(flip=0, scale=(1.0, 1.0), aspect=0, rotate_deg=0, elastic=0,
+                           intensity=0, noise=0, lesion=1.0)
+    sampler = PromptSampler(table, 64, (0.0,) * 3, (1.0,) * 3, 32, seed=0, augment=none,
+                            mask_prompt_prob=1.0)
+    b = sampler.batch(8)
+    assert not bool(b.has_mask_input.any())
+    structure = torch.zeros(64, 64, dtype=torch.bool)  # structure "a": x 8..24, y 8..19
+    structure[8:19, 8:24] = True
+    masks = [b.mask[i, 0] > 0.5 for i in range(8)]
+    assert not any(torch.equal(m, structure) for m in masks)
+    assert len({int(m.sum()) for m in masks}) > 4  # a new lesion each time
+    for i, m in enumerate(masks):  # the box prompts the lesion, as a user's box would
+        xs = torch.nonzero(m, as_tuple=True)[1]
+        x0, _, x1, _ = b.boxes[i].tolist()
+        assert abs(x0 - float(xs.min())) <= 20 and abs(x1 - float(xs.max()) - 1) <= 20
+
+
 def test_random_intensity_curve_is_piecewise_linear_through_its_knots() -> None:
     from medseg.data.prompt_slices import random_curve
 
