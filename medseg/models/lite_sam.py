@@ -26,6 +26,7 @@ model is ``medseg/weights/lite_sam.safetensors`` (``load_promptable("lite")``).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,11 @@ class LiteSamConfig:
             raise PromptModelError(
                 f"lite model config: roi_size must be a positive multiple of 8 and roi_width "
                 f">= 1, got roi_size={self.roi_size}, roi_width={self.roi_width}")
+        if isinstance(self.mask_threshold, bool) or \
+                not isinstance(self.mask_threshold, (int, float)) or \
+                not math.isfinite(self.mask_threshold):
+            raise PromptModelError(f"lite model config: mask_threshold must be a finite number "
+                                   f"(a logit, 0 = SAM's), got {self.mask_threshold!r}")
         object.__setattr__(self, "roi_modalities",
                            tuple(str(m).upper() for m in self.roi_modalities))
 

@@ -61,6 +61,8 @@ def test_save_load_roundtrip_and_wrong_architecture(tmp_path: Path) -> None:
         load_lite_sam(path)
     with pytest.raises(PromptModelError, match="unknown keys"):
         LiteSamConfig.from_dict({"image_sise": 64})
+    with pytest.raises(PromptModelError, match="mask_threshold must be a finite number"):
+        LiteSamConfig.from_dict({"mask_threshold": "high"})
 
 
 def test_mask_threshold_is_saved_loaded_and_used_by_the_session(tmp_path: Path) -> None:
