@@ -19,7 +19,6 @@ held-out CT kidneys (TotalSegmentator example CT and the DICOM-series CT).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import statistics
@@ -258,14 +257,6 @@ def _latency(session: PromptSession, case: Case) -> dict[str, float]:
             "prompt_to_mask_ms": 1000 * statistics.median(dec_t)}
 
 
-def set_decode_variants(session: PromptSession, variants: list) -> None:
-    """Override a lite model's ``decode_variants`` (test-time prompt variants) in place."""
-    sam = session.model.sam
-    if not hasattr(sam, "config") or not hasattr(sam.config, "decode_variants"):
-        raise SystemExit("--decode-variants needs a lite model")
-    sam.config = dataclasses.replace(sam.config, decode_variants=variants)
-
-
 def _summary(rows: list[dict[str, float]]) -> dict[str, float]:
     lite = [r["lite"] for r in rows]
     base = [r["grabcut"] for r in rows]
@@ -285,15 +276,10 @@ def main() -> None:
                          f"{', '.join(VALIDATION)} + the BRATS validation tumours (for "
                          "choosing between models)")
     ap.add_argument("--out-stem", default=None, help="bench/results/<stem>.json/.md")
-    ap.add_argument("--decode-variants", default=None, metavar="JSON",
-                    help="lite models: override the weights' decode_variants, e.g. "
-                         "'[[0, 1.5], [3, 1.5], [-3, 1.5]]' ('[]': one plain decode)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(SEED)
     session = PromptSession(args.model)
-    if args.decode_variants is not None:
-        set_decode_variants(session, json.loads(args.decode_variants))
     results: dict[str, dict] = {}
     cases = _cases(args.structures)
     groups = tuple(g for g in (("val_organ", "val_organ_mr", "val_tumour")
@@ -324,10 +310,7 @@ def main() -> None:
                         "seed": SEED,
                         "baseline": "cv2.grabCut rect init, 5 iterations (Otsu in box if empty)",
                         "propagation": "medseg.engine.propagate.Propagator defaults"},
-           "model": args.model,
-           "decode_variants": [list(v) for v in getattr(getattr(session.model.sam, "config",
-                                                                None), "decode_variants", ())],
-           "threads": args.threads, "cpu": platform.processor(),
+           "model": args.model, "threads": args.threads, "cpu": platform.processor(),
            "brats_present": BRATS.is_dir(), "pooled_2d": pooled, "volumetric": vol,
            "volumetric_all_median_lite": float(np.median([r["dice_lite"] for r in all3d])),
            "s_per_100_slices_lite_median": float(np.median(
@@ -345,9 +328,7 @@ def main() -> None:
 
 def _markdown(doc: dict) -> str:
     lines = ["# Box-prompted accuracy on held-out structures (lite model vs GrabCut)", "",
-             f"Model `{doc['model']}`" + (f" with decode variants {doc['decode_variants']}"
-                                          if doc.get("decode_variants") else "") +
-             f", {doc['threads']} CPU threads. Protocol: axial slices "
+             f"Model `{doc['model']}`, {doc['threads']} CPU threads. Protocol: axial slices "
              f"with >= {MIN_AREA} px, tight GT box with +-{JITTER} px jitter per side "
              f"(seed {SEED}); baseline {doc['protocol']['baseline']} on the same boxes. "
              "(GrabCut sometimes labels a whole small box background; then Otsu inside the box "

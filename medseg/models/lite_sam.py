@@ -74,11 +74,6 @@ class LiteSamConfig:
     #: a calibration of the trained weights, chosen on the validation structures
     #: (bench/notes/lite_model_selection.md). Internal box fitting of click prompts uses 0.
     mask_threshold: float = 0.0
-    #: test-time augmentation of the RoI decoder at inference (training never uses it):
-    #: ``(grow_px, roi_scale)`` pairs; every prompt is decoded with its box grown by
-    #: ``grow_px`` model pixels per side in a RoI of ``roi_scale`` x the box's longest side
-    #: (+ pad), in one batch, and the logits averaged. Empty: one plain decode.
-    decode_variants: tuple[tuple[float, float], ...] = ()
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
 
@@ -94,7 +89,6 @@ class LiteSamConfig:
                                    f"(a logit, 0 = SAM's), got {self.mask_threshold!r}")
         object.__setattr__(self, "roi_modalities",
                            tuple(str(m).upper() for m in self.roi_modalities))
-        object.__setattr__(self, "decode_variants", _variants(self.decode_variants))
 
     @property
     def embedding_size(self) -> int:
@@ -112,20 +106,6 @@ class LiteSamConfig:
         kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
                                   for k, v in data.items()}
         return cls(**kwargs)
-
-
-def _variants(value: Any) -> tuple[tuple[float, float], ...]:
-    """``decode_variants`` checked: pairs of finite numbers, ``roi_scale`` in [1, 4]."""
-    try:
-        out = tuple((float(g), float(r)) for g, r in value)
-    except (TypeError, ValueError):
-        raise PromptModelError(f"lite model config: decode_variants must be a list of "
-                               f"[grow_px, roi_scale] pairs, got {value!r}") from None
-    for g, r in out:
-        if not (math.isfinite(g) and math.isfinite(r) and 1.0 <= r <= 4.0):
-            raise PromptModelError(f"lite model config: decode_variants pair [{g}, {r}]: "
-                                   f"grow_px must be finite and roi_scale in [1, 4]")
-    return out
 
 
 def _conv_bn(cin: int, cout: int, stride: int = 1, act: bool = True) -> nn.Sequential:
@@ -309,23 +289,15 @@ class LiteSam(nn.Module):
     def roi_decode(self, embedding: torch.Tensor, boxes: torch.Tensor,
                    points: tuple[torch.Tensor, torch.Tensor] | None = None,
                    mask_input: torch.Tensor | None = None,
-                   has_mask: torch.Tensor | None = None,
-                   variants: tuple[tuple[float, float], ...] = ()
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+                   has_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The RoI decoder on a batch: logits ``(B, 1, S, S)`` on the model input, IoU
-        ``(B, 1)`` (``points`` labels: 1 positive, 0 negative, -1 padding); averaged over
-        ``variants`` (``(grow_px, roi_scale)``, see ``LiteSamConfig.decode_variants``) if any."""
+        ``(B, 1)`` (``points`` labels: 1 positive, 0 negative, -1 padding)."""
         if self.roi_decoder is None:
             raise PromptModelError("this lite model has no RoI decoder (arch roi_decoder false)")
         feats, image = self.split_embedding(embedding)
-        assert image is not None
         pts, lab = points if points is not None else (None, None)
-        out: tuple[torch.Tensor, torch.Tensor]
-        if variants:
-            out = self.roi_decoder.forward_variants(feats, image, boxes, variants, pts, lab,
-                                                    mask_input, has_mask)
-        else:
-            out = self.roi_decoder(feats, image, boxes, pts, lab, mask_input, has_mask)
+        out: tuple[torch.Tensor, torch.Tensor] = self.roi_decoder(
+            feats, image, boxes, pts, lab, mask_input, has_mask)
         return out
 
     #: click-only prompts: first RoI box = a square of this fraction of the input side around
@@ -413,22 +385,21 @@ class LiteSam(nn.Module):
         """
         feats = embedding[:, :self.config.embed_dim]
         if self.roi_decoder is not None and roi:
-            tta = self.config.decode_variants
             if boxes is not None:
                 return self.roi_decode(embedding, boxes.float().reshape(-1, 4), points,
-                                       mask_input, variants=tta)
+                                       mask_input)
             boxes = self._prompt_box(points, mask_input, embedding.shape[0], embedding.device)
-            out = self.roi_decode(embedding, boxes, points, mask_input, variants=tta)
+            out = self.roi_decode(embedding, boxes, points, mask_input)
             if mask_input is None and points is not None:  # click-only: re-fit the RoI
                 boxes = self._refined_box(out[0], boxes, points)
-                out = self.roi_decode(embedding, boxes, points, mask_input, variants=tta)
+                out = self.roi_decode(embedding, boxes, points, mask_input)
                 for _ in range(self.CLICK_MORE_PASSES):
                     grow = self._touches_box(out[0], boxes).to(boxes.device)
                     if not bool(grow.any()):
                         break
                     boxes = torch.where(grow[:, None], self._refined_box(out[0], boxes, points),
                                         boxes)
-                    out = self.roi_decode(embedding, boxes, points, mask_input, variants=tta)
+                    out = self.roi_decode(embedding, boxes, points, mask_input)
             return out
         pe_mod: Any = self.prompt_encoder
         dec: Any = self.mask_decoder

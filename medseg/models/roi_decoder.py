@@ -28,8 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["IMAGE_STRIDE", "RoiDecoder", "pack_image", "roi_boxes", "unpack_image",
-           "variant_boxes"]
+__all__ = ["IMAGE_STRIDE", "RoiDecoder", "pack_image", "roi_boxes", "unpack_image"]
 
 #: the image rides in the cached embedding as ``pixel_unshuffle(image, IMAGE_STRIDE)`` channels
 IMAGE_STRIDE = 8
@@ -48,14 +47,12 @@ def unpack_image(packed: torch.Tensor) -> torch.Tensor:
     return F.pixel_shuffle(packed, IMAGE_STRIDE)
 
 
-def roi_boxes(boxes: torch.Tensor, size: int,
-              scale: torch.Tensor | float = ROI_SCALE) -> torch.Tensor:
-    """Square RoIs ``(B, 4)`` (x0, y0, side, side) centred on the prompt boxes ``(B, 4)``;
-    side ``scale * longest box side + ROI_PAD`` (``scale``: a number or one per box)."""
+def roi_boxes(boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Square RoIs ``(B, 4)`` (x0, y0, side, side) centred on the prompt boxes ``(B, 4)``."""
     b = boxes.float()
     cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
     side = torch.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]).clamp(min=1)
-    side = (scale * side + ROI_PAD).clamp(min=ROI_MIN, max=2.0 * size)
+    side = (ROI_SCALE * side + ROI_PAD).clamp(min=ROI_MIN, max=2.0 * size)
     return torch.stack([cx - side / 2, cy - side / 2, side, side], 1)
 
 
@@ -140,59 +137,16 @@ class RoiDecoder(nn.Module):
     def forward(self, features: torch.Tensor, image: torch.Tensor, boxes: torch.Tensor,
                 points: torch.Tensor | None = None, point_labels: torch.Tensor | None = None,
                 mask_input: torch.Tensor | None = None, has_mask: torch.Tensor | None = None,
-                out_size: int | None = None,
-                roi_scale: torch.Tensor | float = ROI_SCALE) -> tuple[torch.Tensor, torch.Tensor]:
+                out_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``features (B, D, e, e)``, ``image (B, 1, S, S)``, ``boxes (B, 4)`` XYXY model
         pixels, ``points (B, N, 2)`` / ``point_labels (B, N)`` (-1 = padding), ``mask_input
-        (B, 1, m, m)`` logits covering the model input (used where ``has_mask``);
-        ``roi_scale``: RoI side per longest box side (one number or ``(B,)``).
+        (B, 1, m, m)`` logits covering the model input (used where ``has_mask``).
 
         Returns logits ``(B, 1, out, out)`` on the model-input grid (``out`` defaults to
         ``image_size``) and the predicted IoU ``(B, 1)``.
         """
-        size = self.image_size
-        logits, rois, iou = self.decode_rois(features, image, boxes, points, point_labels,
-                                             mask_input, has_mask, roi_scale)
-        return paste(logits, rois, out_size or size, size)[0], iou
-
-    def forward_variants(self, features: torch.Tensor, image: torch.Tensor,
-                         boxes: torch.Tensor, variants: tuple[tuple[float, float], ...],
-                         points: torch.Tensor | None = None,
-                         point_labels: torch.Tensor | None = None,
-                         mask_input: torch.Tensor | None = None,
-                         has_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`forward` averaged over prompt variants (test-time augmentation): each
-        ``(grow_px, roi_scale)`` decodes the box grown by ``grow_px`` model pixels per side
-        (negative: shrunk) in a RoI of ``roi_scale``; all variants run as one batch. A pixel's
-        logit is the mean over the variants whose RoI covers it (background where none does);
-        the IoU is the mean."""
-        b, k, size = boxes.shape[0], len(variants), self.image_size
-        dev = boxes.device
-        grow = torch.tensor([g for g, _ in variants], device=dev, dtype=torch.float32)
-        scale = torch.tensor([s for _, s in variants], device=dev, dtype=torch.float32)
-
-        def rep(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.repeat_interleave(k, 0)
-
-        vboxes = variant_boxes(boxes.float(), grow).reshape(b * k, 4)
-        logits, rois, iou = self.decode_rois(
-            features.repeat_interleave(k, 0), image.repeat_interleave(k, 0), vboxes,
-            rep(points), rep(point_labels), rep(mask_input), rep(has_mask), scale.repeat(b))
-        up, inside = paste(logits, rois, size, size)
-        up, inside = up.reshape(b, k, size, size), inside.reshape(b, k, size, size).float()
-        n = inside.sum(1)
-        mean = (up * inside).sum(1) / n.clamp(min=1)
-        out = torch.where(n > 0, mean, torch.full_like(mean, _OUTSIDE))[:, None]
-        return out, iou.reshape(b, k).mean(1, keepdim=True)
-
-    def decode_rois(self, features: torch.Tensor, image: torch.Tensor, boxes: torch.Tensor,
-                    points: torch.Tensor | None, point_labels: torch.Tensor | None,
-                    mask_input: torch.Tensor | None, has_mask: torch.Tensor | None,
-                    roi_scale: torch.Tensor | float = ROI_SCALE
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """RoI logits ``(B, 1, R, R)``, the RoIs ``(B, 4)`` and the IoU ``(B, 1)``."""
         size, n = self.image_size, self.roi_size
-        rois = roi_boxes(boxes, size, roi_scale)
+        rois = roi_boxes(boxes, size)
         grid = _roi_grid(rois, n, size)
         x = self.inputs(image, grid, rois, boxes.float(), points, point_labels, mask_input,
                         has_mask)
@@ -210,23 +164,12 @@ class RoiDecoder(nn.Module):
                                                 align_corners=False), e1], 1))
         logits = self.head(d1)
         iou = self.iou(torch.cat([e4.mean((2, 3)), e4.amax((2, 3))], 1))
-        return logits, rois, iou
+        return paste(logits, rois, out_size or size, size), iou
 
 
-def variant_boxes(boxes: torch.Tensor, grow: torch.Tensor) -> torch.Tensor:
-    """``boxes (B, 4)`` XYXY grown by each of ``grow (K,)`` pixels per side -> ``(B, K, 4)``;
-    a shrink never takes a side below 1 px (the box keeps its centre then)."""
-    b = boxes[:, None, :]
-    c = (b[..., :2] + b[..., 2:]) / 2
-    half = ((b[..., 2:] - b[..., :2]) / 2 + grow[None, :, None]).clamp(min=0.5)
-    return torch.cat([c - half, c + half], -1)
-
-
-def paste(logits: torch.Tensor, rois: torch.Tensor, out: int,
-          size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def paste(logits: torch.Tensor, rois: torch.Tensor, out: int, size: int) -> torch.Tensor:
     """RoI logits ``(B, 1, R, R)`` -> ``(B, 1, out, out)`` on the model-input grid (``size``
-    model pixels across), background (``-20``) outside the RoI, and the ``(B, 1, out, out)``
-    bool map of the pixels inside the RoI."""
+    model pixels across); background (``-20``) outside the RoI."""
     c = (torch.arange(out, device=logits.device, dtype=torch.float32) + 0.5) * (size / out)
     u = (c[None] - rois[:, 0, None]) / rois[:, 2, None] * 2 - 1  # (B, out) along x
     v = (c[None] - rois[:, 1, None]) / rois[:, 3, None] * 2 - 1
@@ -234,4 +177,4 @@ def paste(logits: torch.Tensor, rois: torch.Tensor, out: int,
     grid = torch.stack([u[:, None, :].expand(-1, n, -1), v[:, :, None].expand(-1, -1, n)], -1)
     up = F.grid_sample(logits, grid, mode="bilinear", padding_mode="border", align_corners=False)
     inside = ((u.abs() <= 1)[:, None, :] & (v.abs() <= 1)[:, :, None])[:, None]
-    return torch.where(inside, up, torch.full_like(up, _OUTSIDE)), inside
+    return torch.where(inside, up, torch.full_like(up, _OUTSIDE))

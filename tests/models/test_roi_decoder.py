@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,6 @@ from medseg.models.roi_decoder import (
     paste,
     roi_boxes,
     unpack_image,
-    variant_boxes,
 )
 
 torch.set_num_threads(1)
@@ -59,7 +57,7 @@ def test_paste_puts_roi_pixels_back_where_they_were_sampled() -> None:
     rois = torch.tensor([[8.0, 16.0, 32.0, 32.0]])  # x 8..40, y 16..48: RoI pixel = 0.5 px
     roi = torch.nn.functional.grid_sample(img, _roi_grid(rois, n, size), mode="nearest",
                                           align_corners=False)
-    back = paste(roi, rois, size, size)[0]
+    back = paste(roi, rois, size, size)
     inside = back[0, 0, 16:48, 8:40]
     assert torch.equal(inside, img[0, 0, 16:48, 8:40])
     assert (back[0, 0, :16] == -20).all() and (back[0, 0, :, 40:] == -20).all()
@@ -74,12 +72,12 @@ def test_box_and_click_channels_sit_on_the_prompt() -> None:
     x = dec.inputs(torch.zeros(1, 1, 64, 64), grid, rois, boxes, pts, torch.tensor([[1, 0]]),
                    None, None)
     assert x.shape == (1, 7, 32, 32)
-    box_back = paste(x[:, 2:3] * 40 - 20, rois, 64, 64)[0][0, 0] > 0
+    box_back = paste(x[:, 2:3] * 40 - 20, rois, 64, 64)[0, 0] > 0
     ys, xs = torch.nonzero(box_back, as_tuple=True)
     got = np.array([xs.min(), xs.max(), ys.min(), ys.max()])
     assert np.abs(got - [20, 35, 10, 41]).max() <= 1  # RoI pixels are 1.9 model pixels here
     for ch, (px, py) in ((3, (30, 20)), (4, (24, 40))):
-        heat = paste(x[:, ch:ch + 1], rois, 64, 64)[0][0, 0]
+        heat = paste(x[:, ch:ch + 1], rois, 64, 64)[0, 0]
         iy, ix = np.unravel_index(int(heat.argmax()), heat.shape)
         assert abs(ix - px) <= 1 and abs(iy - py) <= 1
     assert x[:, 5:].abs().sum() == 0  # no mask prompt: mask and flag channels empty
@@ -200,8 +198,7 @@ def test_click_only_prompts_refit_the_roi_on_the_first_mask() -> None:
     first = torch.full((1, 1, 64, 64), -20.0)
     first[0, 0, 10:30, 20:28] = 5.0  # mask: x 20..27, y 10..29
 
-    def fake_roi(emb: torch.Tensor, boxes: torch.Tensor, *a: object,
-                 **kw: object) -> tuple[torch.Tensor, ...]:
+    def fake_roi(emb: torch.Tensor, boxes: torch.Tensor, *a: object) -> tuple[torch.Tensor, ...]:
         calls.append(boxes.clone())
         return first, torch.ones(1, 1)
 
@@ -223,8 +220,7 @@ def test_click_only_prompts_grow_the_roi_while_the_mask_touches_it() -> None:
     net = _net()
     boxes_seen: list[torch.Tensor] = []
 
-    def fills_box(emb: torch.Tensor, boxes: torch.Tensor, *a: object,
-                  **kw: object) -> tuple[torch.Tensor, ...]:
+    def fills_box(emb: torch.Tensor, boxes: torch.Tensor, *a: object) -> tuple[torch.Tensor, ...]:
         boxes_seen.append(boxes.clone())
         out = torch.full((1, 1, 64, 64), -20.0)
         x0, y0, x1, y1 = (int(v) for v in boxes[0].clamp(0, 64).round())
@@ -260,62 +256,3 @@ def test_bad_roi_settings_are_typed_errors_and_modalities_are_normalised() -> No
     with pytest.raises(PromptModelError, match="multiple of 8"):
         LiteSamConfig(roi_decoder=True, roi_size=50)
     assert LiteSamConfig(roi_modalities=("ct", "Mr")).roi_modalities == ("CT", "MR")
-
-
-def test_variant_boxes_grow_and_shrink_about_the_centre() -> None:
-    b = torch.tensor([[10.0, 20.0, 30.0, 24.0]])
-    v = variant_boxes(b, torch.tensor([0.0, 3.0, -3.0]))
-    torch.testing.assert_close(v[0, 0], b[0])
-    torch.testing.assert_close(v[0, 1], torch.tensor([7.0, 17.0, 33.0, 27.0]))
-    # shrunk by 3: x side 20 -> 14; the 4 px y side stops at 1 px about its centre
-    torch.testing.assert_close(v[0, 2], torch.tensor([13.0, 21.5, 27.0, 22.5]))
-
-
-def test_decode_variants_average_the_logits_where_each_roi_covers_them() -> None:
-    """Test-time variants: one batch, the mean of each variant's own decode over the RoIs that
-    cover a pixel, background where none does; a single (0, 1.5) variant is the plain decode."""
-    net = _net()
-    dec = net.roi_decoder
-    x = torch.randn(1, 3, 64, 64)
-    box = torch.tensor([[20.0, 22.0, 36.0, 34.0]])
-    variants = ((0.0, 1.5), (3.0, 1.5), (-2.0, 1.25), (0.0, 2.0))
-    with torch.inference_mode():
-        emb = net.image_encoder(x)
-        feats, image = net.split_embedding(emb)
-        plain, iou = net.roi_decode(emb, box)
-        one, iou1 = net.roi_decode(emb, box, variants=((0.0, 1.5),))
-        torch.testing.assert_close(one, plain)
-        torch.testing.assert_close(iou1, iou)
-        outs, covers, ious = [], [], []
-        for g, r in variants:
-            vb = variant_boxes(box, torch.tensor([g]))[:, 0]
-            logits, rois, i = dec.decode_rois(feats, image, vb, None, None, None, None, r)
-            up, inside = paste(logits, rois, 64, 64)
-            outs.append(up)
-            covers.append(inside.float())
-            ious.append(i)
-        n = sum(covers)
-        want = torch.where(n > 0, sum(o * c for o, c in zip(outs, covers, strict=True))
-                           / n.clamp(min=1), torch.full_like(n, -20.0))
-        got, got_iou = net.roi_decode(emb, box, variants=variants)
-        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(got_iou, sum(ious) / len(ious), atol=1e-5, rtol=1e-5)
-        assert float((n == 1).float().mean()) > 0  # the 2.0-scale RoI alone covers a rim
-        # decode() uses the model's configured variants, batched over prompts
-        net.config = dataclasses.replace(net.config, decode_variants=variants)
-        both, _ = net.decode(emb.expand(2, -1, -1, -1), boxes=box.expand(2, -1))
-        torch.testing.assert_close(both, want.expand(2, -1, -1, -1), atol=1e-4, rtol=1e-4)
-    assert not torch.equal(got, plain)
-
-
-def test_decode_variants_travel_in_the_weights_json_and_bad_ones_are_typed_errors(
-        tmp_path: Path) -> None:
-    from medseg.errors import PromptModelError
-
-    net = _net(decode_variants=[[0, 1.5], [2, 1.25]])
-    assert net.config.decode_variants == ((0.0, 1.5), (2.0, 1.25))
-    path = save_lite_sam(net, tmp_path / "m.safetensors")
-    assert load_lite_sam(path).config.decode_variants == ((0.0, 1.5), (2.0, 1.25))
-    for bad in ([[0, 0.5]], [[1, 2, 3]], "fast", [[float("nan"), 1.5]]):
-        with pytest.raises(PromptModelError, match="decode_variants"):
-            LiteSamConfig(decode_variants=bad)  # type: ignore[arg-type]
