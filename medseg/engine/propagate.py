@@ -5,7 +5,7 @@ Rules (see docs/prompting.md):
 * Key slices are the slices an object was prompted on (their masks are kept as given).
 * From every key slice a *run* walks up (+1) and down (-1), one slice at a time, until the next
   key slice or the volume's end. On each slice the prompt is the run's previous mask's
-  bounding box grown by a margin (mm or voxels; 2 voxels by default), and with
+  bounding box grown by a margin (mm or voxels; 1 voxel by default), and with
   ``use_mask_prompt`` the mask itself as mask prompt (off by default: the lite model copies a
   mask prompt, so a mask that starts too large stays too large and runs past the structure's
   end; chosen on validation organs, bench/results/prompt_propagation_val.md).
@@ -38,14 +38,14 @@ class PropagationConfig:
     """Thresholds of propagation (defaults documented in docs/prompting.md)."""
 
     margin_mm: float | None = None   # box margin in mm; None -> margin_px
-    margin_px: int = 2
+    margin_px: int = 1
     min_score: float = 0.5
     min_area_px: int = 10
     min_area_ratio: float = 0.3
     max_area_ratio: float = 3.0
     #: stop when the mean intensity inside the mask moves more than this fraction of the
     #: volume's intensity window away from the key slice's (None: rule off)
-    max_intensity_drift: float | None = 0.15
+    max_intensity_drift: float | None = 0.2
     use_mask_prompt: bool = False
     n_check: int = 5
     lookahead: int = 8               # slices embedded ahead of a run, in batches
