@@ -8,7 +8,9 @@ Rules (see docs/prompting.md):
   bounding box grown by a margin (mm or voxels; 1 voxel by default), and with
   ``use_mask_prompt`` the mask itself as mask prompt (off by default: the lite model copies a
   mask prompt, so a mask that starts too large stays too large and runs past the structure's
-  end; chosen on validation organs, bench/results/prompt_propagation_val.md).
+  end; chosen on validation organs, bench/results/prompt_propagation_val.md; the 1-voxel
+  margin and the 0.2 drift limit with five key-slice boxes per validation structure,
+  bench/results/prompt_propagation_val_stops5.md).
 * A run stops (that slice and the rest of its way stay empty) when the predicted IoU is below
   ``min_score``, the mask has fewer than ``min_area_px`` voxels, its area is below
   ``min_area_ratio`` (or above ``max_area_ratio``) times the previous slice's, or its mean
