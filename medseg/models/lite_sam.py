@@ -72,7 +72,7 @@ class LiteSamConfig:
     roi_modalities: tuple[str, ...] = ()
     #: logit above which a pixel is in the returned mask (SAM's ``mask_threshold``, 0 there);
     #: a calibration of the trained weights, chosen on the validation structures
-    #: (bench/notes/lite_model_selection.md). Internal box fitting of click prompts uses 0.
+    #: (bench/notes/lite_model_selection.md). Click prompts fit their second RoI at it too.
     mask_threshold: float = 0.0
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
@@ -337,12 +337,13 @@ class LiteSam(nn.Module):
 
     def _refined_box(self, logits: torch.Tensor, boxes: torch.Tensor,
                      points: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
-        """Boxes of a first pass's masks ``logits (B, 1, S, S) > 0``, grown by ``CLICK_GROW``
+        """Boxes of a first pass's masks (``logits (B, 1, S, S)`` above ``mask_threshold``,
+        the returned masks' threshold), grown by ``CLICK_GROW``
         of their size per side + 2 px and covering the positive clicks; ``boxes`` where a mask
         is empty."""
         out = boxes.clone()
         for i in range(logits.shape[0]):
-            b = _extent(logits[i, 0])
+            b = _extent(logits[i, 0], self.mask_threshold)
             if b is None:
                 continue
             w, h = b[2] - b[0], b[3] - b[1]
@@ -352,12 +353,12 @@ class LiteSam(nn.Module):
         return out
 
     def _touches_box(self, logits: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-        """``(B,)`` bool: the mask ``logits > 0`` reaches within 1 px of a side of its box that
-        lies inside the input (the structure may go on past the RoI)."""
+        """``(B,)`` bool: the mask (``logits > mask_threshold``) reaches within 1 px of a side
+        of its box that lies inside the input (the structure may go on past the RoI)."""
         s = float(self.config.image_size)
         out = torch.zeros(logits.shape[0], dtype=torch.bool)
         for i in range(logits.shape[0]):
-            e = _extent(logits[i, 0])
+            e = _extent(logits[i, 0], self.mask_threshold)
             if e is None:
                 continue
             x0, y0, x1, y1 = (float(v) for v in boxes[i])
@@ -411,9 +412,10 @@ class LiteSam(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def _extent(logits: torch.Tensor) -> torch.Tensor | None:
-    """XYXY float box ``[x0, y0, x1 + 1, y1 + 1]`` of ``logits (H, W) > 0``; None if empty."""
-    ys, xs = torch.nonzero(logits > 0, as_tuple=True)
+def _extent(logits: torch.Tensor, threshold: float = 0.0) -> torch.Tensor | None:
+    """XYXY float box ``[x0, y0, x1 + 1, y1 + 1]`` of ``logits (H, W) > threshold``; None if
+    empty."""
+    ys, xs = torch.nonzero(logits > threshold, as_tuple=True)
     if not xs.numel():
         return None
     return torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()

@@ -214,6 +214,29 @@ def test_click_only_prompts_refit_the_roi_on_the_first_mask() -> None:
     assert len(calls) == 1
 
 
+def test_click_only_prompts_fit_the_second_box_at_the_models_mask_threshold() -> None:
+    """The first pass's mask is cut at the model's ``mask_threshold`` (what the user is shown),
+    not at logit 0, before its box is grown for the second pass."""
+    net = _net()
+    net.mask_threshold = 3.0
+    calls: list[torch.Tensor] = []
+    first = torch.full((1, 1, 64, 64), -20.0)
+    first[0, 0, 5:40, 10:40] = 1.0  # above 0, below the threshold: not part of the mask
+    first[0, 0, 10:30, 20:28] = 5.0  # the mask: x 20..27, y 10..29
+
+    def fake_roi(emb: torch.Tensor, boxes: torch.Tensor, *a: object,
+                 **kw: object) -> tuple[torch.Tensor, ...]:
+        calls.append(boxes.clone())
+        return first, torch.ones(1, 1)
+
+    net.roi_decode = fake_roi  # type: ignore[method-assign]
+    net.decode(torch.zeros(1, 32 + 64, 8, 8),
+               points=(torch.tensor([[[24.0, 20.0]]]), torch.tensor([[1]])))
+    w, h = 8.0, 20.0
+    torch.testing.assert_close(calls[1][0], torch.tensor(
+        [20 - w / 4 - 2, 10 - h / 4 - 2, 28 + w / 4 + 2, 30 + h / 4 + 2]))
+
+
 def test_click_only_prompts_grow_the_roi_while_the_mask_touches_it() -> None:
     """A structure larger than the RoI (the mask fills its box): up to CLICK_MORE_PASSES more
     decodes (none by default), each in a larger box; a mask inside its box stops them."""
