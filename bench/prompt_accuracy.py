@@ -32,7 +32,7 @@ import torch
 
 from medseg import io as mio
 from medseg.engine.prompt import PromptSession
-from medseg.engine.propagate import Propagator
+from medseg.engine.propagate import PropagationConfig, Propagator
 from medseg.volume import Volume
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -215,8 +215,7 @@ def _slices_2d(case: Case, session: PromptSession, rng: np.random.Generator,
 
 
 def _case_3d(case: Case, session: PromptSession, rng: np.random.Generator) -> dict[str, float]:
-    areas = case.mask.sum(axis=(0, 1))
-    key = int(np.argmax(areas))
+    key = key_slice(case)
     box = _jittered_box(case.mask[..., key], rng)
     session.objects = {}
     session.predict(key, box=box, object_id=1)
@@ -238,22 +237,30 @@ def _case_3d(case: Case, session: PromptSession, rng: np.random.Generator) -> di
             "s_per_100_slices_grabcut": 100 * dtb / n_base}
 
 
-def _extra_draws(case: Case, session: PromptSession, index: int, draws: int) -> list[float]:
-    """Volumetric Dice of ``draws - 1`` more key-slice boxes (same key slice, fresh jitter from
-    a generator of their own, so the first draw and every 2D box stay as without them)."""
-    key = int(np.argmax(case.mask.sum(axis=(0, 1))))
+def key_slice(case: Case) -> int:
+    """The 3D protocol's key slice: the structure's largest section."""
+    return int(np.argmax(case.mask.sum(axis=(0, 1))))
+
+
+def extra_boxes(case: Case, index: int, n: int) -> list[tuple[int, int, int, int]]:
+    """``n`` more jittered boxes on the key slice of structure number ``index``, from a
+    generator of their own (``[SEED, 1000 + index]``), so every box of the published protocol
+    stays as it is; shared by every bench that uses several key-slice boxes."""
     rng = np.random.default_rng([SEED, 1000 + index])
-    out = []
-    for _ in range(draws - 1):
-        session.objects = {}
-        session.predict(key, box=_jittered_box(case.mask[..., key], rng), object_id=1)
-        pred = np.asarray(Propagator(session).propagate(1).mask.array) > 0
-        out.append(_dice(pred, case.mask))
-    return out
+    return [_jittered_box(case.mask[..., key_slice(case)], rng) for _ in range(n)]
+
+
+def propagated_dice(session: PromptSession, case: Case, box: tuple[int, int, int, int],
+                    config: PropagationConfig | None = None) -> float:
+    """Volumetric Dice of a fresh object prompted with ``box`` on the key slice, propagated."""
+    session.objects = {}
+    session.predict(key_slice(case), box=box, object_id=1)
+    res = Propagator(session, config).propagate(1)
+    return _dice(np.asarray(res.mask.array) > 0, case.mask)
 
 
 def _latency(session: PromptSession, case: Case) -> dict[str, float]:
-    k = int(np.argmax(case.mask.sum(axis=(0, 1))))
+    k = key_slice(case)
     x, _ = session.model.preprocess(np.asarray(session.slice_image(k)).T, "MR",
                                     window=session._window)
     emb_t, dec_t = [], []
@@ -317,8 +324,8 @@ def main() -> None:
         results[case.name] = {"group": case.group, "slices": rows, **_summary(rows),
                               "3d": _case_3d(case, session, rng)}
         r = results[case.name]
-        r["3d"]["draws_lite"] = [r["3d"]["dice_lite"], *_extra_draws(case, session, i,
-                                                                      args.draws)]
+        r["3d"]["draws_lite"] = [r["3d"]["dice_lite"], *(
+            propagated_dice(session, case, b) for b in extra_boxes(case, i, args.draws - 1))]
         r["3d"]["dice_lite_mean_draws"] = float(np.mean(r["3d"]["draws_lite"]))
         print(f"{case.name}: 2D median Dice lite {r['median_dice_lite']:.3f} vs GrabCut "
               f"{r['median_dice_grabcut']:.3f} ({r['slices_lite_better']}/{r['n_slices']} "

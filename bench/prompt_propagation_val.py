@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import prompt_accuracy as pa
 
 from medseg.engine.prompt import PromptSession
-from medseg.engine.propagate import PropagationConfig, Propagator
+from medseg.engine.propagate import PropagationConfig
 
 MASK_PROMPT = (True, False)
 MARGINS = (0, 1, 2, 3, 4)
@@ -67,19 +67,12 @@ def main() -> None:
     for i, case in enumerate(pa._cases("validation")):
         group[case.name] = case.group
         session.set_volume(case.image, axis=pa.AXIS)
-        key = int(np.argmax(case.mask.sum(axis=(0, 1))))
-        boxes = [pa._jittered_box(case.mask[..., key], np.random.default_rng(pa.SEED))]
-        extra = np.random.default_rng([pa.SEED, 1000 + i])
-        boxes += [pa._jittered_box(case.mask[..., key], extra) for _ in range(args.draws - 1)]
-        rows[case.name] = {}
-        for cfg in grid:
-            dice = []
-            for box in boxes:
-                session.objects = {}
-                session.predict(key, box=box, object_id=1)
-                res = Propagator(session, cfg).propagate(1)
-                dice.append(pa._dice(np.asarray(res.mask.array) > 0, case.mask))
-            rows[case.name][_name(cfg)] = float(np.mean(dice))
+        first = pa._jittered_box(case.mask[..., pa.key_slice(case)],
+                                 np.random.default_rng(pa.SEED))
+        boxes = [first, *pa.extra_boxes(case, i, args.draws - 1)]
+        rows[case.name] = {
+            _name(cfg): float(np.mean([pa.propagated_dice(session, case, b, cfg)
+                                       for b in boxes])) for cfg in grid}
         print(case.name, {k: round(v, 3) for k, v in rows[case.name].items()}, flush=True)
     medians = {_name(c): float(np.median([r[_name(c)] for r in rows.values()])) for c in grid}
     groups = {"CT": "val_organ", "MR": "val_organ_mr", "tumour": "val_tumour"}

@@ -338,9 +338,8 @@ class LiteSam(nn.Module):
     def _refined_box(self, logits: torch.Tensor, boxes: torch.Tensor,
                      points: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         """Boxes of a first pass's masks (``logits (B, 1, S, S)`` above ``mask_threshold``,
-        the returned masks' threshold), grown by ``CLICK_GROW``
-        of their size per side + 2 px and covering the positive clicks; ``boxes`` where a mask
-        is empty."""
+        the returned masks' threshold), grown by ``CLICK_GROW`` of their size per side + 2 px
+        and covering the positive clicks; ``boxes`` where a mask is empty."""
         out = boxes.clone()
         for i in range(logits.shape[0]):
             b = _extent(logits[i, 0], self.mask_threshold)

@@ -190,19 +190,28 @@ def test_click_padding_does_not_stretch_the_derived_box() -> None:
     torch.testing.assert_close(box, torch.tensor([28.0, 42 - h, 52.0, 42 + h]))
 
 
+def _answer_every_roi_decode_with(net: torch.nn.Module,
+                                   logits: torch.Tensor) -> list[torch.Tensor]:
+    """Make ``net.roi_decode`` return ``logits`` (IoU 1); returns the list the RoI boxes of
+    its calls are recorded in."""
+    calls: list[torch.Tensor] = []
+
+    def fake_roi(emb: torch.Tensor, boxes: torch.Tensor, *a: object,
+                 **kw: object) -> tuple[torch.Tensor, ...]:
+        calls.append(boxes.clone())
+        return logits, torch.ones(1, 1)
+
+    net.roi_decode = fake_roi  # type: ignore[method-assign]
+    return calls
+
+
 def test_click_only_prompts_refit_the_roi_on_the_first_mask() -> None:
     """A click-only prompt is decoded twice: the second RoI box is the first mask's box grown
     by 25 % of its size per side + 2 px (covering the clicks); box prompts decode once."""
     net = _net()
-    calls: list[torch.Tensor] = []
     first = torch.full((1, 1, 64, 64), -20.0)
     first[0, 0, 10:30, 20:28] = 5.0  # mask: x 20..27, y 10..29
-
-    def fake_roi(emb: torch.Tensor, boxes: torch.Tensor, *a: object) -> tuple[torch.Tensor, ...]:
-        calls.append(boxes.clone())
-        return first, torch.ones(1, 1)
-
-    net.roi_decode = fake_roi  # type: ignore[method-assign]
+    calls = _answer_every_roi_decode_with(net, first)
     emb = torch.zeros(1, 32 + 64, 8, 8)
     net.decode(emb, points=(torch.tensor([[[24.0, 20.0]]]), torch.tensor([[1]])))
     assert len(calls) == 2
@@ -219,17 +228,10 @@ def test_click_only_prompts_fit_the_second_box_at_the_models_mask_threshold() ->
     not at logit 0, before its box is grown for the second pass."""
     net = _net()
     net.mask_threshold = 3.0
-    calls: list[torch.Tensor] = []
     first = torch.full((1, 1, 64, 64), -20.0)
     first[0, 0, 5:40, 10:40] = 1.0  # above 0, below the threshold: not part of the mask
     first[0, 0, 10:30, 20:28] = 5.0  # the mask: x 20..27, y 10..29
-
-    def fake_roi(emb: torch.Tensor, boxes: torch.Tensor, *a: object,
-                 **kw: object) -> tuple[torch.Tensor, ...]:
-        calls.append(boxes.clone())
-        return first, torch.ones(1, 1)
-
-    net.roi_decode = fake_roi  # type: ignore[method-assign]
+    calls = _answer_every_roi_decode_with(net, first)
     net.decode(torch.zeros(1, 32 + 64, 8, 8),
                points=(torch.tensor([[[24.0, 20.0]]]), torch.tensor([[1]])))
     w, h = 8.0, 20.0
