@@ -19,6 +19,7 @@ held-out CT kidneys (TotalSegmentator example CT and the DICOM-series CT).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -39,6 +40,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BRATS_ROOT = ROOT.parent / "shared" / "data" / "deepmedic_brats2015"
 BRATS = BRATS_ROOT / "test"
 BRATS_VAL = BRATS_ROOT / "validation"  # tumour validation: read, never trained on
+#: BRATS "train" cases: nothing in medseg's promptable training reads BRATS (non-commercial
+#: data), so since 2026-12-05 they are tumour validation cases too (four instead of two)
+BRATS_TRAIN = BRATS_ROOT / "train"
 DS = ROOT / "data_samples"
 OUT = ROOT / "bench" / "results"
 AXIS, MIN_AREA, JITTER, SEED = 2, 50, 5, 0
@@ -60,7 +64,8 @@ VALIDATION = ("spleen", "gallbladder", "urinary_bladder")
 def _cases(which: str = "test") -> list[Case]:
     if which == "validation":  # organs first: their boxes do not depend on BRATS's presence
         return _organ_cases(VALIDATION, "val_organ", "val_organ_mr") + \
-            _brats_cases(BRATS_VAL, "brats_val", "val_tumour")
+            _brats_cases(BRATS_VAL, "brats_val", "val_tumour") + \
+            _brats_cases(BRATS_TRAIN, "brats_train", "val_tumour")
     out = _brats_cases(BRATS, "brats_test", "tumour")
     for name in ("brain2", "breast1"):
         img = mio.read(DS / "pyradiomics" / f"{name}_image.nrrd")
@@ -214,13 +219,14 @@ def _slices_2d(case: Case, session: PromptSession, rng: np.random.Generator,
     return rows
 
 
-def _case_3d(case: Case, session: PromptSession, rng: np.random.Generator) -> dict[str, float]:
+def _case_3d(case: Case, session: PromptSession, rng: np.random.Generator,
+             config: PropagationConfig | None = None) -> dict[str, float]:
     key = key_slice(case)
     box = _jittered_box(case.mask[..., key], rng)
     session.objects = {}
     session.predict(key, box=box, object_id=1)
     t0 = time.perf_counter()
-    res = Propagator(session).propagate(1)
+    res = Propagator(session, config).propagate(1)
     dt = time.perf_counter() - t0
     pred = np.asarray(res.mask.array) > 0
     t1 = time.perf_counter()
@@ -304,6 +310,11 @@ def main() -> None:
     ap.add_argument("--mask-threshold", type=float, default=None,
                     help="override the model's mask threshold (a logit; for calibration "
                          "sweeps on the validation set)")
+    ap.add_argument("--coords", choices=("indices", "edges"), default=None,
+                    help="override the model's prompt-coordinate convention (spec.coords; "
+                         "for the validation A/B of 2026-12-05)")
+    ap.add_argument("--margin-px", type=int, default=None,
+                    help="propagation box margin (voxels) instead of the default's")
     args = ap.parse_args()
     if args.draws < 1:
         raise SystemExit("--draws must be >= 1")
@@ -312,6 +323,10 @@ def main() -> None:
     session = PromptSession(args.model)
     if args.mask_threshold is not None:
         session.model.sam.mask_threshold = args.mask_threshold
+    if args.coords is not None:
+        session.model.spec = dataclasses.replace(session.model.spec, coords=args.coords)
+    prop = PropagationConfig() if args.margin_px is None else \
+        PropagationConfig(margin_px=args.margin_px)
     results: dict[str, dict] = {}
     cases = _cases(args.structures)
     groups = tuple(g for g in (("val_organ", "val_organ_mr", "val_tumour")
@@ -322,10 +337,10 @@ def main() -> None:
         session.set_volume(case.image, axis=AXIS)
         rows = _slices_2d(case, session, rng, args.max_slices)
         results[case.name] = {"group": case.group, "slices": rows, **_summary(rows),
-                              "3d": _case_3d(case, session, rng)}
+                              "3d": _case_3d(case, session, rng, prop)}
         r = results[case.name]
         r["3d"]["draws_lite"] = [r["3d"]["dice_lite"], *(
-            propagated_dice(session, case, b) for b in extra_boxes(case, i, args.draws - 1))]
+            propagated_dice(session, case, b, prop) for b in extra_boxes(case, i, args.draws - 1))]
         r["3d"]["dice_lite_mean_draws"] = float(np.mean(r["3d"]["draws_lite"]))
         print(f"{case.name}: 2D median Dice lite {r['median_dice_lite']:.3f} vs GrabCut "
               f"{r['median_dice_grabcut']:.3f} ({r['slices_lite_better']}/{r['n_slices']} "
@@ -347,8 +362,9 @@ def main() -> None:
     doc = {"protocol": {"axis": AXIS, "min_area_px": MIN_AREA, "box_jitter_px": JITTER,
                         "seed": SEED,
                         "baseline": "cv2.grabCut rect init, 5 iterations (Otsu in box if empty)",
-                        "propagation": "medseg.engine.propagate.Propagator defaults"},
+                        "propagation": dataclasses.asdict(prop)},
            "model": args.model, "mask_threshold": session.model.mask_threshold,
+           "coords": session.model.spec.coords,
            "threads": args.threads, "cpu": platform.processor(),
            "brats_present": BRATS.is_dir(), "draws_3d": args.draws, "pooled_2d": pooled,
            "volumetric": vol,
@@ -357,6 +373,10 @@ def main() -> None:
                [r["s_per_100_slices_lite"] for r in all3d])),
            "latency": latency, "structures": results}
     doc["structure_set"] = args.structures
+    # the selection score of bench/notes/lite_model_selection.md: mean over the groups of
+    # (2D pooled median + 3D median of the structures' draw means) / 2
+    doc["score"] = float(np.mean([(pooled[g]["median_dice_lite"] +
+                                   vol[g]["median_of_draw_means_lite"]) / 2 for g in groups]))
     stem = "prompt_accuracy" if args.structures == "test" else "prompt_validation"
     if args.out_stem:
         stem = args.out_stem
@@ -366,9 +386,18 @@ def main() -> None:
     print(_markdown(doc))
 
 
+def _prop_text(p: dict | str) -> str:
+    if isinstance(p, str):
+        return p
+    prompt = "previous mask + box" if p.get("use_mask_prompt") else "box only"
+    return (f"{prompt}, margin {p.get('margin_px')} px, drift "
+            f"{p.get('max_intensity_drift')}")
+
+
 def _markdown(doc: dict) -> str:
     lines = ["# Box-prompted accuracy on held-out structures (lite model vs GrabCut)", "",
-             f"Model `{doc['model']}` (mask threshold {doc.get('mask_threshold', 0.0):g}), "
+             f"Model `{doc['model']}` (mask threshold {doc.get('mask_threshold', 0.0):g}, "
+             f"prompt coordinates `{doc.get('coords', 'indices')}`), "
              f"{doc['threads']} CPU threads. Protocol: axial slices "
              f"with >= {MIN_AREA} px, tight GT box with +-{JITTER} px jitter per side "
              f"(seed {SEED}); baseline {doc['protocol']['baseline']} on the same boxes. "
@@ -378,10 +407,12 @@ def _markdown(doc: dict) -> str:
                  "held-out CT kidneys, organ_mr = held-out MR kidneys (extra). "
                  if doc.get("structure_set", "test") == "test" else
                  f"VALIDATION set ({', '.join(VALIDATION)}; never sampled since stage 3, seen "
-                 "by stages 1-2): val_organ = CT, val_organ_mr = MR; val_tumour = the two "
-                 "BRATS validation cases (FLAIR, whole tumour; never trained on). ") +
+                 "by stages 1-2): val_organ = CT, val_organ_mr = MR; val_tumour = the BRATS "
+                 "validation and train cases present (FLAIR, whole tumour; never trained "
+                 "on). ") +
              "3D: one jittered key-slice box (largest slice) + propagation "
-             "(`medseg.engine.propagate`, defaults) vs slice-by-slice GrabCut.", "",
+             f"(`medseg.engine.propagate`, {_prop_text(doc['protocol']['propagation'])}) vs "
+             "slice-by-slice GrabCut.", "",
              "| structure | slices | 2D median Dice lite | GrabCut | lite better | "
              "3D Dice lite | 3D GrabCut | s / 100 segmented slices lite |",
              "|---|---|---|---|---|---|---|---|"]
@@ -418,6 +449,9 @@ def _markdown(doc: dict) -> str:
         lines += [f"| {g}s | {v['median_of_draw_means_lite']:.3f} |"
                   for g, v in doc["volumetric"].items()]
         lines.append("")
+    if "score" in doc and doc.get("structure_set") == "validation":
+        lines += [f"Selection score (mean over the groups of (2D pooled median + 3D median of "
+                  f"the draw means) / 2): **{doc['score']:.4f}**", ""]
     if not doc["brats_present"]:
         lines.append("BRATS test cases absent (../shared/data): tumour rows exclude them.")
     return "\n".join(lines) + "\n"

@@ -29,7 +29,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -445,15 +445,18 @@ def build_lite_sam(cfg: LiteSamConfig | None = None, **arch: Any) -> LiteSam:
     return LiteSam(cfg or LiteSamConfig.from_dict(arch))
 
 
-def lite_spec(cfg: LiteSamConfig, version: str = "1") -> Any:
+def lite_spec(cfg: LiteSamConfig, version: str = "1",
+              coords: Literal["indices", "edges"] = "indices") -> Any:
     """The :class:`~medseg.models.promptable.PromptModelSpec` of a lite model: SAM recipe
     (longest side resized, padded, ``pixel_mean``/``pixel_std``), CT window (-160, 240) HU
-    (MedSAM's abdomen window: level 40, width 400), MR/other: 0.5/99.5 percentiles."""
+    (MedSAM's abdomen window: level 40, width 400), MR/other: 0.5/99.5 percentiles; prompts on
+    pixel edges (``coords="edges"``), as :class:`medseg.data.prompt_slices.PromptSampler`
+    draws its training boxes (``[min, max + 1)``) and clicks (pixel centres)."""
     from medseg.models.promptable import PromptModelSpec
 
     return PromptModelSpec(name="medseg-lite-sam", image_size=cfg.image_size,
                            embed_size=cfg.embedding_size, window=LITE_CT_WINDOW,
-                           version=version, recipe="sam")
+                           version=version, recipe="sam", coords=coords)
 
 
 def save_lite_sam(model: LiteSam, weights: str | Path, extra: dict[str, Any] | None = None) -> Path:

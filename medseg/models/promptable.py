@@ -9,9 +9,16 @@ adds the preprocessing (the SAM/MedSAM recipe) and the coordinate mapping:
   recipe ``"sam"`` resizes the longest side to ``image_size`` (aspect kept), pads bottom/right
   with zeros and normalises with the module's ``pixel_mean``/``pixel_std``; recipe ``"medsam"``
   (MedSAM's own inference code) stretches to ``image_size`` x ``image_size`` and scales to [0, 1].
-* Model-input pixel coordinates are slice pixel coordinates times the :class:`Resize` scale
-  (``x_model = x * sx``, ``y_model = y * sy``), as in segment_anything's ``ResizeLongestSide`` and
-  MedSAM's ``box / [W, H, W, H] * 1024``.
+* Prompt coordinates (``spec.coords``): ``"indices"`` (the default) scales voxel indices,
+  ``x_model = x * sx``, as segment_anything's ``ResizeLongestSide`` and MedSAM's
+  ``box / [W, H, W, H] * 1024`` do; ``"edges"`` maps an inclusive voxel box to the outer edges
+  of its voxels, ``(x0 sx, y0 sy, (x1 + 1) sx, (y1 + 1) sy)``, and a click to its voxel's
+  centre, ``((x + 0.5) sx, (y + 0.5) sy)``: how :mod:`medseg.data.prompt_slices` draws training
+  prompts. The shipped lite weights keep ``"indices"`` (every box reaches them one voxel
+  short on its right and bottom sides, 2.1 model pixels on a 3 mm CT): all of their
+  calibration (mask threshold, propagation margin) was chosen that way, and switching them to
+  ``"edges"`` lost on the validation structures (2026-12-05, bench/notes/
+  lite_model_selection.md).
 * ``decode`` returns low-resolution logits ``[B, M, 4 * embed_size, 4 * embed_size]`` (float32)
   and predicted IoU ``[B, M]``; :meth:`Resize.logits_to_slice` maps them back to ``[H, W]``.
 
@@ -19,7 +26,8 @@ Shipped lite weights are ``medseg/weights/lite_sam.safetensors`` plus ``lite_sam
 (:func:`save_promptable` writes both)::
 
     {"format": "medseg-promptable", "format_version": 1,
-     "spec": {"name", "image_size", "embed_size", "window": [lo, hi] | null, "version"},
+     "spec": {"name", "image_size", "embed_size", "window": [lo, hi] | null, "version",
+              "coords": "edges" | "indices"},
      "recipe": "sam", "builder": "medseg.models.<module>:<function>", "arch": {...kwargs}}
 
 ``builder(**arch)`` must return the Sam-compatible module (random init); it must live under
@@ -43,6 +51,7 @@ from medseg.errors import PromptModelError
 from medseg.io.atomic import atomic_path, write_text_atomic
 
 Recipe = Literal["sam", "medsam"]
+Coords = Literal["indices", "edges"]
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 LITE_STEM = WEIGHTS_DIR / "lite_sam"
 FORMAT = "medseg-promptable"
@@ -58,6 +67,9 @@ class PromptModelSpec:
     window: tuple[float, float] | None = None  # CT HU window; None = percentiles 0.5/99.5
     version: str = "0"
     recipe: Recipe = "sam"
+    #: how slice voxel prompts map to model pixels (module docstring): "indices" as SAM's
+    #: predictor, "edges" as medseg's prompt sampler draws training boxes and clicks
+    coords: Coords = "indices"
 
     @property
     def low_res_size(self) -> int:
@@ -72,6 +84,8 @@ class Resize:
     original_hw: tuple[int, int]
     resized_hw: tuple[int, int]
     input_size: int
+    #: the model's prompt convention (``PromptModelSpec.coords``): True = pixel edges/centres
+    edges: bool = False
 
     @property
     def scale_xy(self) -> tuple[float, float]:
@@ -79,12 +93,20 @@ class Resize:
         return (self.resized_hw[1] / self.original_hw[1], self.resized_hw[0] / self.original_hw[0])
 
     def points_to_model(self, xy: np.ndarray) -> np.ndarray:
-        """``xy`` ``[N, 2]`` slice pixel (x, y) -> float32 ``[N, 2]`` model-input pixels."""
-        return (np.asarray(xy, dtype=np.float64).reshape(-1, 2) * self.scale_xy).astype(np.float32)
+        """``xy`` ``[N, 2]`` slice pixel (x, y) -> float32 ``[N, 2]`` model-input pixels (the
+        voxel's centre with ``edges``, its index scaled otherwise)."""
+        shift = 0.5 if self.edges else 0.0
+        return ((np.asarray(xy, dtype=np.float64).reshape(-1, 2) + shift)
+                * self.scale_xy).astype(np.float32)
 
     def box_to_model(self, box: tuple[float, float, float, float]) -> np.ndarray:
-        """Box ``(x0, y0, x1, y1)`` in slice pixels -> float32 ``[4]`` in model-input pixels."""
-        return self.points_to_model(np.asarray(box, dtype=np.float64).reshape(2, 2)).reshape(4)
+        """Inclusive voxel box ``(x0, y0, x1, y1)`` of the slice -> float32 ``[4]`` in model-input
+        pixels: with ``edges`` the outer edges of its corner voxels, ``(x0 sx, y0 sy, (x1 + 1) sx,
+        (y1 + 1) sy)``; otherwise the indices scaled, as SAM's predictor does."""
+        b = np.asarray(box, dtype=np.float64).reshape(2, 2)
+        if self.edges:
+            b = b + np.array([[0.0, 0.0], [1.0, 1.0]])
+        return (b * self.scale_xy).astype(np.float32).reshape(4)
 
     def logits_to_slice(self, low_res: torch.Tensor) -> torch.Tensor:
         """Low-res logits ``[B, M, L, L]`` -> ``[B, M, H, W]`` logits on the slice (padding cut)."""
@@ -164,12 +186,12 @@ class PromptModel:
 
     def resize_for(self, hw: tuple[int, int]) -> Resize:
         """The :class:`Resize` used for a slice of shape ``hw = (H, W)``."""
-        size = self.spec.image_size
+        size, edges = self.spec.image_size, self.spec.coords == "edges"
         if self.spec.recipe == "medsam":
-            return Resize((int(hw[0]), int(hw[1])), (size, size), size)
+            return Resize((int(hw[0]), int(hw[1])), (size, size), size, edges)
         scale = size / max(hw)
         resized = (max(1, int(hw[0] * scale + 0.5)), max(1, int(hw[1] * scale + 0.5)))
-        return Resize((int(hw[0]), int(hw[1])), resized, size)
+        return Resize((int(hw[0]), int(hw[1])), resized, size, edges)
 
     def preprocess(self, slice2d: np.ndarray, modality: str | None, *,
                    window: tuple[float, float] | None = None) -> tuple[torch.Tensor, Resize]:
@@ -284,8 +306,12 @@ def _load_lite(weights: Path, device: str | torch.device | None) -> PromptModel:
             raise ValueError(f"format is {doc.get('format')!r}, expected {FORMAT!r}")
         spec_d = dict(doc["spec"])
         spec_d["window"] = tuple(spec_d["window"]) if spec_d.get("window") else None
-        spec = PromptModelSpec(**spec_d)
         builder = str(doc["builder"])
+        spec_d.setdefault("coords", "indices")  # files written before the key existed
+        if spec_d["coords"] not in ("edges", "indices"):
+            raise ValueError(f"spec.coords is {spec_d['coords']!r}, expected 'edges' or "
+                             "'indices'")
+        spec = PromptModelSpec(**spec_d)
         arch = dict(doc.get("arch", {}))
     except (ValueError, KeyError, TypeError) as exc:
         raise PromptModelError(

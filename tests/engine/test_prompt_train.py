@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,37 @@ def test_slice_table_min_area_exclude_and_boxes() -> None:
     assert 7 <= x0 <= 9 and 23 <= x1 <= 25 and 7 <= y0 <= 9 and b.points is None
     with pytest.raises(DatasetError, match="min_area"):
         SliceTable([_synthetic_source()], min_area=500)
+
+
+def test_edges_coordinates_hand_the_model_prompts_as_training_drew_them() -> None:
+    """Training draws boxes on pixel edges ([min, max + 1) of the resized mask) and clicks at
+    pixel centres; a spec with coords "edges" maps the same voxels' inclusive box and a
+    voxel's click to the same model pixels. With "indices" (SAM's convention, and the one the
+    shipped lite weights were validated with) the box ends a voxel (1.6 px here) short."""
+    from medseg.data.prompt_slices import AugmentSettings
+    from medseg.models.lite_sam import LiteSamConfig, lite_spec
+    from medseg.models.promptable import PromptModel
+    from tests.prompt_factory import tiny_prompt_model
+
+    table = SliceTable([_synthetic_source()], min_area=20, exclude=("held_out",))
+    none = AugmentSettings(flip=0, scale=(1.0, 1.0), aspect=0, rotate_deg=0, elastic=0,
+                           intensity=0, noise=0)
+    b = PromptSampler(table, 64, (0.0,) * 3, (1.0,) * 3, 32, seed=0).batch(8)  # tight boxes
+    spec = lite_spec(LiteSamConfig(image_size=64), coords="edges")
+    rs = PromptModel(tiny_prompt_model().sam, spec).resize_for((30, 40))  # [y, x] of a slice
+    box = rs.box_to_model((5, 5, 14, 11))  # the structure's voxels: i 5..14, j 5..11
+    for i in range(8):
+        torch.testing.assert_close(torch.as_tensor(box, dtype=torch.float64),
+                                   b.boxes[i].double(), atol=0.61, rtol=0)
+    indices = dataclasses.replace(rs, edges=False).box_to_model((5, 5, 14, 11))
+    assert indices[2] == pytest.approx(box[2] - 1.6) and indices[3] == pytest.approx(box[3] - 1.6)
+    # a click on voxel (7, 9) lands on that voxel's centre, where training clicks sit
+    assert rs.points_to_model(np.array([[7, 9]]))[0].tolist() == pytest.approx([7.5 * 1.6,
+                                                                                 9.5 * 1.6])
+    clicks = PromptSampler(table, 64, (0.0,) * 3, (1.0,) * 3, 32, seed=0, augment=none,
+                           point_prob=1.0).batch(8)
+    pos = clicks.points[clicks.point_labels == 1]
+    assert pos.numel() and torch.allclose(pos % 1, torch.full_like(pos, 0.5))  # pixel centres
 
 
 def test_propagation_step_samples_teach_where_a_structure_ends() -> None:

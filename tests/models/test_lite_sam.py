@@ -65,6 +65,30 @@ def test_save_load_roundtrip_and_wrong_architecture(tmp_path: Path) -> None:
         LiteSamConfig.from_dict({"mask_threshold": "high"})
 
 
+def test_prompt_coordinate_convention_is_saved_and_loaded(tmp_path: Path) -> None:
+    """The prompt-coordinate convention travels in a lite model's JSON; a JSON written before
+    the key existed loads with the convention it was always used with ("indices"), "edges"
+    is kept, and a bad value is a clear error."""
+    cfg = LiteSamConfig(image_size=64, embed_dim=32, widths=(8, 16, 16, 32), attn_heads=2,
+                        decoder_mlp_dim=64, decoder_heads=2)
+    path = save_lite_sam(build_lite_sam(cfg).eval(), tmp_path / "m.safetensors")
+    meta = path.with_suffix(".json")
+    doc = json.loads(meta.read_text())
+    assert doc["spec"]["coords"] == "indices" and load_promptable(path).spec.coords == "indices"
+    del doc["spec"]["coords"]
+    meta.write_text(json.dumps(doc))
+    assert load_promptable(path).spec.coords == "indices"
+    doc["spec"]["coords"] = "edges"
+    meta.write_text(json.dumps(doc))
+    model = load_promptable(path)
+    assert model.spec.coords == "edges" and model.resize_for((10, 20)).edges
+    doc["spec"]["coords"] = "corners"
+    meta.write_text(json.dumps(doc))
+    with pytest.raises(PromptModelError, match="coords"):
+        load_promptable(path)
+    assert load_promptable("lite").spec.coords == "indices"
+
+
 def test_mask_threshold_is_saved_loaded_and_used_by_the_session(tmp_path: Path) -> None:
     """A lite model's calibrated ``mask_threshold`` travels in its JSON, and the session's
     masks are the logits above it (not above SAM's 0)."""

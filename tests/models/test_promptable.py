@@ -57,6 +57,7 @@ def test_reduced_vit_checkpoint_round_trip(tmp_path: Path) -> None:
     assert infer_vit_arch(sam.state_dict(), "x") == TINY_VIT
     model = load_promptable(path)
     assert model.spec.recipe == "sam" and model.spec.image_size == 64
+    assert model.spec.coords == "indices"  # the official predictor's convention
     assert model.spec.embed_size == 8 and model.spec.low_res_size == 32
     loaded = model.sam.state_dict()
     assert list(loaded) == list(sam.state_dict())
