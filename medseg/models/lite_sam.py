@@ -449,9 +449,11 @@ def lite_spec(cfg: LiteSamConfig, version: str = "1",
               coords: Literal["indices", "edges"] = "indices") -> Any:
     """The :class:`~medseg.models.promptable.PromptModelSpec` of a lite model: SAM recipe
     (longest side resized, padded, ``pixel_mean``/``pixel_std``), CT window (-160, 240) HU
-    (MedSAM's abdomen window: level 40, width 400), MR/other: 0.5/99.5 percentiles; prompts on
-    pixel edges (``coords="edges"``), as :class:`medseg.data.prompt_slices.PromptSampler`
-    draws its training boxes (``[min, max + 1)``) and clicks (pixel centres)."""
+    (MedSAM's abdomen window: level 40, width 400), MR/other: 0.5/99.5 percentiles. Prompt
+    ``coords``: ``"indices"``, the convention every shipped lite model was calibrated and
+    validated with; ``"edges"`` matches how :class:`medseg.data.prompt_slices.PromptSampler`
+    draws training prompts and lost on validation on 2026-12-05
+    (:mod:`medseg.models.promptable`)."""
     from medseg.models.promptable import PromptModelSpec
 
     return PromptModelSpec(name="medseg-lite-sam", image_size=cfg.image_size,
