@@ -127,6 +127,15 @@ def _jittered_box(m2: np.ndarray, rng: np.random.Generator) -> tuple[int, int, i
     return x0, y0, x1, y1
 
 
+def in_box_ceiling(m2: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """Dice of ``m2`` cut to ``box``: the best a segmenter that marks nothing outside the box
+    can reach on this slice (a property of the protocol's jitter, no model involved)."""
+    x0, y0, x1, y1 = box
+    inside = np.zeros_like(m2, dtype=bool)
+    inside[x0:x1 + 1, y0:y1 + 1] = True
+    return _dice(np.logical_and(m2, inside), m2)
+
+
 def _u8(session: PromptSession, k: int) -> np.ndarray:
     """Slice ``k`` ``[x, y]`` windowed to uint8 as the model's preprocessing does."""
     lo, hi = session._window
@@ -215,7 +224,8 @@ def _slices_2d(case: Case, session: PromptSession, rng: np.random.Generator,
         pred, score = session.predict(k, box=box, record=False)
         base = grabcut(_u8(session, k), box)
         rows.append({"slice": k, "area": int(gt.sum()), "lite": _dice(pred, gt),
-                     "grabcut": _dice(base, gt), "score": score})
+                     "grabcut": _dice(base, gt), "score": score,
+                     "in_box_ceiling": in_box_ceiling(gt, box)})
     return rows
 
 
@@ -290,7 +300,9 @@ def _summary(rows: list[dict[str, float]]) -> dict[str, float]:
     return {"n_slices": len(rows), "median_dice_lite": float(np.median(lite)),
             "median_dice_grabcut": float(np.median(base)),
             "mean_dice_lite": float(np.mean(lite)), "mean_dice_grabcut": float(np.mean(base)),
-            "slices_lite_better": int(sum(a > b for a, b in zip(lite, base, strict=True)))}
+            "slices_lite_better": int(sum(a > b for a, b in zip(lite, base, strict=True))),
+            **({"median_in_box_ceiling": float(np.median([r["in_box_ceiling"] for r in rows]))}
+               if rows and all("in_box_ceiling" in r for r in rows) else {})}
 
 
 def main() -> None:
@@ -395,7 +407,15 @@ def _prop_text(p: dict) -> str:
             f"{p.get('max_intensity_drift')}")
 
 
+def _ceiling_cell(summary: dict, shown: bool) -> str:
+    if not shown:
+        return ""
+    return f"{summary['median_in_box_ceiling']:.3f} | "
+
+
 def _markdown(doc: dict) -> str:
+    # result files written before 2026-12-05 (second session) have no in-box ceiling
+    ceiling = all("median_in_box_ceiling" in p for p in doc["pooled_2d"].values())
     lines = ["# Box-prompted accuracy on held-out structures (lite model vs GrabCut)", "",
              f"Model `{doc['model']}` (mask threshold {doc.get('mask_threshold', 0.0):g}, "
              f"prompt coordinates `{doc.get('coords', 'indices')}`), "
@@ -413,24 +433,31 @@ def _markdown(doc: dict) -> str:
                  "on). ") +
              "3D: one jittered key-slice box (largest slice) + propagation "
              f"(`medseg.engine.propagate`, {_prop_text(doc['protocol']['propagation'])}) vs "
-             "slice-by-slice GrabCut.", "",
+             "slice-by-slice GrabCut." + (
+                 " In-box ceiling: median over the slices of the Dice of the ground truth cut "
+                 "to the jittered box, the best a segmenter that marks nothing outside the "
+                 "box can reach (no model involved)." if ceiling else ""), "",
              "| structure | slices | 2D median Dice lite | GrabCut | lite better | "
+             + ("in-box ceiling | " if ceiling else "") +
              "3D Dice lite | 3D GrabCut | s / 100 segmented slices lite |",
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|" + ("---|" if ceiling else "")]
     for name, r in doc["structures"].items():
         d = r["3d"]
         lines.append(f"| {name} | {r['n_slices']} | {r['median_dice_lite']:.3f} | "
                      f"{r['median_dice_grabcut']:.3f} | {r['slices_lite_better']}/"
-                     f"{r['n_slices']} | {d['dice_lite']:.3f} | {d['dice_grabcut']:.3f} | "
+                     f"{r['n_slices']} | " + _ceiling_cell(r, ceiling) +
+                     f"{d['dice_lite']:.3f} | {d['dice_grabcut']:.3f} | "
                      f"{d['s_per_100_slices_lite']:.2f} |")
     lines += ["", "| pooled | slices | 2D median Dice lite | GrabCut | lite better | "
-              "3D median Dice lite | 3D GrabCut |", "|---|---|---|---|---|---|---|"]
+              + ("in-box ceiling | " if ceiling else "") +
+              "3D median Dice lite | 3D GrabCut |",
+              "|---|---|---|---|---|---|---|" + ("---|" if ceiling else "")]
     for g, p in doc["pooled_2d"].items():
         v = doc["volumetric"][g]
         lines.append(f"| {g}s | {p['n_slices']} | {p['median_dice_lite']:.3f} | "
                      f"{p['median_dice_grabcut']:.3f} | {p['slices_lite_better']}/"
-                     f"{p['n_slices']} | {v['median_dice_lite']:.3f} | "
-                     f"{v['median_dice_grabcut']:.3f} |")
+                     f"{p['n_slices']} | " + _ceiling_cell(p, ceiling) +
+                     f"{v['median_dice_lite']:.3f} | {v['median_dice_grabcut']:.3f} |")
     lat = doc["latency"]
     if doc.get("structure_set", "test") == "test":
         lines += ["", "Median volumetric Dice (lite) over issue 7's 3D structures (tumours + "
@@ -457,6 +484,8 @@ def _markdown(doc: dict) -> str:
     if "score" in doc and doc.get("structure_set") == "validation":
         lines += [f"Selection score (mean over the groups of (2D pooled median + 3D median of "
                   f"the draw means) / 2): **{doc['score']:.4f}**", ""]
+    if "runtime_patch" in doc:  # a candidate run through a throwaway runner (see bench/notes)
+        lines += [f"Runtime patch (not in medseg): {doc['runtime_patch']}", ""]
     if not doc["brats_present"]:
         lines.append("BRATS test cases absent (../shared/data): tumour rows exclude them.")
     return "\n".join(lines) + "\n"
