@@ -163,8 +163,10 @@ def prompt_panel(settings: AppSettings, active: int | None, index: int, plane: s
         return
     ps = st_["session"]
     spec = ps.model.spec
-    st.caption(f"Model {spec.name} ({spec.version}). Tools **Box** (drag on the {plane} view), "
-               "**Point +/-** (click). The proposal is outlined in yellow; accept it to edit.")
+    st.caption(f"Model {spec.name} ({spec.version}). Tools **Box** (drag on the {plane} view, "
+               "tight around the structure: the model fills a loose box and stops at a box "
+               "that cuts in), **Point +/-** (click). The proposal is outlined in yellow; "
+               "accept it to edit.")
     if st_["last"] is not None:
         k, score, seconds = st_["last"]
         st.markdown(f"Slice {k}: mask in **{seconds * 1000:.0f} ms**, predicted IoU {score:.2f}")

@@ -57,7 +57,8 @@ def prompt(
     out: Annotated[Path, typer.Option("--out", "-o", help="Mask file to write (label map).")],
     box: Annotated[list[str] | None, typer.Option(
         "--box", help="Z,X0,Y0,X1,Y1: a box on slice Z, inclusive voxel indices (convention "
-                      "above); repeat for several key slices.")] = None,
+                      "above), tight around the structure (docs/prompting.md, 'Drawing a "
+                      "box'); repeat for several key slices.")] = None,
     points: Annotated[list[str] | None, typer.Option(
         "--points", help="Z,X,Y,+|-;... clicks: + inside, - outside (repeatable).")] = None,
     axis: Annotated[int, typer.Option(help="Array axis the slices are cut along (0, 1, 2).")
