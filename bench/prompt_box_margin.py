@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import prompt_accuracy as pa
 
 from medseg.engine.prompt import PromptSession
+from medseg.io.atomic import write_text_atomic
 
 GROWS = (-2, -1, 0, 1, 2, 4, 8)
 STEM = "prompt_box_margin_val"
@@ -61,9 +62,9 @@ def main() -> None:
                           "median_dice": [float(x) for x in np.median(np.array(rows), axis=0)]}
                       for g, rows in dice.items()}}
     pa.OUT.mkdir(parents=True, exist_ok=True)
-    (pa.OUT / f"{STEM}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    write_text_atomic(pa.OUT / f"{STEM}.json", json.dumps(doc, indent=1) + "\n")
     md = markdown(doc)
-    (pa.OUT / f"{STEM}.md").write_text(md)
+    write_text_atomic(pa.OUT / f"{STEM}.md", md)
     print(md)
 
 

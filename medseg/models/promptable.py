@@ -41,7 +41,7 @@ import json
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -308,9 +308,9 @@ def _load_lite(weights: Path, device: str | torch.device | None) -> PromptModel:
         spec_d["window"] = tuple(spec_d["window"]) if spec_d.get("window") else None
         builder = str(doc["builder"])
         spec_d.setdefault("coords", "indices")  # files written before the key existed
-        if spec_d["coords"] not in ("edges", "indices"):
-            raise ValueError(f"spec.coords is {spec_d['coords']!r}, expected 'edges' or "
-                             "'indices'")
+        if spec_d["coords"] not in get_args(Coords):
+            raise ValueError(f"spec.coords is {spec_d['coords']!r}, expected one of "
+                             f"{', '.join(map(repr, get_args(Coords)))}")
         spec = PromptModelSpec(**spec_d)
         arch = dict(doc.get("arch", {}))
     except (ValueError, KeyError, TypeError) as exc:
