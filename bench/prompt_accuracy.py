@@ -34,6 +34,7 @@ import torch
 from medseg import io as mio
 from medseg.engine.prompt import PromptSession
 from medseg.engine.propagate import PropagationConfig, Propagator
+from medseg.io.atomic import write_text_atomic
 from medseg.volume import Volume
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -395,8 +396,8 @@ def main() -> None:
     if args.out_stem:
         stem = args.out_stem
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (OUT / f"{stem}.md").write_text(_markdown(doc))
+    write_text_atomic(OUT / f"{stem}.json", json.dumps(doc, indent=1) + "\n")
+    write_text_atomic(OUT / f"{stem}.md", _markdown(doc))
     print(_markdown(doc))
 
 
