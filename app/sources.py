@@ -7,16 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.settings import SAMPLES_DIR
-from medseg.errors import MedsegError
+from medseg.errors import PathOutsideRootsError, UploadTooLargeError
 from medseg.io.atomic import write_bytes_atomic
+from medseg.io.roots import resolve_inside
 
-
-class PathOutsideRootsError(MedsegError):
-    """A server path outside the configured data roots was requested."""
-
-
-class UploadTooLargeError(MedsegError):
-    """An upload exceeds the configured size limit."""
+__all__ = ["PathOutsideRootsError", "UploadTooLargeError"]
 
 
 @dataclass(frozen=True)
@@ -68,15 +63,7 @@ def save_upload(name: str, data: bytes, folder: Path, max_mb: int) -> Path:
 
 def resolve_in_roots(path: str | Path, roots: tuple[Path, ...]) -> Path:
     """Resolve ``path`` (symlinks too) and refuse it unless it lies inside one of ``roots``."""
-    p = Path(path).expanduser()
-    resolved = p.resolve() if p.is_absolute() else (roots[0] / p).resolve()
-    for root in roots:
-        if resolved == root or root in resolved.parents:
-            return resolved
-    raise PathOutsideRootsError(
-        f"{path}: outside the data folders this app may read ({', '.join(map(str, roots))}). "
-        "Ask the administrator to add its folder to MEDSEG_DATA_ROOTS."
-    )
+    return resolve_inside(path, roots)
 
 
 def list_entries(folder: str | Path, roots: tuple[Path, ...]) -> list[Path]:

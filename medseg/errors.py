@@ -137,3 +137,21 @@ class EmptyBoxError(PromptError):
 
 class NoVolumeSetError(PromptError):
     """A prompt session was asked for a prediction before ``set_volume``."""
+
+
+class PathOutsideRootsError(MedsegError):
+    """A path, or a file it makes medseg read (a detached data file, a symlink target), lies
+    outside the folders a caller allowed (the app's data roots or an upload's own folder)."""
+
+
+class UploadTooLargeError(MedsegError):
+    """An upload or archive exceeds a configured size or compression-ratio limit."""
+
+
+class OutputError(MedsegError):
+    """An output cannot be written: read-only folder, full disk, a parent that is a file, a
+    name too long... The message names the path and what to do."""
+
+
+class LabelNameError(MedsegError):
+    """A label name that an output format cannot hold (too long, control characters)."""
