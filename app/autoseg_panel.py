@@ -14,6 +14,7 @@ from app import session
 from app.annotation import Annotation
 from app.settings import AppSettings
 from app.sources import resolve_in_roots
+from app.uploads import stored_upload
 from medseg.errors import MedsegError
 from medseg.models import bundle as bundle_mod
 from medseg.volume import Volume
@@ -40,7 +41,11 @@ def _segmenter(path: str, mtime: float) -> object:
 def model_info(seg: object, path: Path) -> dict[str, object]:
     """Name, version and content hash of a bundle, for the audit log and the state."""
     meta = seg.meta  # type: ignore[attr-defined]
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    sha = hashlib.sha256()
+    with open(path, "rb") as fh:  # in chunks: a bundle can be large
+        while chunk := fh.read(1 << 20):
+            sha.update(chunk)
+    digest = sha.hexdigest()[:16]
     return {"name": path.stem, "file": str(path), "sha256_16": digest,
             "medseg_version": meta.medseg_version, "config_hash": meta.config_hash,
             "labels": {str(k): v for k, v in meta.labels.items()}}
@@ -80,17 +85,11 @@ def _choose_bundle(settings: AppSettings) -> Path | None:
         return resolve_in_roots(text, settings.data_roots) if text else None
     if pick == "Upload a bundle":
         up = st.file_uploader("Model bundle (.safetensors)", type=["safetensors"],
-                              key="bundle_upload")
+                              key="bundle_upload", max_upload_size=settings.max_upload_mb)
         if up is None:
             return None
-        data = up.getvalue()
-        digest = hashlib.sha256(data).hexdigest()[:16]
-        path = settings.workspace / "models" / f"{digest}.safetensors"
-        if not path.is_file():
-            from medseg.io.atomic import write_bytes_atomic
-
-            write_bytes_atomic(path, data)
-        return path
+        return stored_upload(up, settings.workspace / "models", settings.max_upload_mb,
+                             slot="bundle").path
     return Path(pick)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medseg import io
+from app.reading import read_volume
 from medseg.volume import Volume
 
 
@@ -51,8 +51,9 @@ class Case:
 
 
 def open_case(name: str, image_path: Path, labels_path: Path | None = None,
-              series: str | int | None = None) -> Case:
-    """Read an image (and labels on its grid) into a :class:`Case`."""
-    image = io.read(image_path, series=series, label=False)
-    labels = io.read(labels_path, label=True) if labels_path is not None else None
+              series: str | int | None = None, *, roots: tuple[Path, ...]) -> Case:
+    """Read an image (and labels on its grid) into a :class:`Case`, reading only inside
+    ``roots`` (see :mod:`app.reading`)."""
+    image = read_volume(image_path, roots, series=series, label=False)
+    labels = read_volume(labels_path, roots, label=True) if labels_path is not None else None
     return Case(name, image, labels)

@@ -8,7 +8,6 @@ image grid (``cases/<key>/report/annotation.nii.gz`` and ``reference.nii.gz``) a
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,9 @@ import streamlit as st
 from app import session
 from app.annotation import Annotation
 from app.case import Case
+from app.reading import read_volume
 from app.settings import AppSettings
-from app.sources import safe_name
+from app.uploads import safe_name, stored_upload
 from medseg import io
 from medseg.errors import MedsegError
 from medseg.io.atomic import write_bytes_atomic
@@ -92,20 +92,25 @@ def build_report(case: Case, ann: Annotation, ref: Volume, out: Path, only_match
 
 
 def _reference(settings: AppSettings, case: Case) -> Volume | None:
+    """The reference mask: the one shipped with the case, or an upload (bounded, streamed to
+    ``references/<sha256[:16]>/`` and read only from that folder)."""
     options = (["Shipped with the case"] if case.labels is not None else []) + ["Upload"]
     pick = st.radio("Reference mask", options, horizontal=True, key="ref_pick")
     if pick != "Upload":
         return case.labels
     up = st.file_uploader("Reference label map (NIfTI, NRRD, MHA; on the image's grid)",
-                          type=["nii", "gz", "nrrd", "mha"], key="ref_upload")
+                          type=["nii", "gz", "nrrd", "mha"], key="ref_upload",
+                          max_upload_size=settings.max_upload_mb)
     if up is None:
         return None
-    data = up.getvalue()
-    path = settings.workspace / "references" / hashlib.sha256(data).hexdigest()[:16] \
-        / safe_name(up.name)
-    if not path.is_file():
-        write_bytes_atomic(path, data)
-    return io.read(path, label=True).conform_to(case.image)
+    stored = stored_upload(up, settings.workspace / "references", settings.max_upload_mb,
+                           slot="reference")
+    cached = st.session_state.get("ref_volume")
+    if cached is None or cached[0] != (stored.digest, id(case)):
+        ref = read_volume(stored.path, (stored.path.parent,), label=True).conform_to(case.image)
+        cached = ((stored.digest, id(case)), ref)
+        st.session_state["ref_volume"] = cached
+    return cached[1]
 
 
 def compare_panel(settings: AppSettings) -> None:

@@ -19,10 +19,12 @@ import numpy as np
 import streamlit as st
 
 from app import session
+from app.reading import read_volume
 from app.settings import AppSettings
 from app.sources import resolve_in_roots
 from app.workspace import CaseSource, Workspace, WorkspaceError, server_source
 from medseg import io
+from medseg.errors import MedsegError
 from medseg.io.atomic import write_text_atomic
 
 IMAGE_EXT = (".nii.gz", ".nii", ".nrrd", ".mha")
@@ -62,8 +64,11 @@ def next_case(cases: list[DatasetCase], current: str | None) -> DatasetCase | No
 
 
 def export_decathlon(cases: list[DatasetCase], ws: Workspace, out: Path, name: str,
-                     include_in_progress: bool = False) -> Path:
+                     include_in_progress: bool = False, *, roots: tuple[Path, ...]) -> Path:
     """Write the annotated cases as a Decathlon dataset; returns ``dataset.json``'s path.
+
+    Images are read only inside ``roots`` (the data roots), saved labels only inside their
+    workspace case folder.
 
     Label values are renumbered 1..N consistently across cases by label name (first seen
     first), as ``medseg train`` requires.
@@ -83,9 +88,10 @@ def export_decathlon(cases: list[DatasetCase], ws: Workspace, out: Path, name: s
     training, modality = [], None
     for c in chosen:
         cid = c.source.key
-        image = io.read(c.path, series=c.source.series, label=False)
+        image = read_volume(c.path, roots, series=c.source.series, label=False)
         modality = modality or image.modality
-        saved = io.read(ws.labels_path(cid), label=True).conform_to(image)
+        saved = read_volume(ws.labels_path(cid), (ws.case_dir(cid),),
+                            label=True).conform_to(image)
         arr = np.zeros(image.shape, dtype=np.uint8 if len(names) < 256 else np.uint16)
         for d in states[cid].get("labels", []):
             arr[np.asarray(saved.array) == d["value"]] = value_of[d["name"]]
@@ -107,7 +113,7 @@ def dataset_panel(settings: AppSettings) -> None:
                            value=str(settings.data_roots[0]), key="dataset_folder")
     try:
         cases = list_cases(folder, settings.data_roots, ws)
-    except Exception as exc:  # MedsegError from the roots check
+    except MedsegError as exc:  # the roots check
         st.error(str(exc))
         return
     if not cases:
@@ -135,8 +141,8 @@ def dataset_panel(settings: AppSettings) -> None:
         safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in name) or "dataset"
         try:
             path = export_decathlon(cases, ws, settings.workspace / "datasets" / safe, safe,
-                                    partial)
-        except Exception as exc:  # MedsegError
+                                    partial, roots=settings.data_roots)
+        except MedsegError as exc:
             st.error(str(exc))
             return
         ws.audit(session.annotator(), "export dataset", None, path=str(path))

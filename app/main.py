@@ -1,6 +1,8 @@
 """medseg app: open, view, annotate, auto-segment, compare, export.
 
-Start with ``streamlit run app/main.py`` (``make app``); see docs/app.md.
+Start with ``streamlit run app/main.py`` (``make app``); see docs/app.md. Every part of the
+page runs inside :func:`app.guard.guarded`: a :class:`MedsegError` is shown where it happened,
+anything else as a short generic message (traceback in ``<workspace>/app-errors.log``).
 """
 
 from __future__ import annotations
@@ -13,14 +15,17 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app import labels_panel, session, viewer
+from app.conflict_panel import conflict_banner, conflict_copies
+from app.guard import guarded, message_for
 from app.open_panel import open_panel
 from app.panels import PANELS, prompt_tools, run_panel
-from app.settings import load_settings
+from app.settings import AppSettings, load_settings
+from app.uploads import apply_server_limit
 from app.workspace import default_annotator
 from medseg.errors import MedsegError
 
 st.set_page_config(page_title="medseg", layout="wide")
-SETTINGS = load_settings()
+SETTINGS: AppSettings
 
 
 def _sidebar() -> None:
@@ -51,8 +56,8 @@ def _on_click(click: viewer.Click) -> None:
 
             handle_click(SETTINGS, tool, click, active)
             st.session_state["panel"] = "Prompt"
-    except MedsegError as exc:
-        st.session_state["click_error"] = str(exc)
+    except Exception as exc:  # a callback: shown on the run that follows
+        st.session_state["click_error"] = message_for(SETTINGS.workspace, "the click", exc)
 
 
 def _annotate() -> None:
@@ -69,6 +74,8 @@ def _annotate() -> None:
     warn = st.session_state.pop("click_error", None)
     if warn:
         st.warning(warn)
+    conflict_banner(SETTINGS)
+    conflict_copies(SETTINGS)
     left, right = st.columns([1, 4])
     with left:
         active = labels_panel.label_table(SETTINGS, ann)
@@ -101,7 +108,8 @@ def _annotate() -> None:
         st.rerun()
     st.divider()
     panel = st.radio("Panel", PANELS, horizontal=True, key="panel")
-    run_panel(panel, SETTINGS, active, index, edit_plane)
+    guarded(SETTINGS.workspace, f"the {panel} panel",
+            lambda: run_panel(panel, SETTINGS, active, index, edit_plane))
 
 
 def _open_start_sample() -> None:
@@ -122,10 +130,10 @@ def _open_start_sample() -> None:
     session.open_source(sample_source(sample.name, sample.labels), SETTINGS)
 
 
-def main() -> None:
+def _page() -> None:
     error = session.restore_from_url(SETTINGS)
     _open_start_sample()
-    _sidebar()
+    guarded(SETTINGS.workspace, "the sidebar", _sidebar, target=st.sidebar)
     error = error or st.session_state.pop("flash_error", None)
     if error:
         st.error(error)
@@ -135,12 +143,20 @@ def main() -> None:
         with st.expander("Dataset mode", expanded=False):
             from app.dataset import dataset_panel
 
-            dataset_panel(SETTINGS)
+            guarded(SETTINGS.workspace, "dataset mode", lambda: dataset_panel(SETTINGS))
         return
+    _annotate()
+
+
+def main() -> None:
+    global SETTINGS
     try:
-        _annotate()
-    except MedsegError as exc:
+        SETTINGS = load_settings()
+    except MedsegError as exc:  # the operator's settings: nothing else can run
         st.error(str(exc))
+        return
+    apply_server_limit(SETTINGS.max_upload_mb)
+    guarded(SETTINGS.workspace, "the page", _page)
 
 
 main()

@@ -1,25 +1,47 @@
-"""Session state of the app: the open case, its annotation, autosave and audit.
+"""Session state of the app: the open case, its annotation, versioned autosave and audit.
 
 Streamlit keeps ``st.session_state`` per browser tab and loses it on a refresh; the case key
 is therefore also put in the URL (``?case=<key>``) and the annotator's name in ``?who=``, and
 :func:`restore_from_url` reopens the case from the workspace when a new session starts. The
 undo/redo history is kept by the server process per case (it survives a refresh, not a
 restart).
+
+Each session remembers the case revision it loaded (``st.session_state["revision"]``) and
+saves with it as a compare-and-swap (:meth:`app.workspace.Workspace.save`). When someone else
+saved the case in between, the save is refused, the session's edits go to a conflict copy
+(:mod:`app.conflicts`) and ``st.session_state["conflict"]`` makes the page say so and offer
+:func:`reload_case`; until then further changes update that copy, never the case.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
+from app import conflicts
 from app.annotation import Annotation
 from app.case import Case, open_case
-from app.settings import AppSettings
+from app.settings import SAMPLES_DIR, AppSettings
 from app.sources import SAMPLES, resolve_in_roots
-from app.workspace import CaseSource, Workspace, WorkspaceError, default_annotator
+from app.workspace import (
+    CaseSource,
+    SaveConflictError,
+    Workspace,
+    WorkspaceError,
+    default_annotator,
+)
+from medseg.errors import MedsegError
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """This session's refused save: who saved the case instead, and where its edits went."""
+
+    error: SaveConflictError
+    folder: Path
 
 
 def workspace(settings: AppSettings) -> Workspace:
@@ -37,33 +59,44 @@ def _histories() -> dict[str, tuple[list[Any], list[Any], int]]:
     return {}
 
 
+def upload_root(path: Path, settings: AppSettings) -> Path:
+    """The upload folder (``uploads/<sha256[:16]>``) holding ``path``: the only folder an
+    uploaded case may read from. Refuses a path outside the workspace's uploads."""
+    uploads = (settings.workspace / "uploads").resolve()
+    resolved = path.resolve()
+    if uploads not in resolved.parents:
+        raise WorkspaceError(f"{path}: uploads are reopened only from {uploads}.")
+    return uploads / resolved.relative_to(uploads).parts[0]
+
+
 def case_from_source(source: CaseSource, settings: AppSettings) -> Case:
-    """Read the case a :class:`CaseSource` names (re-checking it is still allowed)."""
+    """Read the case a :class:`CaseSource` names, re-checking where it may read from: a
+    sample inside ``data_samples`` (its reference from the shipped list, never from the
+    state), a server path inside the data roots, an upload inside its own upload folder."""
     if source.kind == "sample":
         for s in SAMPLES:
             if s.name == source.ref:
-                return open_case(s.name, s.image, s.labels)
+                return open_case(s.name, s.image, s.labels, roots=(SAMPLES_DIR.resolve(),))
         raise WorkspaceError(f"Bundled sample {source.ref!r} is not shipped with this version.")
     if source.kind == "server":
-        path = resolve_in_roots(source.ref, settings.data_roots)
+        roots = settings.data_roots
+        path = resolve_in_roots(source.ref, roots)
     elif source.kind == "upload":
-        path = Path(source.ref).resolve()
-        uploads = (settings.workspace / "uploads").resolve()
-        if uploads not in path.parents:
-            raise WorkspaceError(f"{path}: uploads are reopened only from {uploads}.")
+        path = Path(source.ref)
+        roots = (upload_root(path, settings),)
     else:
         raise WorkspaceError(f"Unknown case source kind {source.kind!r}.")
     if not path.exists():
         raise WorkspaceError(f"{path}: the case's file is gone; upload or open it again.")
-    ref = Path(source.reference) if source.reference else None
-    return open_case(source.name, path, ref, series=source.series)
+    return open_case(source.name, path, None, series=source.series, roots=roots)
 
 
 def open_source(source: CaseSource, settings: AppSettings, case: Case | None = None) -> None:
-    """Open ``source`` (reading it unless ``case`` is given) and restore its annotation."""
+    """Open ``source`` (reading it unless ``case`` is given) and restore its saved annotation,
+    its revision and, when it still matches, the process's undo history of the case."""
     case = case or case_from_source(source, settings)
     ws = workspace(settings)
-    ann = ws.restore(source.key, case)
+    ann, revision = ws.restore(source.key, case)
     restored = ann is not None
     history = _histories().get(f"{ws.root}|{source.key}")
     if ann is not None and history is not None and history[2] == ann.edits:
@@ -71,12 +104,30 @@ def open_source(source: CaseSource, settings: AppSettings, case: Case | None = N
     st.session_state["case"] = case
     st.session_state["case_source"] = source
     st.session_state["ann"] = ann or Annotation.empty(case.image_lps.shape)
+    st.session_state["revision"] = revision
     st.session_state["cursor"] = tuple(s // 2 for s in case.image_lps.shape)
-    for key in ("slider_axial", "slider_coronal", "slider_sagittal", "prompt", "propagation"):
+    for key in ("slider_axial", "slider_coronal", "slider_sagittal", "prompt", "propagation",
+                "conflict"):
         st.session_state.pop(key, None)
     st.query_params["case"] = source.key
     ws.audit(annotator(), "open case", source.key, source=asdict(source), restored=restored,
-             labels=[lab.as_dict() for lab in st.session_state["ann"].labels])
+             revision=revision, labels=[lab.as_dict() for lab in st.session_state["ann"].labels])
+
+
+def reload_case(settings: AppSettings) -> Conflict | None:
+    """Drop this session's annotation for the case as saved now (after a conflict).
+
+    The local undo/redo history is dropped with it (its steps were made on the stale label
+    map); the case's saved history is taken when it matches the saved state. The stale
+    edits stay in the conflict copy, which the page offers to merge. Returns the conflict
+    that was cleared (None when there was none)."""
+    case, source, _ = current()
+    conflict = st.session_state.get("conflict")
+    open_source(source, settings, case=case)
+    workspace(settings).audit(annotator(), "reload case", source.key,
+                              revision=st.session_state["revision"],
+                              conflict_copy=str(conflict.folder) if conflict else None)
+    return conflict
 
 
 def restore_from_url(settings: AppSettings) -> str | None:
@@ -91,9 +142,9 @@ def restore_from_url(settings: AppSettings) -> str | None:
         if state is None:
             return None
         open_source(CaseSource(**state["source"]), settings)
-    except (WorkspaceError, TypeError, KeyError) as exc:
-        return f"Could not restore case {key}: {exc}"
-    except Exception as exc:  # a MedsegError from reading the source
+    except (TypeError, KeyError) as exc:
+        return f"Could not restore case {key}: its state.json names no valid source ({exc!r})."
+    except MedsegError as exc:
         return f"Could not restore case {key}: {exc}"
     return None
 
@@ -104,10 +155,33 @@ def current() -> tuple[Case, CaseSource, Annotation]:
 
 def commit(settings: AppSettings, action: str, status: str | None = None,
            extra: dict[str, Any] | None = None, **details: Any) -> None:
-    """Autosave the annotation (atomically) and append ``action`` to the audit log."""
+    """Autosave the annotation (compare-and-swap on the session's revision) and append
+    ``action`` to the audit log. A stale save does not raise: the edits go to the session's
+    conflict copy, ``st.session_state["conflict"]`` is set and the page shows it."""
     case, source, ann = current()
     ws = workspace(settings)
-    ws.save(source, case, ann, annotator=annotator(), status=status, extra=extra)
-    _histories()[f"{ws.root}|{source.key}"] = (list(ann.undo_stack), list(ann.redo_stack),
-                                                ann.edits)
-    ws.audit(annotator(), action, source.key, undo_depth=len(ann.undo_stack), **details)
+    who = annotator()
+    conflict: Conflict | None = st.session_state.get("conflict")
+    if conflict is None:
+        try:
+            revision = ws.save(source, case, ann, annotator=who, status=status, extra=extra,
+                               expected_revision=int(st.session_state.get("revision", 0)))
+        except SaveConflictError as exc:
+            folder = conflicts.write_copy(ws, source, case, ann, annotator=who, conflict=exc)
+            conflict = Conflict(exc, folder)
+            st.session_state["conflict"] = conflict
+        else:
+            st.session_state["revision"] = revision
+            _histories()[f"{ws.root}|{source.key}"] = (list(ann.undo_stack),
+                                                        list(ann.redo_stack), ann.edits)
+            ws.audit(who, action, source.key, undo_depth=len(ann.undo_stack),
+                     revision=revision, **details)
+            return
+    else:
+        conflicts.write_copy(ws, source, case, ann, annotator=who, conflict=conflict.error,
+                             folder=conflict.folder)
+    ws.audit(who, action, source.key, undo_depth=len(ann.undo_stack),
+             refused_stale_save={"base_revision": conflict.error.base,
+                                 "saved_revision": conflict.error.current,
+                                 "saved_by": conflict.error.saved_by},
+             kept_in=str(conflict.folder), **details)

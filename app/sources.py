@@ -1,17 +1,37 @@
-"""Where the app gets images: bundled samples, uploads, and server paths inside data roots."""
+"""Where the app gets images: bundled samples, uploads, and server paths inside data roots.
+
+An upload is opened from its own workspace folder (``uploads/<sha256[:16]>/``, see
+:mod:`app.uploads`) and may read nothing outside it. What an upload can be:
+
+* one self-contained image file: NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``), MetaImage
+  (``.mha``), a DICOM file (``.dcm``); a ``.mha``/``.nrrd`` whose header names a detached data
+  file is read only if that file lies in the upload's folder, which it cannot for a single
+  upload, so it is refused by :mod:`medseg.io`;
+* a lone detached header (``.mhd``, ``.nhdr``, ``.hdr``): refused at once, with the advice to
+  upload header and data file together as a zip;
+* a zip: a DICOM folder (read from the zip as before), or, when it holds an image file or a
+  detached header, extracted (:func:`medseg.io.archive.extract_zip`: streamed, capped,
+  all-or-nothing) into ``uploads/<sha256[:16]>/extracted/`` and that image opened.
+"""
 
 from __future__ import annotations
 
-import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from app.settings import SAMPLES_DIR
-from medseg.errors import PathOutsideRootsError, UploadTooLargeError
-from medseg.io.atomic import write_bytes_atomic
+from app.uploads import StoredUpload, safe_name
+from medseg.errors import (
+    CorruptFileError,
+    PathOutsideRootsError,
+    UnsupportedFormatError,
+    UploadTooLargeError,
+)
+from medseg.io.dicom_zip import DEFAULT_MAX_ZIP_BYTES, is_junk_member
 from medseg.io.roots import resolve_inside
 
-__all__ = ["PathOutsideRootsError", "UploadTooLargeError"]
+__all__ = ["PathOutsideRootsError", "UploadTooLargeError", "safe_name"]
 
 
 @dataclass(frozen=True)
@@ -38,27 +58,54 @@ SAMPLES: tuple[SampleCase, ...] = (
                SAMPLES_DIR / "dcmqi/liver_seg.nrrd", "512x512x3 DICOM, liver label"),
 )
 
-UPLOAD_TYPES = ("nii", "gz", "nrrd", "mha", "zip", "dcm")
+#: Extensions the upload widget accepts (lone detached headers are accepted to explain them).
+UPLOAD_TYPES = ("nii", "gz", "nrrd", "mha", "zip", "dcm", "mhd", "nhdr", "hdr")
+#: Headers whose voxels live in a separate data file.
+DETACHED_HEADERS = (".mhd", ".nhdr", ".hdr")
+#: Files inside an uploaded zip that make it an image (not a DICOM folder) to open.
+ZIP_IMAGES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".hdr")
+#: Cap on what an uploaded zip may expand to (as for DICOM zips read by medseg.io).
+MAX_ZIP_BYTES = DEFAULT_MAX_ZIP_BYTES
 
 
-def safe_name(name: str) -> str:
-    """A file name without folders or odd characters (keeps the extension)."""
-    base = Path(name.replace("\\", "/")).name
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", base).lstrip(".")
-    return cleaned or "upload"
+def _is_image_name(name: str, exts: tuple[str, ...]) -> bool:
+    return name.lower().endswith(exts)
 
 
-def save_upload(name: str, data: bytes, folder: Path, max_mb: int) -> Path:
-    """Store an uploaded file in ``folder`` (atomically) and return its path."""
-    size_mb = len(data) / 2**20
-    if size_mb > max_mb:
-        raise UploadTooLargeError(
-            f"{name}: {size_mb:.0f} MB is over the upload limit of {max_mb} MB. Put the file in "
-            "a server data folder and open it from there, or raise MEDSEG_MAX_UPLOAD_MB."
-        )
-    path = folder / safe_name(name)
-    write_bytes_atomic(path, data)
-    return path
+def zip_images(path: Path) -> list[str]:
+    """The image files (members named like :data:`ZIP_IMAGES`) of a zip, from its central
+    directory only (nothing is decompressed); empty for a zip of DICOM files."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = [i.filename for i in zf.infolist()
+                     if not i.is_dir() and not is_junk_member(i.filename)]
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise CorruptFileError(f"{path.name}: not a readable zip archive ({exc}); zip the "
+                               "folder again and upload it.") from exc
+    return sorted(n for n in names if _is_image_name(n, ZIP_IMAGES))
+
+
+def upload_images(stored: StoredUpload) -> list[Path]:
+    """What to open for a stored upload: the file itself, or the image files extracted from
+    an image zip (several when the zip holds several). Refuses a lone detached header."""
+    path = stored.path
+    if _is_image_name(path.name, DETACHED_HEADERS):
+        raise UnsupportedFormatError(
+            f"{path.name}: a detached header keeps its voxels in a separate data file, which "
+            "was not uploaded with it. Upload the header and its data file together as one "
+            f"zip (e.g. {Path(path.name).stem}.zip holding both).")
+    if not zipfile.is_zipfile(path) or not zip_images(path):
+        return [path]  # an image file or a zip of DICOM files: medseg.io reads it directly
+    dest = path.parent / "extracted"
+    if not dest.is_dir():  # extract_zip is all-or-nothing, so an existing folder is complete
+        from medseg.io.archive import extract_zip
+
+        extract_zip(path, dest, max_bytes=MAX_ZIP_BYTES)
+    found = sorted(p for p in dest.rglob("*") if p.is_file() and
+                   _is_image_name(p.name, ZIP_IMAGES) and not p.name.startswith("."))
+    if not found:
+        raise UnsupportedFormatError(f"{path.name}: the zip holds no image file medseg reads.")
+    return found
 
 
 def resolve_in_roots(path: str | Path, roots: tuple[Path, ...]) -> Path:

@@ -126,6 +126,16 @@ def _clickable(image: object, plane: str, index: int, shape: tuple[int, int], dr
                                 on_click=callback)
 
 
+def slice_slider(plane: str, n_slices: int, value: int) -> int:
+    """The slice index of ``plane`` (a slider; a caption when the axis has one voxel, e.g.
+    a 2D image read as one slice: a slider needs min < max)."""
+    if n_slices <= 1:
+        st.caption(f"{plane.capitalize()}: the image has a single slice along this axis")
+        return 0
+    return int(st.slider(plane.capitalize(), 0, n_slices - 1, min(max(value, 0), n_slices - 1),
+                         key=f"slider_{plane}"))
+
+
 def viewer(case: Case, ann: Annotation, window: tuple[float, float],
            overlay: Overlay, edit_plane: str, drag: bool, on_click: Callable[[Click], None],
            outline: np.ndarray | None = None) -> None:
@@ -143,8 +153,7 @@ def viewer(case: Case, ann: Annotation, window: tuple[float, float],
     for plane in [edit_plane, *others]:
         axis = render.plane_axis(plane)
         with main_col if plane == edit_plane else side_col:
-            cursor[axis] = st.slider(plane.capitalize(), 0, img.shape[axis] - 1,
-                                     int(cursor[axis]), key=f"slider_{plane}")
+            cursor[axis] = slice_slider(plane, img.shape[axis], int(cursor[axis]))
             width = EDIT_WIDTH if plane == edit_plane else SIDE_WIDTH
             pil, view = _draw(case, labels, plane, cursor[axis], window,
                               (colors, visible, opacity), width, outline)

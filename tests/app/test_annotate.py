@@ -87,8 +87,8 @@ def test_saved_labels_keep_the_exact_image_grid(tmp_path: Path) -> None:
     world = case.image_lps.index_to_world(lps)
     ijk = np.rint(image.world_to_index(world)).astype(int)
     assert (saved.array[tuple(ijk.T)] == v).all() and (saved.array == v).sum() == len(lps)
-    restored = ws.restore(src.key, case)
-    assert restored is not None and restored.names() == {v: "liver"}
+    restored, revision = ws.restore(src.key, case)
+    assert restored is not None and restored.names() == {v: "liver"} and revision == 1
     np.testing.assert_array_equal(restored.array, ann.array)
 
 

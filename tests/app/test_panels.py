@@ -179,7 +179,7 @@ def test_dataset_status_next_and_decathlon_export(tmp_path: Path) -> None:
     assert [c.status for c in cases] == ["to do"] * 3
     # case0: liver then tumour; case1: tumour only (value 1) -> renumbered by name
     for c, names in zip(cases[:2], (["liver", "tumour"], ["tumour"]), strict=True):
-        case = open_case(c.path.name, c.path)
+        case = open_case(c.path.name, c.path, roots=(tmp_path,))
         ann = Annotation.empty(case.image_lps.shape)
         for i, name in enumerate(names):
             v = ann.add_label(name).value
@@ -191,7 +191,8 @@ def test_dataset_status_next_and_decathlon_export(tmp_path: Path) -> None:
     assert [c.status for c in cases] == ["done", "in progress", "to do"]
     assert next_case(cases, cases[0].source.key) is cases[1]
     assert next_case(cases, cases[1].source.key) is cases[2]
-    ds_json = export_decathlon(cases, ws, tmp_path / "ds", "t", include_in_progress=True)
+    ds_json = export_decathlon(cases, ws, tmp_path / "ds", "t", include_in_progress=True,
+                               roots=(tmp_path,))
     data = json.loads(ds_json.read_text())
     assert data["labels"] == {"0": "background", "1": "liver", "2": "tumour"}
     ds = load_dataset(DataConfig(format="decathlon", root=ds_json))  # what `medseg train` reads

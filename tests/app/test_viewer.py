@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io as _io
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ from streamlit.testing.v1 import AppTest
 from app import render
 from app.case import Case, open_case
 from app.settings import load_settings
-from app.sources import PathOutsideRootsError, UploadTooLargeError, resolve_in_roots, save_upload
+from app.sources import PathOutsideRootsError, UploadTooLargeError, resolve_in_roots
+from app.uploads import store_upload
 from medseg import io
 from tests.conftest import ROOT, SAMPLES, make_volume
 
@@ -67,7 +69,7 @@ def test_case_readout_is_consistent_with_geometry() -> None:
 
 def test_case_accepts_flipped_label_map_exactly() -> None:
     case = open_case("ct", SAMPLES / "totalsegmentator/example_ct_dicom",
-                     SAMPLES / "totalsegmentator/example_seg_dicom.nii.gz")
+                     SAMPLES / "totalsegmentator/example_seg_dicom.nii.gz", roots=(SAMPLES,))
     raw = io.read(SAMPLES / "totalsegmentator/example_seg_dicom.nii.gz")
     assert case.labels is not None and case.labels.grid_differences(case.image) == []
     # the liver voxel count is unchanged by the exact re-indexing
@@ -91,10 +93,13 @@ def test_display_orientation_is_radiological() -> None:
 
 
 def test_uploads_are_size_limited_and_named_safely(tmp_path: Path) -> None:
-    p = save_upload("../../etc/passwd.nii.gz", b"x" * 10, tmp_path, max_mb=1)
-    assert p.parent == tmp_path and p.name == "passwd.nii.gz"
+    stored = store_upload(_io.BytesIO(b"x" * 10), "../../etc/passwd.nii.gz", 10, tmp_path,
+                          max_mb=1)
+    p = stored.path
+    assert p.parent.parent == tmp_path and p.name == "passwd.nii.gz"
     with pytest.raises(UploadTooLargeError, match="limit"):
-        save_upload("big.nii.gz", b"x" * (2 * 2**20), tmp_path, max_mb=1)
+        store_upload(_io.BytesIO(b"x" * (2 * 2**20)), "big.nii.gz", 2 * 2**20, tmp_path,
+                     max_mb=1)
 
 
 def test_roots_resolution_blocks_symlink_escape(tmp_path: Path) -> None:
