@@ -36,6 +36,16 @@ def _check_paths(pred: Path, ref: Path, image: Path | None) -> bool:
     return cohort
 
 
+def _print_cases(cases: list[dict[str, object]], out: Path) -> None:
+    """One line per case on stdout: the report folder written, or the failure."""
+    for c in cases:
+        if c["status"] == "ok":
+            typer.echo(f"{c['case_id']}: wrote {out / str(c['dir'])}/report."
+                       "{json,csv,html,pdf}")
+        else:
+            typer.echo(f"failed: {c['case_id']}: {c['error']} [{c['prediction']}]")
+
+
 @app.command()
 def evaluate(
     pred: Annotated[Path, typer.Option("--pred", help="Predicted label map, or a folder of them "
@@ -56,7 +66,11 @@ def evaluate(
         "an error.")] = None,
 ) -> None:
     """Dice, IoU, HD/HD95/ASSD/NSD and volumes per label, with JSON, CSV, HTML and PDF
-    reports (overlays at the worst boundary error and the largest error volume)."""
+    reports (overlays at the worst boundary error and the largest error volume).
+
+    --out is written all or nothing: it must be new, empty or an earlier medseg report of the
+    same kind (replaced as a whole). In a cohort, a case that fails is listed and the others
+    are evaluated; the command then exits with code 2."""
     if not math.isfinite(nsd_tolerance) or nsd_tolerance < 0:
         raise EvaluationInputError(
             f"--nsd-tolerance {nsd_tolerance}: give a distance >= 0 in mm, e.g. 2.")
@@ -66,6 +80,7 @@ def evaluate(
 
         cohort = evaluate_cohort(pred, ref, out, image_dir=image, labels=labels,
                                  nsd_tolerance_mm=nsd_tolerance, resample_to=target)
+        _print_cases(cohort.cases, out)
         ok = len(cohort.cases) - len(cohort.failed)
         typer.echo(f"{ok} of {len(cohort.cases)} cases evaluated; summary: {out / 'index.html'}")
         for kind, names in cohort.pairing.unpaired.items():
@@ -74,8 +89,10 @@ def evaluate(
         if cohort.failed:
             raise EvaluationInputError(
                 f"{len(cohort.failed)} of {len(cohort.cases)} cases failed ("
-                + "; ".join(f"{c['case_id']}: {c['error']}" for c in cohort.failed[:3])
-                + f"). The other reports were written; see {out / 'index.html'}.")
+                + "; ".join(f"{c['case_id']}: {c['error']} [{c['prediction']}]"
+                            for c in cohort.failed[:3])
+                + f"). The other cases' reports and the summary were written to {out}; see "
+                f"{out / 'index.html'}.")
         return
     from medseg.report.evaluate import evaluate_case, mean_dice
 

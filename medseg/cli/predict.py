@@ -10,7 +10,9 @@ from tqdm.auto import tqdm
 
 from medseg import io
 from medseg.cli import app
+from medseg.cli.batch import Batch
 from medseg.errors import InputNotFoundError, MedsegError
+from medseg.io.atomic import check_writable
 from medseg.volume import Volume
 
 _IMAGE_EXT = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -62,20 +64,23 @@ def discover_cases(inputs: list[Path]) -> list[tuple[str, Path]]:
     return cases
 
 
-def _write_dicom_seg(mask: Volume, image: Volume, target: Path, model: Path) -> None:
+def _write_dicom_seg(mask: Volume, image: Volume, target: Path, model: Path) -> bool:
     """DICOM-SEG of ``mask`` for a DICOM ``image``; other inputs and empty masks are skipped
-    with a message."""
+    with a message. True when the file was written."""
     from medseg.errors import EmptySegmentationError
 
     if "dicom" not in image.meta:
         typer.echo(f"{target.name}: input is not DICOM, no DICOM-SEG written")
-        return
+        return False
     from medseg.io.dicom_seg import Algorithm, write_dicom_seg
 
     try:
         write_dicom_seg(mask, image, target, algorithm=Algorithm(name=f"medseg {model.stem}"))
     except EmptySegmentationError:
         typer.echo(f"{target.name}: the mask is empty, no DICOM-SEG written")
+        return False
+    typer.echo(f"{target.name}: DICOM-SEG written")
+    return True
 
 
 def shard_cases(cases: list[tuple[str, Path]], rank: int | None = None,
@@ -116,6 +121,9 @@ def predict(
 ) -> None:
     """Segment every case with a model bundle; masks are written on each input's exact grid.
 
+    Several cases form a batch: a case that fails is reported on its own line and the others
+    go on; the command then exits with code 2, naming what failed and what was written.
+
     Under ``torchrun --nproc_per_node N -m medseg predict ...`` the cases are sharded across
     the N processes (round-robin by RANK).
     """
@@ -127,23 +135,31 @@ def predict(
     if invert not in ("probabilities", "labels"):
         raise MedsegError(f"--invert {invert}: use 'probabilities' or 'labels'.")
     cases = shard_cases(discover_cases(inputs))
+    check_writable(out)
     seg = Segmenter(model, device=device, overlap=overlap, sw_batch_size=sw_batch_size,
                     invert=invert)  # type: ignore[arg-type]
     post = PostProcess(largest_component=largest_component, fill_holes=fill_holes,
                        min_size=min_size)
+    batch = Batch("mask")
     for name, path in tqdm(cases, desc="predict", unit="case", disable=len(cases) < 2):
-        image = io.read(path, label=False)
-        image.meta.setdefault("path", str(path))
-        mask = seg.predict(image, tta=tta, postprocess=post)
-        assert not isinstance(mask, tuple)
-        target = out / f"{name}{ext}"
-        io.write(mask, target, reference=image)
-        if dicom_seg:
-            _write_dicom_seg(mask, image, out / f"{name}.seg.dcm", model)
-        st = seg.last_stats
-        typer.echo(f"{path} -> {target} ({sum(v for k, v in st.items() if k.endswith('_s')):.1f}"
-                   f" s, peak RSS {st['peak_rss_mb']:.0f} MB)")
-    typer.echo(f"wrote {len(cases)} mask(s) to {out}")
+        if batch.stopped:
+            batch.skip(str(path))
+            continue
+        with batch.case(str(path), alone=len(cases) == 1):
+            target = out / f"{name}{ext}"
+            image = io.read(path, label=False)
+            image.meta.setdefault("path", str(path))
+            mask = seg.predict(image, tta=tta, postprocess=post)
+            assert not isinstance(mask, tuple)
+            io.write(mask, target, reference=image)
+            batch.wrote(str(path), target)
+            st = seg.last_stats
+            secs = sum(v for k, v in st.items() if k.endswith("_s"))
+            typer.echo(f"{path} -> {target} ({secs:.1f} s, peak RSS {st['peak_rss_mb']:.0f} MB)")
+            if dicom_seg and _write_dicom_seg(mask, image, out / f"{name}.seg.dcm", model):
+                batch.wrote(str(path), out / f"{name}.seg.dcm")
+    typer.echo(f"wrote {len(batch.written)} mask(s) to {out}")
+    batch.finish(out)
 
 
 # `torchrun -m medseg predict ...` needs no process group: each rank takes every

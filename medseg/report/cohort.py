@@ -5,11 +5,18 @@ Output folder layout::
 
     OUT/index.html  OUT/cohort.json  OUT/cohort.csv  OUT/cases.csv  OUT/cohort.pdf
     OUT/cases/<case>/report.{json,csv,html,pdf}
+
+The whole folder is one output (:func:`medseg.io.atomic.atomic_dir`): it is built beside
+``OUT`` and swapped in when the summary is written. A case whose inputs fail is recorded as
+failed and the others go on; an output failure (full disk, read-only folder) ends the run with
+nothing written.
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as _dt
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -19,10 +26,22 @@ from typing import Any
 import numpy as np
 
 import medseg
-from medseg.errors import EvaluationInputError, InputNotFoundError, MedsegError
-from medseg.io.atomic import write_bytes_atomic, write_text_atomic
+from medseg.errors import EvaluationInputError, InputNotFoundError, MedsegError, OutputError
+from medseg.io.atomic import (
+    OutputSet,
+    atomic_dir,
+    check_target_folder,
+    write_bytes_atomic,
+    write_text_atomic,
+)
 from medseg.report.case import CaseReport, _json_safe, case_name
+from medseg.report.csv_cells import csv_text
 from medseg.report.evaluate import evaluate_case, mean_dice
+
+#: A cohort folder: an existing one is replaced as a whole, anything else is refused.
+COHORT_SET = OutputSet("cohort report", "cohort.json",
+                       ("index.html", "cohort.json", "cohort.csv", "cases.csv", "cohort.pdf",
+                        "cases"))
 
 #: metrics summarised across cases (fields of LabelMetrics)
 SUMMARY_METRICS = ("dice", "iou", "sensitivity", "precision", "hd", "hd95", "assd", "nsd",
@@ -138,19 +157,12 @@ class CohortReport:
         })
 
     def csv_text(self) -> str:
+        """``cohort.csv``: one row per label and metric (statistics with 6 significant digits,
+        text cells neutralised against spreadsheet formulas)."""
         cols = ["label", "name", "metric", "n", "n_inf", "n_nan", "mean", "std", "median",
                 "q1", "q3", "iqr"]
-        lines = [",".join(cols)]
-        for row in self.summary:
-            lines.append(",".join(_csv_cell(row[c]) for c in cols))
-        return "\n".join(lines) + "\n"
-
-
-def _csv_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    text = f"{value:.6g}" if isinstance(value, float) else str(value)
-    return f'"{text}"' if any(ch in text for ch in ',"\n') else text
+        return csv_text(cols, ([row[c] for c in cols] for row in self.summary),
+                        float_format=".6g")
 
 
 def _safe_dir(case_id: str) -> str:
@@ -179,10 +191,12 @@ def evaluate_cohort(pred_dir: str | Path, ref_dir: str | Path, out_dir: str | Pa
 
     A case that fails with a :class:`~medseg.errors.MedsegError` (unreadable file, grids that
     differ without ``resample_to="ref"``...) is recorded with its message and the others go
-    on; the caller decides what a failure means (the CLI exits with code 2).
+    on; the caller decides what a failure means (the CLI exits with code 2). The folder is
+    written all or nothing (module docstring).
 
     Raises:
         EvaluationInputError: no case could be paired.
+        OutputError: ``out_dir`` cannot be written (checked before any case is evaluated).
     """
     pairing = pair_cases(pred_dir, ref_dir, image_dir)
     if not pairing.pairs:
@@ -192,6 +206,28 @@ def evaluate_cohort(pred_dir: str | Path, ref_dir: str | Path, out_dir: str | Pa
             f"{pairing.unpaired['prediction'][:5]}, references: "
             f"{pairing.unpaired['reference'][:5]}.")
     out = Path(out_dir)
+    check_target_folder(out, COHORT_SET)
+    with atomic_dir(out, COHORT_SET) as stage:
+        cases, values, names = _evaluate_cases(pairing, stage, labels=labels,
+                                               nsd_tolerance_mm=nsd_tolerance_mm,
+                                               resample_to=resample_to)
+        summary = [{"label": lab, "name": names[lab], "metric": k,
+                    **summarise(values[lab][k])}
+                   for lab in sorted(values) for k in SUMMARY_METRICS]
+        inputs = {"predictions": str(Path(pred_dir).resolve()),
+                  "references": str(Path(ref_dir).resolve()),
+                  "images": str(Path(image_dir).resolve()) if image_dir else None,
+                  "labels": str(Path(labels).resolve()) if labels else None}
+        report = CohortReport(cases, summary, values, names, pairing, inputs, nsd_tolerance_mm)
+        write_cohort(report, stage)
+    return report
+
+
+def _evaluate_cases(pairing: Pairing, out: Path, *, labels: str | Path | None,
+                    nsd_tolerance_mm: float, resample_to: str | None
+                    ) -> tuple[list[dict[str, Any]], dict[int, dict[str, list[float]]],
+                               dict[int, str]]:
+    """Evaluate every pair into ``out/cases/<case>``: case entries, metric values, names."""
     cases: list[dict[str, Any]] = []
     values: dict[int, dict[str, list[float]]] = {}
     names: dict[int, str] = {}
@@ -202,23 +238,33 @@ def evaluate_cohort(pred_dir: str | Path, ref_dir: str | Path, out_dir: str | Pa
                                 image=case.image, labels=labels,
                                 nsd_tolerance_mm=nsd_tolerance_mm, resample_to=resample_to,
                                 case_id=case.case_id, back_link="../../index.html")
+        except OutputError:
+            raise  # the cohort folder itself cannot be written: no case can be
         except MedsegError as exc:
-            error = str(exc)
+            error = " ".join(str(exc).split())
         cases.append(_case_entry(case, rep, error))
         for m in rep.metrics if rep else []:
             names.setdefault(m.label, m.name)
             per = values.setdefault(m.label, {k: [] for k in SUMMARY_METRICS})
             for k in SUMMARY_METRICS:
                 per[k].append(float(getattr(m, k)))
-    summary = [{"label": lab, "name": names[lab], "metric": k, **summarise(values[lab][k])}
-               for lab in sorted(values) for k in SUMMARY_METRICS]
-    inputs = {"predictions": str(Path(pred_dir).resolve()),
-              "references": str(Path(ref_dir).resolve()),
-              "images": str(Path(image_dir).resolve()) if image_dir else None,
-              "labels": str(Path(labels).resolve()) if labels else None}
-    report = CohortReport(cases, summary, values, names, pairing, inputs, nsd_tolerance_mm)
-    write_cohort(report, out)
-    return report
+    return cases, values, names
+
+
+def _cases_csv(report: CohortReport, out_dir: Path) -> str:
+    """The rows of every case's report.csv under one header (cells as the cases wrote them)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    header_done = False
+    for case in report.cases:
+        csv_path = out_dir / case["dir"] / "report.csv"
+        if case["status"] != "ok" or not csv_path.is_file():
+            continue
+        with open(csv_path, encoding="utf-8", newline="") as fh:
+            rows = list(csv.reader(fh))
+        writer.writerows(rows if not header_done else rows[1:])
+        header_done = True
+    return buf.getvalue()
 
 
 def write_cohort(report: CohortReport, out_dir: Path) -> dict[str, Path]:
@@ -232,13 +278,7 @@ def write_cohort(report: CohortReport, out_dir: Path) -> dict[str, Path]:
     write_text_atomic(paths["json"], json.dumps(report.to_dict(), indent=1, allow_nan=False)
                       + "\n")
     write_text_atomic(paths["csv"], report.csv_text())
-    rows: list[str] = []
-    for case in report.cases:
-        csv_path = out_dir / case["dir"] / "report.csv"
-        if case["status"] == "ok" and csv_path.is_file():
-            lines = csv_path.read_text(encoding="utf-8").splitlines()
-            rows.extend(lines if not rows else lines[1:])
-    write_text_atomic(paths["cases_csv"], "\n".join(rows) + "\n" if rows else "")
+    write_text_atomic(paths["cases_csv"], _cases_csv(report, out_dir))
     figs = cohort_figures(report)
     write_text_atomic(paths["html"], cohort_html(report, figs))
     write_bytes_atomic(paths["pdf"], cohort_pdf(report, figs))

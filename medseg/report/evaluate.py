@@ -1,7 +1,9 @@
 """Case reports end to end: figures for one case and the four output files.
 
 ``DIR/report.json`` (machines), ``DIR/report.csv`` (one row per label), ``DIR/report.html``
-(self-contained) and ``DIR/report.pdf``.
+(self-contained) and ``DIR/report.pdf``. The four are one output: all are rendered in memory
+first, then written into a folder built beside ``DIR`` and swapped in whole
+(:func:`medseg.io.atomic.atomic_dir`), so ``DIR`` never holds a partial or mixed set.
 """
 
 from __future__ import annotations
@@ -11,13 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from medseg.io.atomic import write_bytes_atomic, write_text_atomic
+from medseg.io.atomic import OutputSet, atomic_dir, check_target_folder, write_bytes_atomic
 from medseg.report import figures as F
 from medseg.report.case import CaseInputs, CaseReport, case_name, compute_case, load_case
 from medseg.report.overlay import overlay_panels
 from medseg.report.render_html import FigureItem, case_html
 from medseg.report.render_pdf import case_pdf
 from medseg.report.slices import VIEWS, display_frame
+
+#: A case-report folder: an existing one is replaced as a whole, anything else is refused.
+REPORT_SET = OutputSet("case report", "report.json",
+                       ("report.json", "report.csv", "report.html", "report.pdf"))
 
 ORIENTATION_NOTE = ("Reference contours cyan (wide), prediction contours orange (thin, on top): "
                     "a cyan line alone is a missed boundary, an orange line alone a predicted "
@@ -60,7 +66,7 @@ def overlay_figures(inputs: CaseInputs, report: CaseReport) -> list[FigureItem]:
     wb_slices = {v: loc["worst_boundary_slices"][v]["display_index"] for v in VIEWS}
     marker: tuple[int, int, int] | None = None
     if wb:
-        title = (f"Worst boundary error: {wb['name']} (label {wb['label']}), "
+        title = (f"Worst boundary error: {F.label_text(wb['name'], 40)} (label {wb['label']}), "
                  f"{wb['distance_mm']:.1f} mm")
         caption = (f"Slices through the {wb['on_boundary_of']} boundary voxel ijk={wb['ijk']} "
                    f"(LPS {wb['world_lps_mm']} mm) that lies {wb['distance_mm']:.2f} mm from "
@@ -115,17 +121,20 @@ def case_figures(inputs: CaseInputs, report: CaseReport) -> list[FigureItem]:
 
 def write_case_report(inputs: CaseInputs, report: CaseReport, out_dir: str | Path, *,
                       back_link: str | None = None) -> dict[str, Path]:
-    """Write report.json, report.csv, report.html and report.pdf into ``out_dir``."""
+    """Write report.json, report.csv, report.html and report.pdf into ``out_dir``, all or
+    none: ``out_dir`` must be missing, empty or an earlier case report (replaced whole);
+    anything else raises :class:`~medseg.errors.OutputError` before any work."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {k: out / f"report.{k}" for k in ("json", "csv", "html", "pdf")}
-    write_text_atomic(paths["json"], json.dumps(report.to_dict(), indent=1, allow_nan=False)
-                      + "\n")
-    write_text_atomic(paths["csv"], report.csv_text())
+    check_target_folder(out, REPORT_SET)
     figs = case_figures(inputs, report)
-    write_text_atomic(paths["html"], case_html(report, figs, back_link=back_link))
-    write_bytes_atomic(paths["pdf"], case_pdf(report, figs))
-    return paths
+    data = {"json": (json.dumps(report.to_dict(), indent=1, allow_nan=False) + "\n").encode(),
+            "csv": report.csv_text().encode("utf-8"),
+            "html": case_html(report, figs, back_link=back_link).encode("utf-8"),
+            "pdf": case_pdf(report, figs)}
+    with atomic_dir(out, REPORT_SET) as stage:
+        for kind, content in data.items():
+            write_bytes_atomic(stage / f"report.{kind}", content)
+    return {kind: out / f"report.{kind}" for kind in data}
 
 
 def evaluate_case(pred: str | Path, ref: str | Path, out_dir: str | Path, *,
@@ -136,7 +145,8 @@ def evaluate_case(pred: str | Path, ref: str | Path, out_dir: str | Path, *,
 
     Args:
         pred, ref: label-map files (any format :func:`medseg.io.read` reads).
-        out_dir: folder for ``report.{json,csv,html,pdf}`` (created).
+        out_dir: folder for ``report.{json,csv,html,pdf}`` (created; see
+            :func:`write_case_report` for an existing one).
         image: optional image the overlays are drawn on (else the reference mask).
         labels: optional JSON of label names.
         nsd_tolerance_mm: tolerance of the normalised surface Dice.
@@ -147,6 +157,7 @@ def evaluate_case(pred: str | Path, ref: str | Path, out_dir: str | Path, *,
     """
     if resample_to not in (None, "ref"):
         raise ValueError(f"resample_to must be None or 'ref', got {resample_to!r}")
+    check_target_folder(out_dir, REPORT_SET)  # refuse a bad --out before the work
     inputs = load_case(pred, ref, image_path=image, labels_path=labels,
                        resample_to_ref=resample_to == "ref")
     cid = case_id or case_name(pred) or Path(pred).name
