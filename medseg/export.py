@@ -41,6 +41,28 @@ def _with_names(mask: Volume, names: Mapping[int, str] | None) -> Volume:
     return dataclasses.replace(mask, labels=merged)
 
 
+def _fit_names(mask: Volume, labels: Sequence[int | str] | None, fmt: str, fractional: bool,
+               shorten: bool) -> tuple[Volume, Sequence[int | str] | None,
+                                       list[dict[str, Any]]]:
+    """Check the names of the labels to export for ``fmt`` before anything is written;
+    with ``shorten``, rename those that do not fit. Returns the mask (with the names to write),
+    the label selection and the list of renamed labels."""
+    from medseg.io.export_source import select_labels
+    from medseg.io.labels import check_label_names, renamed
+
+    key = "nifti" if fmt == "nifti" else fmt
+    if fractional:
+        name = _fractional_name(mask, labels)
+        fixed = check_label_names({1: name}, key, shorten=shorten)
+        return mask, [fixed[1]], [{**r, "label_value": None} for r in renamed({1: name}, fixed)]
+    chosen = select_labels(mask, labels)
+    fixed = check_label_names(chosen, key, shorten=shorten)
+    changes = renamed(chosen, fixed)
+    if changes:
+        mask = dataclasses.replace(mask, labels={**(mask.labels or {}), **fixed})
+    return mask, list(chosen), changes
+
+
 def _fractional_name(mask: Volume, labels: Sequence[int | str] | None) -> str:
     if labels:
         if len(labels) != 1:
@@ -79,7 +101,7 @@ def export(mask: Volume, reference: Volume | None, fmt: str, out: str | Path, *,
            label_names: Mapping[int, str] | None = None, fractional: bool = False,
            algorithm: Algorithm | None = None, anonymize: bool = False,
            frame: str = "LPS", smooth_iterations: int = 0,
-           decimate: float | None = None) -> dict[str, Any]:
+           decimate: float | None = None, shorten_labels: bool = False) -> dict[str, Any]:
     """Export ``mask`` as ``fmt`` to ``out`` and return a JSON-able summary.
 
     Args:
@@ -94,6 +116,12 @@ def export(mask: Volume, reference: Volume | None, fmt: str, out: str | Path, *,
         algorithm: algorithm type/name/version recorded in DICOM exports.
         anonymize: de-identify DICOM exports (Basic Profile, Retain UIDs); checked after writing.
         frame, smooth_iterations, decimate: mesh options (see :mod:`medseg.io.mesh`).
+        shorten_labels: names that ``fmt`` cannot hold (too long for a DICOM LO, control
+            characters...) are shortened (:func:`medseg.io.labels.shorten_label_name`) and
+            listed under ``renamed_labels`` in the summary; without it they raise
+            :class:`~medseg.errors.LabelNameError` before anything is written.
+
+    Outputs are all-or-nothing: one file written atomically, or a mesh set swapped in whole.
     """
     fmt = fmt.lower()
     if fmt not in EXPORT_FORMATS:
@@ -103,6 +131,19 @@ def export(mask: Volume, reference: Volume | None, fmt: str, out: str | Path, *,
     out = Path(out)
     mask = _with_names(mask, label_names)
     labels = list(labels) if labels else None
+    mask, labels, changes = _fit_names(mask, labels, fmt, fractional, shorten_labels)
+    summary = _export(mask, reference, fmt, out, labels=labels, fractional=fractional,
+                      algorithm=algorithm, anonymize=anonymize, frame=frame,
+                      smooth_iterations=smooth_iterations, decimate=decimate, changes=changes)
+    if shorten_labels:
+        summary["renamed_labels"] = changes
+    return summary
+
+
+def _export(mask: Volume, reference: Volume | None, fmt: str, out: Path, *,
+            labels: Sequence[int | str] | None, fractional: bool, algorithm: Algorithm | None,
+            anonymize: bool, frame: str, smooth_iterations: int, decimate: float | None,
+            changes: list[dict[str, Any]]) -> dict[str, Any]:
     if fmt in ("seg", "rtstruct"):
         ref = _dicom_reference(reference, "DICOM-SEG" if fmt == "seg" else "RTSTRUCT")
         if fmt == "seg" and fractional:
@@ -130,8 +171,9 @@ def export(mask: Volume, reference: Volume | None, fmt: str, out: str | Path, *,
     if fmt in ("stl", "obj"):
         from medseg.io.mesh import write_meshes
 
-        return write_meshes(mask, out, fmt, labels=labels, frame=frame,
-                            smooth_iterations=smooth_iterations, decimate=decimate)
+        return write_meshes(mask, out, fmt, labels=list(labels) if labels else None,
+                            frame=frame, smooth_iterations=smooth_iterations,
+                            decimate=decimate, renamed_labels=changes)
     return _write_nifti(mask, out, labels)
 
 

@@ -37,13 +37,19 @@ def _label_table(spec: str | None) -> dict[int, str] | None:
 
 
 def _print(summary: dict[str, Any]) -> None:
+    from medseg.io.labels import display_name
+
     typer.echo(f"wrote {summary.get('format')} -> {summary.get('path')}")
     for item in summary.get("segments") or summary.get("rois") or summary.get("labels") or []:
         extra = {k: v for k, v in item.items() if k not in ("name", "label_value")}
-        typer.echo(f"  {item.get('label_value')}: {item.get('name')}  " + ", ".join(
-            f"{k}={v}" for k, v in extra.items()))
+        typer.echo(f"  {item.get('label_value')}: {display_name(str(item.get('name')))}  "
+                   + ", ".join(f"{k}={v}" for k, v in extra.items()))
     if summary.get("skipped_empty"):
-        typer.echo(f"  skipped (empty): {', '.join(summary['skipped_empty'])}")
+        typer.echo("  skipped (empty): " + ", ".join(display_name(n)
+                                                      for n in summary["skipped_empty"]))
+    for item in summary.get("renamed_labels") or []:
+        typer.echo(f"  renamed label {item.get('label_value')}: "
+                   f"{display_name(repr(item['name']))} -> {item['written_as']!r}")
     if summary.get("derived_uids"):
         typer.echo(f"  generated (blank in source): {', '.join(summary['derived_uids'])}")
 
@@ -85,6 +91,10 @@ def export(
     smooth: Annotated[int, typer.Option(help="Mesh Taubin smoothing iterations.")] = 0,
     decimate: Annotated[float | None, typer.Option(
         help="Mesh: keep this fraction of faces (0-1).")] = None,
+    shorten_labels: Annotated[bool, typer.Option(
+        "--shorten-labels", help="Shorten label names the format cannot hold (DICOM: over 64 "
+        "bytes, backslash, control characters) instead of refusing them; the summary lists "
+        "each renamed label.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Export a segmentation for clinical systems: DICOM-SEG, RTSTRUCT, meshes or NIfTI."""
@@ -103,7 +113,8 @@ def export(
     summary = run_export(vol, ref, fmt, out, labels=label or None,
                          label_names=_label_table(labels_file), fractional=fractional,
                          algorithm=algorithm, anonymize=anonymize, frame=frame,
-                         smooth_iterations=smooth, decimate=decimate)
+                         smooth_iterations=smooth, decimate=decimate,
+                         shorten_labels=shorten_labels)
     if as_json:
         typer.echo(json.dumps(summary, indent=1))
     else:

@@ -32,7 +32,13 @@ import numpy.typing as npt
 from medseg.errors import ConfigError, EmptySegmentationError, UnsupportedFormatError
 from medseg.io.atomic import atomic_path
 from medseg.io.codes import coding_for_label
-from medseg.io.export_source import align_to_reference, prepare_source, select_labels
+from medseg.io.export_source import (
+    align_to_reference,
+    declare_character_set,
+    prepare_source,
+    select_labels,
+)
+from medseg.io.labels import check_label_names
 from medseg.volume import Volume
 
 __all__ = [
@@ -92,7 +98,7 @@ def _description(number: int, seg: _Segment, algorithm: Algorithm) -> Any:
             name=algorithm.name, version=algorithm.resolved_version,
             family=codes.cid7162.ArtificialIntelligence)
     desc = hd.seg.SegmentDescription(
-        segment_number=number, segment_label=seg.name[:64],
+        segment_number=number, segment_label=seg.name,
         segmented_property_category=coding.category, segmented_property_type=coding.type,
         algorithm_type=algorithm.type.upper(), algorithm_identification=ident,
         display_color=hd.color.CIELabColor.from_rgb(*PALETTE[(number - 1) % len(PALETTE)]))
@@ -153,6 +159,7 @@ def _write(segments: list[_Segment], reference: Volume, out: str | Path, *,
         from medseg.io.anonymize import anonymize_dataset
 
         anonymize_dataset(seg_ds)
+    declare_character_set(seg_ds)
     with atomic_path(out) as tmp:
         seg_ds.save_as(tmp)
     return {"path": str(out), "format": "DICOM-SEG",
@@ -196,7 +203,9 @@ def write_dicom_seg(mask: Volume, reference: Volume, out: str | Path, *,
         mask: label map (integer voxels, names in ``mask.labels``) on the reference grid.
         reference: the source image Volume read from DICOM (``meta["dicom"]`` a DicomSource).
         out: output ``.dcm`` path (written atomically).
-        labels: values or names to export (default: every label present).
+        labels: values or names to export (default: every label present). Their names must
+            fit a SegmentLabel (:func:`medseg.io.labels.check_label_names`, checked before
+            anything is written); non-ASCII names are written as UTF-8 (ISO_IR 192).
         algorithm: segmentation algorithm identification (default automatic, "medseg").
         anonymize: de-identify the output (see :mod:`medseg.io.anonymize`).
 
@@ -204,7 +213,7 @@ def write_dicom_seg(mask: Volume, reference: Volume, out: str | Path, *,
         a JSON-able summary (segments with numbers, codes and voxel counts; skipped empties).
     """
     mask = align_to_reference(mask, reference, what="mask")
-    chosen = select_labels(mask, labels)
+    chosen = check_label_names(select_labels(mask, labels), "seg")
     segments = [_Segment(v, n, mask.array == v) for v, n in chosen.items()]
     return _write(segments, reference, out, fractional=False,
                   algorithm=algorithm or Algorithm(), anonymize=anonymize,
@@ -221,6 +230,7 @@ def write_dicom_seg_fractional(probabilities: Mapping[str, Volume], reference: V
     Values are stored as PROBABILITY with 8 bits (``round(p * 255)``); each map must be on the
     reference grid. Maps that are zero everywhere are skipped with a warning.
     """
+    check_label_names(dict(enumerate(probabilities, start=1)), "seg")
     segments = []
     for number, (name, vol) in enumerate(probabilities.items(), start=1):
         vol = align_to_reference(vol, reference, what=f"probability map {name!r}")

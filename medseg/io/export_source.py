@@ -29,10 +29,11 @@ from medseg.errors import (
 )
 from medseg.io.codes import normalise_name
 from medseg.io.dicom_source import DicomSource
+from medseg.io.labels import display_name
 from medseg.volume import Volume, present_values
 
-__all__ = ["PreparedSource", "align_to_reference", "dicom_source_of", "prepare_source",
-           "select_labels"]
+__all__ = ["PreparedSource", "align_to_reference", "declare_character_set", "dicom_source_of",
+           "prepare_source", "select_labels"]
 
 #: Attributes every single-frame source header needs for a geometry-bearing export.
 REQUIRED = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows",
@@ -168,11 +169,35 @@ def select_labels(mask: Volume, wanted: Sequence[int | str] | None = None) -> di
         text = str(item).strip()
         value = int(text) if text.isdigit() else by_name.get(normalise_name(text))
         if value is None or value not in names:
-            shown = ", ".join(f"{v}={n}" for v, n in sorted(names.items())[:40])
+            shown = ", ".join(f"{v}={display_name(n, 40)}" for v, n in sorted(names.items())[:40])
             raise LabelNotFoundError(
-                f"Label {item!r} is not in the mask's label table ({shown}"
+                f"Label {display_name(repr(item), 80)} is not in the mask's label table ({shown}"
                 f"{', ...' if len(names) > 40 else ''}). Pass a value or name from this list, "
                 "or a label table with --labels names.json."
             )
         chosen[value] = names[value]
     return dict(sorted(chosen.items()))
+
+
+#: Value representations whose text uses the Specific Character Set.
+_TEXT_VRS = {"SH", "LO", "ST", "LT", "UT", "UC", "PN"}
+UTF8 = "ISO_IR 192"
+
+
+def declare_character_set(ds: Dataset) -> None:
+    """Declare UTF-8 (``ISO_IR 192``) in ``ds`` when any of its text is not ASCII.
+
+    pydicom encodes every text value with the dataset's Specific Character Set when saving;
+    without a declaration non-ASCII characters (a label name such as "肝臓") would be written
+    as ``?``. Text values are held decoded, so values copied from a source in another
+    character set (Latin-1, ISO 2022...) are re-encoded in UTF-8 too. Pure-ASCII datasets keep
+    the source's declaration (or none).
+    """
+    for elem in ds.iterall():
+        if elem.VR not in _TEXT_VRS or elem.value is None:
+            continue
+        values = elem.value if isinstance(elem.value, (list, tuple)) or \
+            type(elem.value).__name__ == "MultiValue" else [elem.value]
+        if any(not str(v).isascii() for v in values):
+            ds.SpecificCharacterSet = UTF8
+            return

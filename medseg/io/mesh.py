@@ -15,6 +15,7 @@ measured on the final mesh.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -24,13 +25,19 @@ import trimesh
 from skimage import measure
 
 from medseg.errors import ConfigError, EmptySegmentationError
-from medseg.io.atomic import write_bytes_atomic, write_text_atomic
+from medseg.io.atomic import OutputSet, atomic_dir, write_bytes_atomic, write_text_atomic
 from medseg.io.export_source import select_labels
+from medseg.io.labels import check_label_names
 from medseg.volume import Volume
 
-__all__ = ["MESH_FORMATS", "label_mesh", "mesh_bytes", "write_meshes"]
+__all__ = ["MESH_FORMATS", "MESH_SET", "label_mesh", "mesh_bytes", "mesh_file_name",
+           "write_meshes"]
 
 MESH_FORMATS = ("stl", "obj")
+#: What a mesh-set folder holds; an existing one is replaced as a whole (see atomic_dir).
+MESH_SET = OutputSet("mesh set", "summary.json", ("summary.json", "*.stl", "*.obj"))
+#: Characters of a label name kept in a mesh file name.
+SLUG_CHARS = 40
 
 
 def label_mesh(mask: Volume, value: int, *, frame: str = "LPS", smooth_iterations: int = 0,
@@ -77,7 +84,10 @@ def label_mesh(mask: Volume, value: int, *, frame: str = "LPS", smooth_iteration
 
 
 def _header(name: str, value: int, frame: str) -> str:
-    return f"medseg mesh label={value} name={name} units=mm SPACE={frame.upper()}"
+    """One ASCII line; the name is escaped (``\\xfc``, ``\\u809d``), so OBJ keeps it whole
+    (STL keeps the first 80 bytes of the line)."""
+    text = name.encode("unicode_escape").decode("ascii")
+    return f"medseg mesh label={value} name={text} units=mm SPACE={frame.upper()}"
 
 
 def mesh_bytes(mesh: trimesh.Trimesh, fmt: str, header: str) -> bytes:
@@ -97,14 +107,30 @@ def mesh_bytes(mesh: trimesh.Trimesh, fmt: str, header: str) -> bytes:
     raise ConfigError(f"Mesh format must be one of {', '.join(MESH_FORMATS)}, got {fmt!r}.")
 
 
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "label"
+def mesh_file_name(value: int, name: str, fmt: str) -> str:
+    """``<value>_<slug>.<fmt>``: the slug keeps ASCII letters, digits, ``-_.`` of the name
+    (others become ``_``); a slug longer than :data:`SLUG_CHARS` is cut and ends with 6 hex
+    digits of the name's SHA-1. Short whatever the name; unique through the value."""
+    slug = "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "-_." else "_"
+                   for ch in name).strip(".") or "label"
+    if len(slug) > SLUG_CHARS:
+        digest = hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:6]
+        slug = f"{slug[:SLUG_CHARS - 7]}_{digest}"
+    return f"{value}_{slug}.{fmt}"
 
 
 def write_meshes(mask: Volume, out_dir: str | Path, fmt: str = "stl", *,
                  labels: list[int | str] | None = None, frame: str = "LPS",
-                 smooth_iterations: int = 0, decimate: float | None = None) -> dict[str, Any]:
-    """One ``<value>_<name>.<fmt>`` file per selected label plus ``summary.json`` in ``out_dir``.
+                 smooth_iterations: int = 0, decimate: float | None = None,
+                 renamed_labels: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One :func:`mesh_file_name` file per selected label plus ``summary.json`` in ``out_dir``.
+
+    The set is all-or-nothing (:func:`medseg.io.atomic.atomic_dir`): it is built beside
+    ``out_dir`` and swapped in when every file is written; an existing mesh set there is
+    replaced as a whole, a folder holding other files is refused. Label names are checked
+    (:func:`medseg.io.labels.check_label_names`) before anything is written.
+
+    ``renamed_labels`` (from :func:`medseg.io.labels.renamed`) is recorded in the summary.
 
     Returns the summary: per label the file, vertex/face counts, watertightness, surface area
     (mm^2), enclosed mesh volume (mL) and the voxel volume of the label (mL) for comparison.
@@ -113,26 +139,28 @@ def write_meshes(mask: Volume, out_dir: str | Path, fmt: str = "stl", *,
     if fmt not in MESH_FORMATS:
         raise ConfigError(f"Mesh format must be one of {', '.join(MESH_FORMATS)}, got {fmt!r}.")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    chosen = select_labels(mask, labels)
+    chosen = check_label_names(select_labels(mask, labels), fmt)
     voxel_ml = float(np.prod(mask.spacing)) / 1000.0
-    items, skipped = [], []
-    for value, name in chosen.items():
-        count = int(np.count_nonzero(np.asarray(mask.array) == value))
-        if count == 0:
-            skipped.append(name)
-            continue
-        mesh = label_mesh(mask, value, frame=frame, smooth_iterations=smooth_iterations,
-                          decimate=decimate)
-        path = out / f"{value}_{_safe(name)}.{fmt}"
-        write_bytes_atomic(path, mesh_bytes(mesh, fmt, _header(name, value, frame)))
-        items.append(_stats(mesh, path, value, name, count * voxel_ml))
-    if not items:
+    counts = {v: int(np.count_nonzero(np.asarray(mask.array) == v)) for v in chosen}
+    if not any(counts.values()):
         raise EmptySegmentationError("Every selected label is empty; no mesh was written.")
-    summary = {"format": fmt.upper(), "frame": frame.upper(), "units": "mm",
-               "smooth_iterations": smooth_iterations, "decimate": decimate,
-               "labels": items, "skipped_empty": skipped}
-    write_text_atomic(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+    items: list[dict[str, Any]] = []
+    skipped = [name for value, name in chosen.items() if counts[value] == 0]
+    with atomic_dir(out, MESH_SET) as stage:
+        for value, name in chosen.items():
+            if counts[value] == 0:
+                continue
+            mesh = label_mesh(mask, value, frame=frame, smooth_iterations=smooth_iterations,
+                              decimate=decimate)
+            path = stage / mesh_file_name(value, name, fmt)
+            write_bytes_atomic(path, mesh_bytes(mesh, fmt, _header(name, value, frame)))
+            items.append(_stats(mesh, path, value, name, counts[value] * voxel_ml))
+        summary = {"format": fmt.upper(), "frame": frame.upper(), "units": "mm",
+                   "smooth_iterations": smooth_iterations, "decimate": decimate,
+                   "labels": items, "skipped_empty": skipped}
+        if renamed_labels:
+            summary["renamed_labels"] = renamed_labels
+        write_text_atomic(stage / "summary.json", json.dumps(summary, indent=1) + "\n")
     summary["path"] = str(out)
     return summary
 

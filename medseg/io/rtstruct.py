@@ -32,9 +32,11 @@ from medseg.io.dicom_seg import PALETTE, Algorithm
 from medseg.io.export_source import (
     PreparedSource,
     align_to_reference,
+    declare_character_set,
     prepare_source,
     select_labels,
 )
+from medseg.io.labels import check_label_names
 from medseg.volume import Volume
 
 __all__ = ["RTSTRUCT_SOP_CLASS", "mask_contours", "read_rtstruct", "write_rtstruct"]
@@ -131,7 +133,7 @@ def _add_roi(ds: Dataset, number: int, name: str, data: npt.NDArray[np.bool_],
     """Append one ROI (structure, contours, observation); return the number of contours."""
     ds.StructureSetROISequence.append(_item(
         ROINumber=number, ReferencedFrameOfReferenceUID=src.frame_of_reference_uid,
-        ROIName=name[:64], ROIGenerationAlgorithm=algorithm.type.upper(),
+        ROIName=name, ROIGenerationAlgorithm=algorithm.type.upper(),
         ROIGenerationDescription=f"{algorithm.name} {algorithm.resolved_version}"[:64]))
     contours: list[Dataset] = []
     ii, jj = np.flatnonzero(data.any(axis=(1, 2))), np.flatnonzero(data.any(axis=(0, 2)))
@@ -163,7 +165,9 @@ def write_rtstruct(mask: Volume, reference: Volume, out: str | Path, *,
 
     ``mask`` is a label map on the reference grid (or the same voxels with permuted/flipped
     axes); ``reference`` a Volume read from a DICOM series. Empty labels are skipped with a
-    warning. Returns a JSON-able summary (ROIs, contour counts).
+    warning. Names must fit an ROIName (:func:`medseg.io.labels.check_label_names`, checked
+    before anything is written); non-ASCII names are written as UTF-8 (ISO_IR 192). Returns a
+    JSON-able summary (ROIs, contour counts).
     """
     import warnings
 
@@ -171,7 +175,7 @@ def write_rtstruct(mask: Volume, reference: Volume, out: str | Path, *,
 
     algorithm = algorithm or Algorithm()
     mask = align_to_reference(mask, reference, what="mask")
-    chosen = select_labels(mask, labels)
+    chosen = check_label_names(select_labels(mask, labels), "rtstruct")
     src = prepare_source(reference, "RTSTRUCT")
     ds = _header(src, algorithm, series_number, series_description)
     rois: list[dict[str, Any]] = []
@@ -193,6 +197,7 @@ def write_rtstruct(mask: Volume, reference: Volume, out: str | Path, *,
         from medseg.io.anonymize import anonymize_dataset
 
         anonymize_dataset(ds)
+    declare_character_set(ds)
     with atomic_path(out) as tmp:
         ds.save_as(tmp, enforce_file_format=True)
     return {"path": str(out), "format": "RTSTRUCT", "sop_instance_uid": str(ds.SOPInstanceUID),

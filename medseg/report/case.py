@@ -7,11 +7,9 @@ of the reference); a prediction on another grid is refused unless resampling was
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import datetime as _dt
 import hashlib
-import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ from medseg.metrics import (
     surface_distances,
 )
 from medseg.metrics.surface import union_crop
+from medseg.report.csv_cells import csv_text
 from medseg.resample import resample_to
 from medseg.volume import Volume, present_values
 
@@ -231,16 +230,13 @@ class CaseReport:
 
     def csv_text(self) -> str:
         """``report.csv``: one row per label, the columns of :meth:`LabelMetrics.as_dict`
-        (flags joined by ``;``, NaN as ``nan``)."""
+        (flags joined by ``;``, NaN as ``nan``); text cells neutralised against spreadsheet
+        formulas (:mod:`medseg.report.csv_cells`)."""
         rows = [m.as_dict() for m in self.metrics]
         cols = list(rows[0]) if rows else ["label", "name"]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=["case_id", *cols], lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            flat = {k: (";".join(v) if isinstance(v, list) else v) for k, v in row.items()}
-            writer.writerow({"case_id": self.case_id, **flat})
-        return buf.getvalue()
+        body = [[self.case_id, *(";".join(v) if isinstance(v, list) else v
+                                 for v in (row[c] for c in cols))] for row in rows]
+        return csv_text(["case_id", *cols], body)
 
 
 def per_label_details(pred: np.ndarray, ref: np.ndarray, labels: list[int],

@@ -16,10 +16,18 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from medseg.io.labels import display_name
+
 REF_COLOUR = "#00d0ff"
 PRED_COLOUR = "#ff8c00"
 MARK_COLOUR = "#ff00ff"
 DPI = 80
+
+
+def label_text(name: str, width: int = 28) -> str:
+    """A label name as figure text: one line, at most about ``width`` characters (elided in
+    the middle), ``$`` escaped so matplotlib never parses it as mathtext."""
+    return display_name(str(name), width).replace("$", r"\$")
 
 
 def png_bytes(fig: Figure, dpi: int = DPI) -> bytes:
@@ -85,7 +93,7 @@ def surface_histograms(names: Mapping[int, str],
         ax.text(1.005, row, f"HD95 {h:.1f} / max {mx:.1f}", transform=ax.get_yaxis_transform(),
                 va="center", fontsize=6.5)
     ax.axvline(tolerance_mm, color="0.3", ls=":", lw=1)
-    ax.set_yticks(range(len(labels)), [f"{names[lab]}"[:26] for lab in labels], fontsize=7)
+    ax.set_yticks(range(len(labels)), [label_text(names[lab], 26) for lab in labels], fontsize=7)
     ax.set_ylim(len(labels) - 0.5, -0.5)
     ax.set_xlim(0, xmax)
     ax.set_xlabel("surface distance (mm); last bin includes larger distances", fontsize=8)
@@ -115,7 +123,7 @@ def slice_dice_figure(names: Mapping[int, str], dice: Mapping[int, np.ndarray],
         fig = Figure(figsize=(10.0, 3.0))
         ax = fig.subplots()
         for lab in labels:
-            ax.plot(np.arange(n), dice[lab], marker="o", ms=3, lw=1.2, label=names[lab])
+            ax.plot(np.arange(n), dice[lab], marker="o", ms=3, lw=1.2, label=label_text(names[lab]))
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlim(-0.5, n - 0.5)
         ax.set_ylabel("Dice")
@@ -128,7 +136,8 @@ def slice_dice_figure(names: Mapping[int, str], dice: Mapping[int, np.ndarray],
         cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="0.88")
         im = ax.imshow(np.ma.masked_invalid(mat), aspect="auto", cmap=cmap, vmin=0, vmax=1,
                        interpolation="nearest")
-        ax.set_yticks(range(len(labels)), [f"{names[lab]}"[:24] for lab in labels], fontsize=6)
+        ax.set_yticks(range(len(labels)), [label_text(names[lab], 24) for lab in labels],
+                      fontsize=6)
         fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01, label="Dice")
     ax.set_xlabel(f"slice index ({axis_note})", fontsize=8)
     ax.tick_params(labelsize=7)
@@ -155,7 +164,7 @@ def volumes_figure(names: Mapping[int, str], pred_ml: Mapping[int, float],
         if pv == 0 or rv == 0:
             ax.text(max(pv, rv, 1e-9), yi, "  missing " + ("prediction" if pv == 0 else
                     "reference"), va="center", fontsize=6, color="crimson")
-    ax.set_yticks(y, [f"{names[lab]}"[:28] for lab in labels], fontsize=7)
+    ax.set_yticks(y, [label_text(names[lab]) for lab in labels], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("volume (ml)")
     ax.legend(fontsize=8, loc="lower right")
@@ -174,7 +183,7 @@ def cohort_boxplot(names: Mapping[int, str], values: Mapping[int, Sequence[float
     ax.boxplot([d if d.size else [np.nan] for d in data], vert=False, widths=0.6)
     for i, d in enumerate(data):
         ax.plot(d, np.full(d.size, i + 1), "o", ms=3, color=PRED_COLOUR, alpha=0.7)
-    ax.set_yticks(range(1, len(labels) + 1), [f"{names[lab]}"[:28] for lab in labels],
+    ax.set_yticks(range(1, len(labels) + 1), [label_text(names[lab]) for lab in labels],
                   fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel(metric)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from medseg.io.labels import display_name
 from medseg.report import figures as F
 from medseg.report.render_html import (
     FigureItem,
@@ -12,6 +13,7 @@ from medseg.report.render_html import (
     esc,
     fmt,
     img,
+    name_html,
     page,
     table,
 )
@@ -49,7 +51,7 @@ def summary_rows(report: CohortReport) -> tuple[list[str], list[list[str]], list
         headers += [f"{h} mean", f"{h} median [IQR]"]
     rows, classes = [], []
     for lab in sorted(report.names):
-        row = [str(lab), report.names[lab], str(len(report.values[lab]["dice"]))]
+        row = [str(lab), report.names[lab], str(len(report.values[lab]["dice"]))]  # plain text
         cls = ["", "", ""]
         for metric, _, kind in SUMMARY_COLUMNS:
             st = _stat(report, lab, metric)
@@ -78,14 +80,14 @@ def cohort_figures(report: CohortReport) -> list[FigureItem]:
 def _case_rows(report: CohortReport) -> tuple[list[list[str]], list[list[str]]]:
     rows, classes = [], []
     for c in report.cases:
-        link = f'<a href="{esc(c["dir"])}/report.html">{esc(c["case_id"])}</a>'
+        link = f'<a href="{esc(c["dir"])}/report.html">{name_html(c["case_id"])}</a>'
         if c["status"] != "ok":
-            rows.append([esc(c["case_id"]), "failed", "", "", esc(c["error"])])
+            rows.append([name_html(c["case_id"]), "failed", "", "", esc(c["error"])])
             classes.append(["", "bad", "l", "", "l"])
             continue
         rows.append([link, fmt(c["mean_dice"]),
-                     f"{esc(c['worst_label'])} ({fmt(c['worst_dice'])})", esc(c["n_labels"]),
-                     esc("; ".join(c["flags"]))])
+                     f"{name_html(c['worst_label'])} ({fmt(c['worst_dice'])})",
+                     esc(c["n_labels"]), esc(display_name("; ".join(c["flags"]), 400))])
         classes.append(["", dice_class(c["mean_dice"]), "l", "", "l"])
     return rows, classes
 
@@ -112,7 +114,8 @@ def cohort_html(report: CohortReport, figures: Sequence[FigureItem]) -> str:
                     "failed; see the case table.</div>")
     headers, rows, classes = summary_rows(report)
     body.append(f"<h2>Per label over {len(ok)} evaluated cases</h2>")
-    body.append(table(headers, [[esc(v) for v in r] for r in rows], left=2, classes=classes))
+    body.append(table(headers, [[name_html(v) if i == 1 else esc(v) for i, v in enumerate(r)]
+                                for r in rows], left=2, classes=classes))
     body.append('<p class="meta">median [first quartile, third quartile] over finite values; '
                 "+N inf = cases where a segmentation was empty (distance infinite). "
                 "All statistics: cohort.csv / cohort.json.</p>")
@@ -137,12 +140,15 @@ def cohort_pdf(report: CohortReport, figures: Sequence[FigureItem]) -> bytes:
     headers, rows, classes = summary_rows(report)
     pdf.heading("Per label: mean and median [IQR] over cases")
     widths = [10, 32, 10] + [18, 29] * len(SUMMARY_COLUMNS)
-    pdf.grid_table(headers, rows, classes, widths=widths, size=6)
+    short = [[display_name(v, 30) if i == 1 else v for i, v in enumerate(r)] for r in rows]
+    pdf.grid_table(headers, short, classes, widths=widths, size=6)
     for fig in figures:
         pdf.figure(fig)
     pdf.heading("Cases")
-    crow = [[c["case_id"], "failed" if c["status"] != "ok" else fmt(c["mean_dice"]),
-             c.get("worst_label") or "", c.get("error") or "; ".join(c.get("flags", []))]
+    crow = [[display_name(c["case_id"], 40),
+             "failed" if c["status"] != "ok" else fmt(c["mean_dice"]),
+             display_name(c.get("worst_label") or "", 30),
+             c.get("error") or "; ".join(c.get("flags", []))]
             for c in report.cases]
     pdf.grid_table(["Case (folder cases/<case>)", "Mean Dice", "Worst label", "Flags / error"],
                    crow, widths=[50, 20, 40, 167])

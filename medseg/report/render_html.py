@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from medseg.io.labels import display_name
 from medseg.report.case import CONVENTIONS, CaseReport
 
 CSS = """
@@ -21,7 +22,7 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bott
 padding-bottom:3px}.meta{color:#5a6570;font-size:13px}
 table{border-collapse:collapse;font-size:12.5px;margin:6px 0}
 th,td{border:1px solid #d5dae0;padding:3px 7px;text-align:right;white-space:nowrap}
-td.l{white-space:normal}
+td.l{white-space:normal;overflow-wrap:anywhere}
 th{background:#eef1f5;position:sticky;top:0}td.l,th.l{text-align:left}
 tr:nth-child(even) td{background:#fafbfc}
 td.good{background:#dff3e3!important}td.mid{background:#fdf1d6!important}
@@ -29,7 +30,8 @@ td.bad{background:#f9dcdc!important}
 .note{background:#fff6d9;border-left:4px solid #e0a800;padding:6px 10px;font-size:13px;margin:8px 0}
 figure{margin:10px 0}figcaption{font-size:12.5px;color:#38424c;margin-top:3px}
 img{max-width:100%;height:auto;border:1px solid #e2e6ea}
-code{font-size:12px;background:#f2f4f6;padding:0 3px}
+code{font-size:12px;background:#f2f4f6;padding:0 3px;overflow-wrap:anywhere}
+h1,.meta,figcaption,li{overflow-wrap:anywhere}
 """
 
 
@@ -46,6 +48,20 @@ class FigureItem:
 def esc(value: Any) -> str:
     """HTML-escaped ``str(value)``."""
     return html.escape(str(value), quote=True)
+
+
+#: Characters of a label name shown in tables and summaries (the JSON keeps the full name).
+NAME_CHARS = 60
+
+
+def name_html(name: Any, width: int = NAME_CHARS) -> str:
+    """An escaped label name (or case id) for display: elided in the middle past ``width``
+    characters, control characters shown escaped, the full text in a tooltip when shortened."""
+    full = str(name)
+    shown = display_name(full, width)
+    if shown == full:
+        return esc(full)
+    return f'<span title="{esc(full)}">{esc(shown)}</span>'
 
 
 def fmt(value: Any, kind: str = "num") -> str:
@@ -128,7 +144,8 @@ def metrics_table(report: CaseReport) -> str:
     rows, classes = [], []
     for m in report.metrics:
         d = m.as_dict()
-        rows.append([esc(m.label), esc(m.name)] + [fmt(d[f], k) for f, _, k in METRIC_COLUMNS]
+        rows.append([esc(m.label), name_html(m.name)]
+                    + [fmt(d[f], k) for f, _, k in METRIC_COLUMNS]
                     + [esc(", ".join(m.flags))])
         classes.append(["", ""] + [dice_class(d[f]) if f in ("dice", "nsd") else ""
                                    for f, _, _ in METRIC_COLUMNS] + [""])
@@ -156,11 +173,11 @@ def _summary(report: CaseReport) -> str:
     parts = [f"<b>{len(report.metrics)}</b> labels", f"mean Dice <b>{fmt(mean)}</b>"]
     if worst:
         parts.append(f"largest boundary error <b>{fmt(worst['distance_mm'], 'mm')} mm</b> "
-                     f"({esc(worst['name'])})")
+                     f"({name_html(worst['name'])})")
     flagged = [m for m in report.metrics if m.flags]
     if flagged:
-        parts.append("flags: " + esc(", ".join(f"{m.name}: {'/'.join(m.flags)}"
-                                                for m in flagged)))
+        parts.append("flags: " + ", ".join(f"{name_html(m.name)}: {esc('/'.join(m.flags))}"
+                                           for m in flagged))
     out = "<p>" + " &middot; ".join(parts) + "</p>"
     if any(not n.startswith("none") for n in report.geometry["resampling"]):
         out += '<div class="note">' + "<br>".join(esc(n) for n in report.geometry["resampling"])
@@ -173,7 +190,7 @@ def case_html(report: CaseReport, figures: Sequence[FigureItem],
     """The complete ``report.html`` of one case."""
     head = f'<p class="meta"><a href="{esc(back_link)}">&larr; cohort summary</a></p>' \
         if back_link else ""
-    head += (f"<h1>Segmentation evaluation: {esc(report.case_id)}</h1>"
+    head += (f"<h1>Segmentation evaluation: {name_html(report.case_id, 120)}</h1>"
              f'<p class="meta">medseg {esc(report.medseg_version)} &middot; '
              f"{esc(report.created_utc)} &middot; NSD tolerance "
              f"{fmt(report.nsd_tolerance_mm, 'mm')} mm</p>")
@@ -194,4 +211,4 @@ def case_html(report: CaseReport, figures: Sequence[FigureItem],
     body.append("<h2>Inputs</h2>" + table(["Input", "Path", "SHA-256 (first 16)"], rows, left=3))
     conv = [[esc(k), esc(v)] for k, v in CONVENTIONS.items()]
     body.append("<h2>Conventions</h2>" + table(None, conv, left=2))
-    return page(f"medseg report {report.case_id}", "\n".join(body))
+    return page(f"medseg report {display_name(report.case_id, 120)}", "\n".join(body))

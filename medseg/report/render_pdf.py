@@ -1,7 +1,9 @@
 """PDF reports with fpdf2 (A4 landscape): the same tables and figures as the HTML pages.
 
 fpdf2's core fonts are Latin-1 only, so every text goes through :func:`latin1` (characters
-outside Latin-1 become ``?``; arrows are spelled ``->``).
+outside Latin-1 become ``?``; arrows are spelled ``->``). Label names and case ids are elided
+for display (:func:`medseg.io.labels.display_name`) and every table cell is cut to
+:data:`CELL_CHARS`, so no row can grow taller than a page; the JSON keeps the full text.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ from collections.abc import Sequence
 
 from fpdf import FPDF, FontFace
 
+from medseg.io.labels import display_name
 from medseg.report.case import CONVENTIONS, CaseReport
 from medseg.report.render_html import METRIC_COLUMNS, FigureItem, dice_class, fmt
 
+#: Longest text of one table cell (a longer one is cut with "...").
+CELL_CHARS = 300
 FILL = {"good": (223, 243, 227), "mid": (253, 241, 214), "bad": (249, 220, 220)}
 HEAD = FontFace(emphasis="BOLD", fill_color=(238, 241, 245))
 
@@ -76,7 +81,8 @@ class ReportPDF(FPDF):
                 row = tab.row()
                 for c, value in enumerate(values):
                     key = fills[r][c] if fills else ""
-                    row.cell(latin1(value), style=FontFace(fill_color=FILL[key]) if key else None)
+                    row.cell(latin1(display_name(str(value), CELL_CHARS)),
+                             style=FontFace(fill_color=FILL[key]) if key else None)
         self.ln(2)
 
     def figure(self, item: FigureItem) -> None:
@@ -103,7 +109,8 @@ def metric_rows(report: CaseReport) -> tuple[list[str], list[list[str]], list[li
     rows, fills = [], []
     for m in report.metrics:
         d = m.as_dict()
-        rows.append([str(m.label), m.name] + [fmt(d[f], k) for f, _, k in METRIC_COLUMNS]
+        rows.append([str(m.label), display_name(m.name, 40)]
+                    + [fmt(d[f], k) for f, _, k in METRIC_COLUMNS]
                     + [", ".join(m.flags)])
         fills.append(["", ""] + [dice_class(d[f]) if f in ("dice", "nsd") else ""
                                  for f, _, _ in METRIC_COLUMNS] + [""])
@@ -112,9 +119,10 @@ def metric_rows(report: CaseReport) -> tuple[list[str], list[list[str]], list[li
 
 def case_pdf(report: CaseReport, figures: Sequence[FigureItem]) -> bytes:
     """The complete ``report.pdf`` of one case."""
-    pdf = ReportPDF(f"medseg report {report.case_id}")
+    case = display_name(report.case_id, 80)
+    pdf = ReportPDF(f"medseg report {case}")
     pdf.add_page()
-    pdf.heading(f"Segmentation evaluation: {report.case_id}", 15)
+    pdf.heading(f"Segmentation evaluation: {case}", 15)
     dices = [m.dice for m in report.metrics if math.isfinite(m.dice)]
     mean = sum(dices) / len(dices) if dices else float("nan")
     pdf.para(f"medseg {report.medseg_version} - {report.created_utc} - {len(report.metrics)} "
