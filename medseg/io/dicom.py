@@ -18,7 +18,12 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from medseg.errors import InconsistentSeriesError, NoDicomSeriesError, SeriesSelectionError
+from medseg.errors import (
+    InconsistentSeriesError,
+    MissingDicomAttributeError,
+    NoDicomSeriesError,
+    SeriesSelectionError,
+)
 from medseg.io.dicom_geometry import (
     SliceGeom,
     slice_from_dataset,
@@ -27,10 +32,12 @@ from medseg.io.dicom_geometry import (
 )
 from medseg.io.dicom_pixels import decode, rescale
 from medseg.io.dicom_source import DicomSource, SeriesInfo
-from medseg.io.dicom_zip import DEFAULT_MAX_ZIP_BYTES, DicomInputs
+from medseg.io.dicom_zip import DEFAULT_MAX_RATIO, DEFAULT_MAX_ZIP_BYTES, DicomInputs
+from medseg.io.roots import Roots
 from medseg.volume import Volume
 
-__all__ = ["DEFAULT_MAX_ZIP_BYTES", "list_series", "read_dicom"]
+__all__ = ["DEFAULT_MAX_RATIO", "DEFAULT_MAX_ZIP_BYTES", "REQUIRED_PIXEL_ATTRIBUTES",
+           "list_series", "read_dicom"]
 
 #: Modalities of DICOM objects that are never image series (annotations, plans, documents).
 NON_IMAGE_MODALITIES = frozenset({"SEG", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "SR",
@@ -42,6 +49,12 @@ NON_IMAGE_SOP_CLASSES = frozenset({
     "1.2.840.10008.5.1.4.1.1.481.2",  # RT Dose
     "1.2.840.10008.5.1.4.1.1.481.3",  # RT Structure Set
 })
+
+#: Image Pixel module attributes every image of a series must carry (DICOM type 1): without
+#: them the pixels cannot be decoded, or only by guessing (e.g. signed data read as unsigned).
+REQUIRED_PIXEL_ATTRIBUTES = ("Rows", "Columns", "BitsAllocated", "BitsStored",
+                             "PixelRepresentation", "SamplesPerPixel",
+                             "PhotometricInterpretation")
 
 
 @dataclass
@@ -129,15 +142,39 @@ def _series_key(ds: Dataset) -> str:
 
 
 def _is_image(ds: Dataset) -> bool:
-    """An image slice or enhanced multi-frame image (not SEG, RTSTRUCT, SR, DICOMDIR...)."""
+    """An image slice or enhanced multi-frame image (not SEG, RTSTRUCT, SR, DICOMDIR...).
+
+    Decided from its class and geometry, not from its pixel attributes: an image that lacks
+    ``Rows`` stays in its series and is refused by name when the series is read.
+    """
     if _text(ds, "Modality").upper() in NON_IMAGE_MODALITIES:
         return False
     if _text(ds, "SOPClassUID") in NON_IMAGE_SOP_CLASSES:
         return False
-    if not ds.get("Rows") or not ds.get("Columns"):
-        return False
     return any(k in ds for k in ("ImagePositionPatient", "ImageOrientationPatient",
                                  "PerFrameFunctionalGroupsSequence"))
+
+
+def _int_or_zero(ds: Dataset, keyword: str) -> int:
+    try:
+        return int(ds.get(keyword) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _check_required(images: list[_Image], label: str) -> None:
+    """Every image of the chosen series carries the pixel attributes decoding needs."""
+    for im in images:
+        missing = [k for k in REQUIRED_PIXEL_ATTRIBUTES
+                   if im.ds.get(k) is None or str(im.ds.get(k)).strip() == ""]
+        if missing:
+            others = sum(1 for o in images if o is not im and any(
+                o.ds.get(k) is None for k in missing))
+            more = f" (and {others} other file(s) of the series)" if others else ""
+            raise MissingDicomAttributeError(
+                f"{im.name}: no {', '.join(missing)} in the header{more}, so the pixels of "
+                f"series {label} cannot be decoded without guessing. The file is damaged or "
+                "was stripped by a tool; re-export the series from the scanner/PACS.")
 
 
 def _n_images(images: list[_Image]) -> int:
@@ -173,7 +210,7 @@ def _scan(inputs: DicomInputs) -> _Scan:
         infos.append(SeriesInfo(
             number=number, uid=uid, description=_text(first, "SeriesDescription"),
             modality=_text(first, "Modality"), n_images=_n_images(ims),
-            rows=int(first.Rows), columns=int(first.Columns),
+            rows=_int_or_zero(first, "Rows"), columns=_int_or_zero(first, "Columns"),
             series_number=int(num) if num not in (None, "") else None,
             files=[im.name for im in ims],
             multiframe=any("PerFrameFunctionalGroupsSequence" in im.ds for im in ims),
@@ -181,37 +218,44 @@ def _scan(inputs: DicomInputs) -> _Scan:
     return _Scan(series, infos, skipped)
 
 
-def list_series(path: str | Path, *, max_zip_bytes: int = DEFAULT_MAX_ZIP_BYTES
+def list_series(path: str | Path, *, max_zip_bytes: int = DEFAULT_MAX_ZIP_BYTES,
+                max_zip_ratio: float = DEFAULT_MAX_RATIO, roots: Roots = None
                 ) -> list[SeriesInfo]:
     """Every image series in a DICOM file, folder (recursive) or zip, numbered 1..N.
 
-    Numbering is stable: series sorted by SeriesNumber (missing last), then by UID.
+    Numbering is stable: series sorted by SeriesNumber (missing last), then by UID. ``roots``
+    (normalised): symlinked files in a folder must resolve inside them (see
+    :mod:`medseg.io.dicom_zip`); the zip limits are those of :func:`read_dicom`.
     """
-    with DicomInputs(Path(path), max_zip_bytes) as inputs:
+    with DicomInputs(Path(path), max_zip_bytes, roots=roots,
+                     max_zip_ratio=max_zip_ratio) as inputs:
         return _scan(inputs).infos
 
 
 def _table(infos: list[SeriesInfo]) -> str:
-    rows = [f"  {i.number:>3}  {i.uid}  {i.modality or '-'}  {i.description or '(no description)'}"
-            f"  [{i.n_images} image(s), {i.rows}x{i.columns}]" for i in infos]
-    return "\n".join(["    N  SeriesInstanceUID  Modality  Description  [images, rows x columns]",
-                      *rows])
+    """The series on one line: ``N = UID (modality, description, images, rows x columns)``."""
+    return "; ".join(
+        f"{i.number} = {i.uid} ({i.modality or '-'}, {i.description or 'no description'!r}, "
+        f"{i.n_images} image(s), {i.rows}x{i.columns})" for i in infos)
 
 
 def _select(scan: _Scan, series: str | int | None, path: Path) -> SeriesInfo:
     infos = scan.infos
     if not infos:
         found = f" ({len(scan.skipped)} non-DICOM file(s) skipped)" if scan.skipped else ""
+        other = (" A zip of another format (e.g. a .mhd header with its .raw): extract it and "
+                 "open the image file.") if path.suffix.lower() == ".zip" else ""
         raise NoDicomSeriesError(
             f"{path}: no DICOM image series found{found}. Point medseg at a folder, zip or file "
             "holding CT/MR image slices (SEG, RTSTRUCT and reports are not image series)."
+            + other
         )
     if series is None:
         if len(infos) == 1:
             return infos[0]
         raise SeriesSelectionError(
-            f"{path} holds {len(infos)} image series:\n{_table(infos)}\n"
-            "Choose one: pass --series UID or --series N (the number in the first column)."
+            f"{path} holds {len(infos)} image series: {_table(infos)}. Choose one: pass "
+            "--series N or --series UID."
         )
     for info in infos:
         if str(series).strip() == info.uid:
@@ -222,8 +266,8 @@ def _select(scan: _Scan, series: str | int | None, path: Path) -> SeriesInfo:
             if info.number == number:
                 return info
     raise SeriesSelectionError(
-        f"{path}: no series {series!r}. The series found are:\n{_table(infos)}\n"
-        "Pass --series with one of these UIDs or numbers."
+        f"{path}: no series {series!r}. The series found are: {_table(infos)}. Pass --series "
+        "with one of these numbers or UIDs."
     )
 
 
@@ -279,25 +323,31 @@ def _source(images: list[_Image], slices: list[SliceGeom], order: list[int],
 
 
 def read_dicom(path: str | Path, series: str | int | None = None, *,
-               max_zip_bytes: int = DEFAULT_MAX_ZIP_BYTES) -> Volume:
+               max_zip_bytes: int = DEFAULT_MAX_ZIP_BYTES,
+               max_zip_ratio: float = DEFAULT_MAX_RATIO, roots: Roots = None) -> Volume:
     """Read one DICOM image series as a Volume.
 
     Args:
         path: a DICOM file, a folder (searched recursively) or a ``.zip`` of DICOM files.
         series: SeriesInstanceUID (or synthetic ``nouid-...`` key) or the 1-based number that
             :func:`list_series` gives; required when the input holds several image series.
-        max_zip_bytes: refuse zip archives that expand to more than this.
+        max_zip_bytes: refuse zip archives that expand to more than this (bytes really
+            decompressed are counted).
+        max_zip_ratio: refuse a zip member that expands more than this many times its
+            compressed size (see :mod:`medseg.io.archive`).
+        roots: when given (normalised), symlinked files in a folder must resolve inside them.
 
     Returns:
         Volume with ``array[i, j, k]`` (int16 or float32, rescale applied), LPS geometry and
         ``meta = {"dicom": DicomSource, "path": str(path)}``.
     """
     p = Path(path)
-    with DicomInputs(p, max_zip_bytes) as inputs:
+    with DicomInputs(p, max_zip_bytes, roots=roots, max_zip_ratio=max_zip_ratio) as inputs:
         scan = _scan(inputs)
         info = _select(scan, series, p)
         images = sorted(scan.series[info.uid], key=lambda im: im.name)
         label = f"{info.number} ({info.uid}) in {p}"
+        _check_required(images, label)
         slices = _slices(images, label)
         grid = sort_slices(slices, label)
         raw = _decode_all(inputs, images)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from medseg.errors import PathOutsideRootsError
 
-__all__ = ["Roots", "as_roots", "is_inside", "resolve_inside"]
+__all__ = ["Roots", "as_roots", "is_inside", "resolve_inside", "root_of"]
 
 #: Folders a reader may touch; ``None`` means "no restriction" (the CLI).
 Roots = tuple[Path, ...] | None
@@ -32,6 +32,16 @@ def is_inside(path: str | os.PathLike[str], roots: Roots) -> bool:
         return True
     resolved = Path(path).expanduser().resolve()
     return any(resolved == r or r in resolved.parents for r in roots)
+
+
+def root_of(path: str | os.PathLike[str], roots: tuple[Path, ...]) -> Path | None:
+    """The root that ``path`` resolves inside (symlinks followed), ``None`` when none does.
+
+    When roots are nested, the innermost one is returned (the tightest allowed folder).
+    """
+    resolved = Path(path).expanduser().resolve()
+    inside = [r for r in roots if resolved == r or r in resolved.parents]
+    return max(inside, key=lambda r: len(r.parts)) if inside else None
 
 
 def resolve_inside(path: str | os.PathLike[str], roots: Roots, *,

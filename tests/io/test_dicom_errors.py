@@ -22,6 +22,7 @@ from medseg.errors import (
     SliceSpacingError,
     UnsafeArchiveError,
     UnsupportedFormatError,
+    UploadTooLargeError,
 )
 from medseg.io.dicom import list_series, read_dicom
 from tests.conftest import SAMPLES
@@ -209,7 +210,7 @@ def test_zip_size_limit(tmp_path: Path) -> None:
     archive = tmp_path / "big.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("a.dcm", bytes(200_000))
-    with pytest.raises(UnsafeArchiveError, match="limit"):
+    with pytest.raises(UploadTooLargeError, match="limit"):
         read_dicom(archive, max_zip_bytes=100_000)
     with pytest.raises(NoDicomSeriesError):
         read_dicom(archive)
