@@ -27,7 +27,7 @@ from medseg import io
 from medseg.errors import MedsegError
 from medseg.io.atomic import write_text_atomic
 
-IMAGE_EXT = (".nii.gz", ".nii", ".nrrd", ".mha")
+IMAGE_EXT = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".mgz", ".mgh")
 
 
 @dataclass(frozen=True)

@@ -14,34 +14,22 @@ passes:
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from pathlib import Path
 
 from medseg import io
 from medseg.io.dicom_source import SeriesInfo
-from medseg.io.roots import as_roots, resolve_inside
 from medseg.volume import Volume
 
 __all__ = ["list_series", "read_volume"]
-
-# medseg.io gains its ``roots`` option with issue 18 (reading side); until that lands the app
-# checks the path it names itself (which does not cover detached data files or DICOM members).
-_IO_HAS_ROOTS = "roots" in inspect.signature(io.read).parameters
 
 
 def read_volume(path: Path, roots: Sequence[Path], *, series: str | int | None = None,
                 label: bool | None = None) -> Volume:
     """``medseg.io.read(path, series, label=label)`` reading only inside ``roots``."""
-    allowed = as_roots(roots)
-    if _IO_HAS_ROOTS:
-        return io.read(path, series, label=label, roots=allowed)  # type: ignore[call-arg]
-    return io.read(resolve_inside(path, allowed), series, label=label)
+    return io.read(path, series, label=label, roots=tuple(roots))
 
 
 def list_series(path: Path, roots: Sequence[Path]) -> list[SeriesInfo]:
     """The DICOM series of ``path`` (empty for other formats), reading only inside ``roots``."""
-    allowed = as_roots(roots)
-    if _IO_HAS_ROOTS:
-        return io.list_series(path, roots=allowed)  # type: ignore[call-arg]
-    return io.list_series(resolve_inside(path, allowed))
+    return io.list_series(path, roots=tuple(roots))

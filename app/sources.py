@@ -4,9 +4,9 @@ An upload is opened from its own workspace folder (``uploads/<sha256[:16]>/``, s
 :mod:`app.uploads`) and may read nothing outside it. What an upload can be:
 
 * one self-contained image file: NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``), MetaImage
-  (``.mha``), a DICOM file (``.dcm``); a ``.mha``/``.nrrd`` whose header names a detached data
-  file is read only if that file lies in the upload's folder, which it cannot for a single
-  upload, so it is refused by :mod:`medseg.io`;
+  (``.mha``), FreeSurfer (``.mgz``, ``.mgh``), a DICOM file (``.dcm``); a ``.mha``/``.nrrd``
+  whose header names a detached data file is read only if that file lies in the upload's
+  folder, which it cannot for a single upload, so it is refused by :mod:`medseg.io`;
 * a lone detached header (``.mhd``, ``.nhdr``, ``.hdr``): refused at once, with the advice to
   upload header and data file together as a zip;
 * a zip: a DICOM folder (read from the zip as before), or, when it holds an image file or a
@@ -16,6 +16,9 @@ An upload is opened from its own workspace folder (``uploads/<sha256[:16]>/``, s
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,11 +62,11 @@ SAMPLES: tuple[SampleCase, ...] = (
 )
 
 #: Extensions the upload widget accepts (lone detached headers are accepted to explain them).
-UPLOAD_TYPES = ("nii", "gz", "nrrd", "mha", "zip", "dcm", "mhd", "nhdr", "hdr")
+UPLOAD_TYPES = ("nii", "gz", "nrrd", "mha", "mgz", "mgh", "zip", "dcm", "mhd", "nhdr", "hdr")
 #: Headers whose voxels live in a separate data file.
 DETACHED_HEADERS = (".mhd", ".nhdr", ".hdr")
 #: Files inside an uploaded zip that make it an image (not a DICOM folder) to open.
-ZIP_IMAGES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".hdr")
+ZIP_IMAGES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".hdr", ".mgz", ".mgh")
 #: Cap on what an uploaded zip may expand to (as for DICOM zips read by medseg.io).
 MAX_ZIP_BYTES = DEFAULT_MAX_ZIP_BYTES
 
@@ -85,6 +88,21 @@ def zip_images(path: Path) -> list[str]:
     return sorted(n for n in names if _is_image_name(n, ZIP_IMAGES))
 
 
+def _extract(archive: Path, dest: Path) -> None:
+    """Extract ``archive`` to ``dest`` whole: streamed into a hidden sibling folder by
+    :func:`~medseg.io.archive.extract_zip` (capped, all-or-nothing), then renamed; when
+    another session renamed its copy first, that complete copy is kept."""
+    from medseg.io.archive import extract_zip
+
+    tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest.parent))
+    try:
+        extract_zip(archive, tmp / "x", max_bytes=MAX_ZIP_BYTES)
+        with contextlib.suppress(OSError):  # lost the race: the other copy is complete
+            (tmp / "x").rename(dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def upload_images(stored: StoredUpload) -> list[Path]:
     """What to open for a stored upload: the file itself, or the image files extracted from
     an image zip (several when the zip holds several). Refuses a lone detached header."""
@@ -97,10 +115,8 @@ def upload_images(stored: StoredUpload) -> list[Path]:
     if not zipfile.is_zipfile(path) or not zip_images(path):
         return [path]  # an image file or a zip of DICOM files: medseg.io reads it directly
     dest = path.parent / "extracted"
-    if not dest.is_dir():  # extract_zip is all-or-nothing, so an existing folder is complete
-        from medseg.io.archive import extract_zip
-
-        extract_zip(path, dest, max_bytes=MAX_ZIP_BYTES)
+    if not dest.is_dir():
+        _extract(path, dest)
     found = sorted(p for p in dest.rglob("*") if p.is_file() and
                    _is_image_name(p.name, ZIP_IMAGES) and not p.name.startswith("."))
     if not found:
