@@ -185,3 +185,35 @@ def test_box_prompt_in_browser(browser: object, tmp_path: Path) -> None:
         page.get_by_role("button", name="Undo (1)").wait_for(timeout=30_000)
         assert _state(ws)["voxels"]["1"] > 0  # type: ignore[index]
         page.close()
+
+
+def test_hostile_upload_is_refused_in_browser(browser: object, tmp_path: Path) -> None:
+    """An uploaded .mha whose header names /etc/passwd as its data file, through the real file
+    input: the page says why it is refused, no case opens, nothing reaches the workspace; a
+    file over MEDSEG_MAX_UPLOAD_MB is refused by the browser before it is sent."""
+    from tests.app.test_roots import mha
+
+    hostile = tmp_path / "passwd.mha"
+    hostile.write_bytes(mha("/etc/passwd"))
+    big = tmp_path / "big.nii.gz"
+    big.write_bytes(b"\0" * (2 * 2**20))
+    ws = tmp_path / "ws"
+    with app_server(ws, {"MEDSEG_MAX_UPLOAD_MB": "1"}) as url:
+        page = browser.new_page(viewport={"width": 1500, "height": 1100})  # type: ignore
+        page.goto(url)
+        wait_idle(page)
+        page.get_by_test_id("stSidebar").get_by_text("Upload", exact=True).click()
+        wait_idle(page)
+        page.locator("input[type=file]").set_input_files(str(hostile))
+        refusal = page.get_by_text("points outside the header's folder")
+        refusal.wait_for(timeout=60_000)
+        wait_idle(page)
+        page.screenshot(path=str(SHOTS / "6_hostile_upload.png"), full_page=True)
+        assert "passwd.mha" in refusal.inner_text() and "nothing was read" in refusal.inner_text()
+        assert page.get_by_text("autosaved to workspace case").count() == 0
+        assert "Traceback" not in page.content()
+        page.locator("input[type=file]").set_input_files(str(big))
+        page.get_by_text("1.0MB or smaller", exact=False).wait_for(timeout=30_000)
+        page.close()
+    assert not (ws / "cases").exists()
+    assert [p.name for p in (ws / "uploads").rglob("*") if p.is_file()] == ["passwd.mha"]
