@@ -18,11 +18,14 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from medseg.errors import (
-    InconsistentSeriesError,
-    MissingDicomAttributeError,
-    NoDicomSeriesError,
-    SeriesSelectionError,
+from medseg.errors import InconsistentSeriesError, NoDicomSeriesError, SeriesSelectionError
+from medseg.io.dicom_attrs import (
+    REQUIRED_PIXEL_ATTRIBUTES,
+    check_frames,
+    check_required,
+    int_or_zero,
+    series_number,
+    text,
 )
 from medseg.io.dicom_geometry import (
     SliceGeom,
@@ -50,13 +53,6 @@ NON_IMAGE_SOP_CLASSES = frozenset({
     "1.2.840.10008.5.1.4.1.1.481.3",  # RT Structure Set
 })
 
-#: Image Pixel module attributes every image of a series must carry (DICOM type 1): without
-#: them the pixels cannot be decoded, or only by guessing (e.g. signed data read as unsigned).
-REQUIRED_PIXEL_ATTRIBUTES = ("Rows", "Columns", "BitsAllocated", "BitsStored",
-                             "PixelRepresentation", "SamplesPerPixel",
-                             "PhotometricInterpretation")
-
-
 @dataclass
 class _Image:
     """One image object found in the input (header only)."""
@@ -73,11 +69,6 @@ class _Scan:
     series: dict[str, list[_Image]]
     infos: list[SeriesInfo]
     skipped: list[str]
-
-
-def _text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword)
-    return "" if value is None else str(value).strip()
 
 
 def _dcmread_header(src: str | BinaryIO, force: bool) -> tuple[Dataset, int]:
@@ -114,7 +105,7 @@ def _recover_uids(ds: Dataset) -> None:
     meta = getattr(ds, "file_meta", None)
     for key, meta_key in (("SOPInstanceUID", "MediaStorageSOPInstanceUID"),
                           ("SOPClassUID", "MediaStorageSOPClassUID")):
-        if not _text(ds, key) and meta is not None and _text(meta, meta_key):
+        if not text(ds, key) and meta is not None and text(meta, meta_key):
             setattr(ds, key, meta[meta_key].value)
 
 
@@ -132,10 +123,10 @@ def _iop_text(ds: Dataset) -> str:
 
 def _series_key(ds: Dataset) -> str:
     """SeriesInstanceUID, or a stable synthetic ``nouid-<hash>`` when the files blank it."""
-    uid = _text(ds, "SeriesInstanceUID")
+    uid = text(ds, "SeriesInstanceUID")
     if uid:
         return uid
-    parts = [_text(ds, k) for k in ("StudyInstanceUID", "SeriesNumber", "Modality",
+    parts = [text(ds, k) for k in ("StudyInstanceUID", "SeriesNumber", "Modality",
                                     "SeriesDescription", "FrameOfReferenceUID")]
     parts.append(_iop_text(ds))
     return "nouid-" + hashlib.sha1("\x1f".join(parts).encode()).hexdigest()[:16]
@@ -147,34 +138,12 @@ def _is_image(ds: Dataset) -> bool:
     Decided from its class and geometry, not from its pixel attributes: an image that lacks
     ``Rows`` stays in its series and is refused by name when the series is read.
     """
-    if _text(ds, "Modality").upper() in NON_IMAGE_MODALITIES:
+    if text(ds, "Modality").upper() in NON_IMAGE_MODALITIES:
         return False
-    if _text(ds, "SOPClassUID") in NON_IMAGE_SOP_CLASSES:
+    if text(ds, "SOPClassUID") in NON_IMAGE_SOP_CLASSES:
         return False
     return any(k in ds for k in ("ImagePositionPatient", "ImageOrientationPatient",
                                  "PerFrameFunctionalGroupsSequence"))
-
-
-def _int_or_zero(ds: Dataset, keyword: str) -> int:
-    try:
-        return int(ds.get(keyword) or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _check_required(images: list[_Image], label: str) -> None:
-    """Every image of the chosen series carries the pixel attributes decoding needs."""
-    for im in images:
-        missing = [k for k in REQUIRED_PIXEL_ATTRIBUTES
-                   if im.ds.get(k) is None or str(im.ds.get(k)).strip() == ""]
-        if missing:
-            others = sum(1 for o in images if o is not im and any(
-                o.ds.get(k) is None for k in missing))
-            more = f" (and {others} other file(s) of the series)" if others else ""
-            raise MissingDicomAttributeError(
-                f"{im.name}: no {', '.join(missing)} in the header{more}, so the pixels of "
-                f"series {label} cannot be decoded without guessing. The file is damaged or "
-                "was stripped by a tool; re-export the series from the scanner/PACS.")
 
 
 def _n_images(images: list[_Image]) -> int:
@@ -193,25 +162,22 @@ def _scan(inputs: DicomInputs) -> _Scan:
         ds, offset = header
         _recover_uids(ds)
         if _is_image(ds):
+            check_frames(ds, name)
             key = _series_key(ds)
             series.setdefault(key, []).append(_Image(index, name, ds, key, offset))
 
     def sort_key(uid: str) -> tuple[float, str]:
-        num = series[uid][0].ds.get("SeriesNumber")
-        try:
-            return (float(num), uid)
-        except (TypeError, ValueError):
-            return (float("inf"), uid)
+        num = series_number(series[uid][0].ds)
+        return (float("inf") if num is None else float(num), uid)
 
     infos = []
     for number, uid in enumerate(sorted(series, key=sort_key), start=1):
         ims, first = series[uid], series[uid][0].ds
-        num = first.get("SeriesNumber")
         infos.append(SeriesInfo(
-            number=number, uid=uid, description=_text(first, "SeriesDescription"),
-            modality=_text(first, "Modality"), n_images=_n_images(ims),
-            rows=_int_or_zero(first, "Rows"), columns=_int_or_zero(first, "Columns"),
-            series_number=int(num) if num not in (None, "") else None,
+            number=number, uid=uid, description=text(first, "SeriesDescription"),
+            modality=text(first, "Modality"), n_images=_n_images(ims),
+            rows=int_or_zero(first, "Rows"), columns=int_or_zero(first, "Columns"),
+            series_number=series_number(first),
             files=[im.name for im in ims],
             multiframe=any("PerFrameFunctionalGroupsSequence" in im.ds for im in ims),
         ))
@@ -309,13 +275,13 @@ def _source(images: list[_Image], slices: list[SliceGeom], order: list[int],
     first = kept[0].ds
 
     def uid(keyword: str) -> str | None:
-        return _text(first, keyword) or None
+        return text(first, keyword) or None
 
     return DicomSource(
         datasets=[im.ds for im in kept], series_uid=uid("SeriesInstanceUID"),
         study_uid=uid("StudyInstanceUID"), frame_of_reference_uid=uid("FrameOfReferenceUID"),
-        sop_class_uid=_text(first, "SOPClassUID"),
-        sop_instance_uids=[_text(im.ds, "SOPInstanceUID") for im in kept],
+        sop_class_uid=text(first, "SOPClassUID"),
+        sop_instance_uids=[text(im.ds, "SOPInstanceUID") for im in kept],
         frame_numbers=[int(slices[k].frame) for k in order]  # type: ignore[arg-type]
         if multiframe else None,
         files=[im.name for im in kept], skipped_files=list(skipped),
@@ -347,7 +313,7 @@ def read_dicom(path: str | Path, series: str | int | None = None, *,
         info = _select(scan, series, p)
         images = sorted(scan.series[info.uid], key=lambda im: im.name)
         label = f"{info.number} ({info.uid}) in {p}"
-        _check_required(images, label)
+        check_required([(im.name, im.ds) for im in images], label)
         slices = _slices(images, label)
         grid = sort_slices(slices, label)
         raw = _decode_all(inputs, images)
@@ -358,7 +324,7 @@ def read_dicom(path: str | Path, series: str | int | None = None, *,
     meta: dict[str, Any] = {"dicom": _source(images, slices, grid.order, scan.skipped),
                             "path": str(p)}
     return Volume(values.transpose(2, 1, 0), grid.spacing, grid.origin, grid.direction,
-                  modality=_text(images[0].ds, "Modality") or None, meta=meta)
+                  modality=text(images[0].ds, "Modality") or None, meta=meta)
 
 
 def _stack(raw: list[np.ndarray], slices: list[SliceGeom], order: list[int]) -> np.ndarray:

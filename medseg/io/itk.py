@@ -14,6 +14,9 @@ raw header values are checked instead and refused naming the field.
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -70,26 +73,43 @@ def _field_values(header: ItkHeader, key: str) -> list[float] | None:
     return None if text is None else numbers(text)
 
 
-def _check_spacing_field(path: Path, name: str, values: list[float] | None, dim: int) -> None:
+def _check_spacing_field(path: Path, name: str, values: list[float] | None,
+                         axes: Iterable[int]) -> None:
     if values is None:
         return
-    if len(values) < dim:
-        raise GeometryError(f"{path}: {name} has {len(values)} value(s) for a {dim}D image; fix "
-                            "the header.")
-    for i, v in enumerate(values[:dim]):
+    for i in axes:
+        v = values[i] if i < len(values) else math.nan
         if not np.isfinite(v) or v <= 0:
             raise GeometryError(
                 f"{path}: {name}[{i}] is {v:g}; a voxel spacing must be a positive number of mm "
                 "(ITK would silently turn it into 1 mm or a flipped axis). Fix the header.")
 
 
-def _check_header_geometry(path: Path, header: ItkHeader, dim: int) -> None:
-    """Raw spacing/direction/origin fields: finite, spacing > 0, no axis without direction."""
-    f = header.fields
+#: NRRD axis kinds that are not directions in space (their spacing/direction is not checked)
+_NON_SPATIAL_KINDS = {"vector", "covariant-vector", "normal", "list", "point", "stub", "scalar",
+                      "complex", "2-vector", "3-color", "rgb-color", "hsv-color", "xyz-color",
+                      "4-color", "rgba-color", "3-vector", "3-gradient", "3-normal", "4-vector",
+                      "quaternion", "2d-symmetric-matrix", "2d-masked-symmetric-matrix",
+                      "2d-matrix", "2d-masked-matrix", "3d-symmetric-matrix",
+                      "3d-masked-symmetric-matrix", "3d-matrix", "3d-masked-matrix"}
+
+
+def _dimension(header: ItkHeader) -> int:
+    key = "ndims" if header.format == "metaimage" else "dimension"
+    try:
+        return int(header.fields.get(key, "0").split()[0])
+    except (ValueError, IndexError):
+        return 0  # SimpleITK refuses the header then
+
+
+def _check_header_geometry(path: Path, header: ItkHeader) -> None:
+    """Raw spacing/direction/origin fields: finite, spacing > 0, no spatial axis without a
+    direction. Checked before SimpleITK reads, because ITK repairs some of them silently."""
+    f, dim = header.fields, _dimension(header)
     if header.format == "metaimage":
         key = "elementspacing" if "elementspacing" in f else "elementsize"
         _check_spacing_field(path, "ElementSpacing" if key == "elementspacing" else "ElementSize",
-                             _field_values(header, key), dim)
+                             _field_values(header, key), range(dim))
         for name in ("TransformMatrix", "Rotation", "Orientation", "Offset", "Position",
                      "Origin", "CenterOfRotation"):
             values = _field_values(header, name.lower())
@@ -97,15 +117,20 @@ def _check_header_geometry(path: Path, header: ItkHeader, dim: int) -> None:
                 raise GeometryError(f"{path}: {name} holds NaN or non-numeric values; fix the "
                                     "header.")
         return
-    _check_spacing_field(path, "spacings", _field_values(header, "spacings"), dim)
+    kinds = f.get("kinds", "").lower().split()
+    spatial = [i for i in range(dim) if i >= len(kinds) or kinds[i] not in _NON_SPATIAL_KINDS]
+    _check_spacing_field(path, "spacings", _field_values(header, "spacings"), spatial)
     directions = f.get("space directions")
-    if directions is not None:
-        for i, token in enumerate(directions.split()[:dim]):
-            vec = numbers(token)
-            if token == "none" or not vec or not np.all(np.isfinite(vec)) or not any(vec):
-                raise GeometryError(
-                    f"{path}: space directions[{i}] is {token!r}: axis {i} has no valid direction "
-                    "in space (ITK would invent one). Fix the header.")
+    if directions is None:
+        return
+    tokens = re.findall(r"none|\([^)]*\)", directions)
+    for i in spatial:
+        token = tokens[i] if i < len(tokens) else "missing"
+        vec = numbers(token) if token.startswith("(") else []
+        if not vec or not np.all(np.isfinite(vec)) or not any(vec):
+            raise GeometryError(
+                f"{path}: space directions[{i}] is {token!r}: axis {i} has no valid direction "
+                "in space (ITK would invent one or fail). Fix the header.")
 
 
 def read_itk(path: str | Path, *, roots: Roots = None, nan: str = "error") -> Volume:
@@ -118,6 +143,7 @@ def read_itk(path: str | Path, *, roots: Roots = None, nan: str = "error") -> Vo
     """
     p = Path(path)
     header, _ = read_itk_header(p, roots)
+    _check_header_geometry(p, header)
     img = _sitk_read(p, header.format)
     if img.GetPixelID() in _COMPLEX:
         raise InvalidImageError(f"{p}: complex voxels; medseg needs real values. Save the "
@@ -129,7 +155,6 @@ def read_itk(path: str | Path, *, roots: Roots = None, nan: str = "error") -> Vo
     dim = img.GetDimension()
     if dim not in (2, 3):
         raise InvalidImageError(f"{p}: a {dim}D image; medseg reads 2D or 3D images.")
-    _check_header_geometry(p, header, dim)
     arr = check_voxels(sitk.GetArrayFromImage(img).T, p, nan=nan)  # [k, j, i] -> [i, j, k]
     spacing = list(img.GetSpacing())
     origin = list(img.GetOrigin())

@@ -1,14 +1,17 @@
 """FreeSurfer MGH/MGZ volumes (``.mgh``, ``.mgz``) with nibabel.
 
 Geometry: voxel sizes ``delta``, direction cosines ``Mdc`` and the RAS centre ``Pxyz_c``
-give nibabel's RAS affine (checked: finite, non-singular, orthogonal). A header whose
-``goodRASFlag`` is not set stores no orientation (FreeSurfer would assume a default coronal
-one); medseg refuses it rather than guess. Frames beyond the first (4D) are refused like 4D
-NIfTI. Voxel types follow :mod:`medseg.io.voxels`.
+give nibabel's RAS affine (checked: finite, ``delta > 0``, non-singular, orthogonal;
+``meta["mgh_xform"] = "stored"``). A header whose ``goodRASFlag`` is 0 stores no orientation;
+FreeSurfer (and nibabel) then define it as 1 mm coronal (LIA) centred on the volume, and medseg
+reads it that way, recorded as ``meta["mgh_xform"] = "default"`` (like NIfTI's pixdim-only
+fallback, such a file carries no reliable patient position). Frames beyond the first (4D) are
+refused like 4D NIfTI. Voxel types follow :mod:`medseg.io.voxels`.
 """
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import nibabel as nib
@@ -26,33 +29,35 @@ __all__ = ["MGH_EXT", "read_mgh"]
 MGH_EXT = (".mgh", ".mgz")
 
 
-def _load(p: Path) -> nib.MGHImage:
+def _raw_good_ras(p: Path) -> int:
+    """``goodRASFlag`` as stored (nibabel replaces a 0 by FreeSurfer's default geometry)."""
+    opener = gzip.open if p.name.lower().endswith(".mgz") else open
+    with opener(p, "rb") as fh:
+        head = fh.read(30)
+    return int.from_bytes(head[28:30], "big", signed=True) if len(head) == 30 else 0
+
+
+def _load(p: Path) -> tuple[nib.MGHImage, str]:
     try:
         img = nib.MGHImage.from_filename(str(p))
-        hdr = img.header
-        good = int(hdr["goodRASFlag"])
-        delta = np.asarray(hdr["delta"], dtype=np.float64)
+        delta = np.asarray(img.header["delta"], dtype=np.float64)
+        source = "stored" if _raw_good_ras(p) > 0 else "default"
     except MedsegError:
         raise
     except Exception as exc:  # nibabel/gzip raise many types for bad files
         raise CorruptFileError(f"{p}: not a readable MGH/MGZ file ({type(exc).__name__}: "
                                f"{one_line(exc, 200)}). Check that the file is complete.") from exc
-    if good <= 0:
-        raise GeometryError(
-            f"{p}: goodRASFlag is {good}, so the file stores no orientation (FreeSurfer would "
-            "assume a default coronal one). Re-save it with its geometry (e.g. mri_convert "
-            "from the original scan) or convert it to NIfTI with the right orientation.")
     for i, d in enumerate(delta):
         if not np.isfinite(d) or d <= 0:
             raise GeometryError(f"{p}: delta[{i}] (voxel size) is {d:g}; it must be a positive "
                                 "number of mm. Fix the header or re-export the image.")
-    return img
+    return img, source
 
 
 def read_mgh(path: str | Path, *, nan: str = "error") -> Volume:
     """Read a 3D ``.mgh``/``.mgz`` volume (a 4D one with a single frame is squeezed)."""
     p = Path(path)
-    img = _load(p)
+    img, source = _load(p)
     shape = tuple(int(s) for s in img.shape)
     if len(shape) > 3 and not all(s == 1 for s in shape[3:]):
         raise InvalidImageError(
@@ -67,4 +72,4 @@ def read_mgh(path: str | Path, *, nan: str = "error") -> Volume:
                                "may be truncated. Re-export or re-copy it.") from exc
     data = check_voxels(data.reshape(shape[:3]), p, nan=nan)
     return Volume.from_affine(data, affine, frame="RAS", labels=read_sidecar(p),
-                              meta={"path": str(p)})
+                              meta={"path": str(p), "mgh_xform": source})
