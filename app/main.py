@@ -156,6 +156,7 @@ def main() -> None:
         st.error(str(exc))
         return
     apply_server_limit(SETTINGS.max_upload_mb)
+    st.set_option("client.showErrorDetails", "none")  # as .streamlit/config.toml says
     guarded(SETTINGS.workspace, "the page", _page)
 
 
