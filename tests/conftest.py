@@ -65,3 +65,7 @@ def make_volume(kind: str, shape: tuple[int, int, int] = (20, 16, 8), seed: int 
 @pytest.fixture(params=["identity", "oblique", "flipped", "anisotropic"])
 def geometry_volume(request: pytest.FixtureRequest) -> Volume:
     return make_volume(request.param)
+
+
+# Real file-system faults (read-only folder, full disk) shared by every test folder.
+from tests.fs_fixtures import full_fs, readonly_dir  # noqa: E402, F401

@@ -75,14 +75,14 @@ class Batch:
             self.failed.append((case, msg))
             kept = self.written.get(case)
             note = f" (written before the failure: {', '.join(map(str, kept))})" if kept else ""
-            typer.echo(f"failed: {case}: {msg}{note}")
+            typer.echo(f"failed: {msg if case in msg else f'{case}: {msg}'}{note}")
             self.stopped = stops_batch(exc)
 
     def finish(self, out: Path) -> None:
         """Return when every case succeeded; else raise one :class:`MedsegError` summing up."""
         if not self.failed and not self.not_attempted:
             return
-        shown = "; ".join(f"{c}: {m}" for c, m in self.failed[:SHOWN])
+        shown = "; ".join(m if c in m else f"{c}: {m}" for c, m in self.failed[:SHOWN])
         more = f"; and {len(self.failed) - SHOWN} more" if len(self.failed) > SHOWN else ""
         text = f"{len(self.failed)} of {self.total} cases failed ({shown}{more})"
         if self.not_attempted:

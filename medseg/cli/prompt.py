@@ -92,6 +92,9 @@ def prompt(
             clicks.setdefault(z, []).append(p)
     if not boxes and not clicks:
         raise PromptError("Give at least one --box or --points prompt. " + COORDS_HELP)
+    from medseg.io.atomic import check_writable
+
+    check_writable(out.parent, file=out)  # before the model runs
     image = io.read(input_path, series=series)
     session = PromptSession(model)
     session.set_volume(image, axis=axis, modality=modality.upper() if modality else None)

@@ -147,17 +147,24 @@ def make_dirs(path: str | os.PathLike[str]) -> Path:
     return p
 
 
-def check_writable(folder: str | os.PathLike[str]) -> Path:
+def check_writable(folder: str | os.PathLike[str], *,
+                   file: str | os.PathLike[str] | None = None) -> Path:
     """Create ``folder`` if needed and check that a file can be created in it (a temporary
-    one, removed at once); :class:`OutputError` otherwise. Commands call it before long work
-    whose result would go there."""
-    p = make_dirs(folder)
+    one, removed at once); :class:`OutputError` otherwise, naming ``file`` (the output that
+    will go there) when given. Commands call it before long work whose result goes there."""
+    p = Path(folder)
+    named = Path(file) if file is not None else p
     try:
+        p.mkdir(parents=True, exist_ok=True)
+        if file is not None and named.is_dir():
+            raise OSError(errno.EISDIR, "is a folder", str(named))
         fd, tmp = tempfile.mkstemp(prefix=".medseg-probe-", dir=p)
     except OSError as exc:
-        raise output_error(exc, p, want_dir=True) from exc
+        raise output_error(exc, named, want_dir=file is None) from exc
     os.close(fd)
     os.unlink(tmp)
+    if file is not None:
+        _check_name(named)
     return p
 
 
