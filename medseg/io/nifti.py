@@ -41,7 +41,12 @@ from medseg.errors import CorruptFileError, InvalidImageError, MedsegError
 from medseg.io.atomic import atomic_path
 from medseg.io.detached import analyze_pair, is_pair_name
 from medseg.io.labels import labels_from_json, labels_to_json, read_sidecar
-from medseg.io.nifti_header import affine_and_source, is_nifti_magic, raw_header
+from medseg.io.nifti_header import (
+    affine_and_source,
+    check_data_size,
+    is_nifti_magic,
+    raw_header,
+)
 from medseg.io.quiet import one_line
 from medseg.io.roots import Roots
 from medseg.io.voxels import check_voxels, writable_array
@@ -89,18 +94,22 @@ def _open(path: Path, roots: Roots = None) -> Iterator[tuple[_Image, np.ndarray]
             header, image = analyze_pair(path, roots)
             raw = raw_header(_head(header), header)
             klass = _pair_class(raw, header)
+            check_data_size(raw, header, None if _is_gz(image) else image.stat().st_size
+                            - int(float(raw["vox_offset"])))
             fm = {"header": nib.FileHolder(filename=str(header)),
                   "image": nib.FileHolder(filename=str(image))}
             yield klass.from_file_map(fm), raw
             return
         if not _is_gz(path):
             raw = raw_header(_head(path), path)
+            check_data_size(raw, path, path.stat().st_size - int(float(raw["vox_offset"])))
             img = nib.Nifti2Image.from_filename(str(path)) if raw.dtype.itemsize == 540 else (
                 nib.Nifti1Image.from_filename(str(path)))
             yield img, raw
             return
         with _gzip_module().open(path, "rb") as f:
             raw = raw_header(bytes(f.read(540)), path)
+            check_data_size(raw, path, None)
             f.seek(0)
             klass = nib.Nifti2Image if raw.dtype.itemsize == 540 else nib.Nifti1Image
             fh = nib.FileHolder(filename=str(path), fileobj=f)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import warnings
 from pathlib import Path
@@ -189,3 +190,20 @@ def test_mgh_without_orientation_gets_freesurfers_default_and_frames_are_refused
     (tmp_path / "junk.mgz").write_bytes(b"\x1f\x8b not really gzip")
     with pytest.raises(CorruptFileError, match="junk.mgz"):
         io.read(tmp_path / "junk.mgz")
+
+
+def test_declared_sizes_the_file_or_machine_cannot_hold_are_refused_before_reading(
+        tmp_path: Path) -> None:
+    path = nifti(tmp_path / "cut.nii")
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(CorruptFileError) as err:
+        io.read(path)
+    one_line(err, "cut.nii", "truncated")
+    nib.save(nib.Nifti1Image(np.zeros((2, 2, 2), np.float32), np.eye(4)),
+             str(tmp_path / "bomb.nii"))
+    data = bytearray((tmp_path / "bomb.nii").read_bytes())
+    data[42:48] = np.array([30000] * 3, "<i2").tobytes()  # dim[1..3]: 98 TiB of float32
+    (tmp_path / "bomb.nii.gz").write_bytes(gzip.compress(bytes(data)))
+    with pytest.raises(InvalidImageError) as err:
+        io.read(tmp_path / "bomb.nii.gz")
+    one_line(err, "bomb.nii.gz", "memory")
