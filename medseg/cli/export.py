@@ -16,14 +16,19 @@ def _label_table(spec: str | None) -> dict[int, str] | None:
     """``names.json`` or ``names.json:KEY`` (a sub-map, e.g. TotalSegmentator's ``total``)."""
     if spec is None:
         return None
-    from medseg.io.labels import labels_from_json
+    from medseg.errors import CorruptFileError
+    from medseg.io.labels import labels_from_json, read_text_file
 
     path, _, key = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
     p = Path(path)
     if not p.is_file():
         raise InputNotFoundError(f"Label table {p} does not exist. Pass a JSON file of "
                                  '{"1": "liver", ...} (optionally FILE.json:KEY for a sub-map).')
-    data = json.loads(p.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(read_text_file(p, "label table"))
+    except json.JSONDecodeError as exc:
+        raise CorruptFileError(f"Label table {p} is not valid JSON (line {exc.lineno}, column "
+                               f"{exc.colno}: {exc.msg}). Fix the file.") from None
     if key:
         if not isinstance(data, dict) or key not in data:
             keys = ", ".join(data) if isinstance(data, dict) else "none"

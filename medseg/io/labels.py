@@ -67,11 +67,25 @@ def write_sidecar(image_path: str | Path, labels: dict[int, str]) -> Path:
     return path
 
 
+def read_text_file(path: str | Path, what: str = "label-name file") -> str:
+    """The UTF-8 text of ``path``; :class:`CorruptFileError` naming it when it cannot be read
+    or is not UTF-8 text."""
+    p = Path(path)
+    try:
+        return p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorruptFileError(f"{show_path(p)}: the {what} is not UTF-8 text (byte "
+                               f"{exc.start}). Save it as UTF-8 JSON.") from None
+    except OSError as exc:
+        raise CorruptFileError(f"{show_path(p)}: the {what} cannot be read "
+                               f"({exc.strerror or exc}).") from None
+
+
 def read_sidecar(image_path: str | Path) -> dict[int, str] | None:
     path = sidecar_path(image_path)
     if not path.is_file():
         return None
-    return labels_from_json(path.read_text(encoding="utf-8"), str(path))
+    return labels_from_json(read_text_file(path, "label sidecar"), str(path))
 
 
 # ----------------------------------------------------------------------------- name rules

@@ -21,7 +21,7 @@ from scipy import ndimage as ndi
 import medseg
 from medseg.errors import GeometryMismatchError, InputNotFoundError
 from medseg.io import read
-from medseg.io.labels import labels_from_json
+from medseg.io.labels import labels_from_json, read_text_file
 from medseg.metrics import (
     LabelMetrics,
     SurfaceDistances,
@@ -100,7 +100,7 @@ def read_label_names(path: str | Path) -> dict[int, str]:
     if not p.is_file():
         raise InputNotFoundError(f"{p}: label-name file not found. Pass a JSON file such as "
                                  '{"labels": {"1": "liver"}} with --labels, or leave it out.')
-    return labels_from_json(p.read_text(encoding="utf-8"), str(p))
+    return labels_from_json(read_text_file(p), str(p))
 
 
 def _onto_ref(vol: Volume, ref: Volume, what: str, *, label: bool, allow: bool,

@@ -15,6 +15,7 @@ from medseg.errors import (
     DicomReferenceRequiredError,
     EmptySegmentationError,
     GeometryMismatchError,
+    LabelNameError,
     LabelNotFoundError,
     MissingDicomAttributeError,
     OverlappingSegmentsError,
@@ -28,6 +29,7 @@ from medseg.io.dicom_seg import (
     write_dicom_seg,
     write_dicom_seg_fractional,
 )
+from medseg.volume import Volume
 from tests.conftest import make_volume, require_tool
 from tests.io.export_fixtures import (
     DCMQI,
@@ -282,3 +284,47 @@ def test_enhanced_multiframe_source(tmp_path: Path) -> None:
     write_rtstruct(liver3(), ref, tmp_path / "rt.dcm")
     np.testing.assert_array_equal(read_rtstruct(tmp_path / "rt.dcm", ref)[0].array,
                                   liver3().array)
+
+
+# ----------------------------------------------------------------------------- label names
+def _latin1_source() -> Volume:
+    """dcmqi's 3-slice CT re-declared as Latin-1 with an accented patient name."""
+    def edit(datasets: list) -> None:
+        for ds in datasets:
+            ds.SpecificCharacterSet = "ISO_IR 100"
+            ds.PatientName = "Müller^Jürgen"
+    return with_datasets(ct3(), edit)
+
+
+@pytest.mark.external
+def test_unicode_names_stay_unicode_and_validate(tmp_path: Path) -> None:
+    tool = require_tool("dciodvfy")
+    names = {1: "肝臓 Leber ü"}
+    out = tmp_path / "unicode.dcm"
+    write_dicom_seg(dataclasses.replace(liver3(), labels=names), _latin1_source(), out)
+    ds = pydicom.dcmread(out)
+    assert ds.SpecificCharacterSet == "ISO_IR 192"
+    assert ds.SegmentSequence[0].SegmentLabel == names[1]
+    assert str(ds.PatientName) == "Müller^Jürgen"  # re-encoded from Latin-1, not mangled
+    seg = hd.seg.Segmentation.from_dataset(ds)
+    assert seg.get_segment_description(1).segment_label == names[1]
+    assert read_dicom_seg(out, reference=ct3())[0].labels == {1: names[1]}
+    errors, _ = dciodvfy(out, tool)
+    assert errors == [], errors
+    longest = tmp_path / "longest.dcm"  # 64 bytes: 21 CJK characters plus one ASCII
+    write_dicom_seg(dataclasses.replace(liver3(), labels={1: "肝" * 21 + "x"}), ct3(), longest)
+    errors, _ = dciodvfy(longest, tool)
+    assert errors == [], errors
+
+
+@pytest.mark.parametrize(("name", "rule"), [("x" * 65, "64 bytes"), ("肝" * 22, "66 bytes"),
+                                            ("a\\b", "backslash"), ("a\nb", "U+000A")])
+def test_names_a_segment_label_cannot_hold_are_refused_before_writing(
+        tmp_path: Path, name: str, rule: str) -> None:
+    out = tmp_path / "x.dcm"
+    with pytest.raises(LabelNameError, match="label 1") as exc:
+        write_dicom_seg(dataclasses.replace(liver3(), labels={1: name}), ct3(), out)
+    assert rule in str(exc.value)
+    with pytest.raises(LabelNameError):
+        write_dicom_seg_fractional({name: liver3().with_array(liver3().array * 0.5)}, ct3(), out)
+    assert list(tmp_path.iterdir()) == []

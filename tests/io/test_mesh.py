@@ -11,7 +11,7 @@ import pytest
 import trimesh
 
 from medseg import io
-from medseg.errors import ConfigError, LabelNotFoundError
+from medseg.errors import ConfigError, LabelNameError, LabelNotFoundError, OutputError
 from medseg.io.mesh import label_mesh, write_meshes
 from medseg.volume import Volume
 from tests.conftest import make_volume
@@ -94,3 +94,48 @@ def test_unknown_label_and_empty_selection(tmp_path: Path) -> None:
         write_meshes(mask, tmp_path, "stl", labels=["liver"])
     with pytest.raises(ConfigError):
         write_meshes(mask, tmp_path, "ply")
+
+
+# ----------------------------------------------------------------------------- names and sets
+def _two_labels(names: dict[int, str]) -> Volume:
+    mask = _oblique_mask()
+    arr = mask.array.copy()
+    arr[:, :18][arr[:, :18] == 1] = 2
+    return dataclasses.replace(mask.with_array(arr), labels=names)
+
+
+def test_long_and_unicode_names_give_short_file_names(tmp_path: Path) -> None:
+    long, uni = "M" * 5000, "Leber ü 肝臓"
+    summary = write_meshes(_two_labels({1: long, 2: uni}), tmp_path / "m", "obj")
+    files = sorted(p.name for p in (tmp_path / "m").iterdir())
+    assert all(len(f) <= 60 for f in files) and "summary.json" in files
+    data = json.loads((tmp_path / "m" / "summary.json").read_text(encoding="utf-8"))
+    assert {d["name"] for d in data["labels"]} == {long, uni}  # full names in the summary
+    by_name = {d["name"]: d["file"] for d in summary["labels"]}
+    assert by_name[uni] == "2_Leber_____.obj" and by_name[long].startswith("1_MMMM")
+    header = (tmp_path / "m" / by_name[uni]).read_text(encoding="ascii").splitlines()[0]
+    assert header.encode().decode("unicode_escape").endswith(f"name={uni} units=mm SPACE=LPS")
+
+
+def test_a_name_with_a_newline_is_refused_before_writing(tmp_path: Path) -> None:
+    with pytest.raises(LabelNameError, match="U\\+000A"):
+        write_meshes(_two_labels({1: "a\nb", 2: "ok"}), tmp_path / "m", "stl")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mesh_set_is_all_or_nothing_on_a_full_disk(full_fs: Path) -> None:
+    before = sorted(p.name for p in full_fs.iterdir())
+    with pytest.raises(OutputError, match="disk is full"):
+        write_meshes(_two_labels({1: "a", 2: "b"}), full_fs / "meshes", "stl")
+    assert sorted(p.name for p in full_fs.iterdir()) == before
+
+
+def test_an_existing_set_is_replaced_and_a_foreign_folder_kept(tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    write_meshes(_two_labels({1: "a", 2: "b"}), out, "stl")
+    write_meshes(_two_labels({1: "a", 2: "b"}), out, "stl", labels=["a"])
+    assert sorted(p.name for p in out.iterdir()) == ["1_a.stl", "summary.json"]
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="notes.txt"):
+        write_meshes(_two_labels({1: "a", 2: "b"}), out, "stl")
+    assert sorted(p.name for p in out.iterdir()) == ["1_a.stl", "notes.txt", "summary.json"]

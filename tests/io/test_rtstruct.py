@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -10,7 +11,12 @@ import pydicom
 import pytest
 
 from medseg import io
-from medseg.errors import GeometryMismatchError, LabelNotFoundError, MissingDicomAttributeError
+from medseg.errors import (
+    GeometryMismatchError,
+    LabelNameError,
+    LabelNotFoundError,
+    MissingDicomAttributeError,
+)
 from medseg.io.anonymize import identifying_elements
 from medseg.io.dicom_seg import Algorithm
 from medseg.io.export_source import align_to_reference
@@ -157,3 +163,28 @@ def test_anonymized_rtstruct(tmp_path: Path) -> None:
     assert identifying_elements(ds) == []
     assert not any("JANCT000" in str(e.value) for e in ds.iterall() if e.VR != "SQ")
     assert ds.PatientName == "" and ds.PatientID == ""
+
+
+# ----------------------------------------------------------------------------- label names
+@pytest.mark.external
+def test_unicode_roi_names_stay_unicode_and_validate(tmp_path: Path) -> None:
+    tool = require_tool("dciodvfy")
+    name = "Niere links – 腎臓"
+    out = tmp_path / "unicode_rt.dcm"
+    write_rtstruct(dataclasses.replace(liver3(), labels={1: name}), ct3(), out)
+    ds = pydicom.dcmread(out)
+    assert ds.SpecificCharacterSet == "ISO_IR 192"
+    assert ds.StructureSetROISequence[0].ROIName == name
+    assert read_rtstruct(out, ct3())[0].labels == {1: name}
+    errors, _ = dciodvfy(out, tool)
+    assert errors == [], errors
+
+
+@pytest.mark.parametrize("name", ["liver\nspleen", "liver\x00", "x" * 65, "a\\b", "liver "])
+def test_roi_names_with_control_characters_or_too_long_are_refused(tmp_path: Path,
+                                                                   name: str) -> None:
+    with pytest.raises(LabelNameError, match="label 1") as exc:
+        write_rtstruct(dataclasses.replace(liver3(), labels={1: name}), ct3(),
+                       tmp_path / "rt.dcm")
+    assert "\n" not in str(exc.value)
+    assert list(tmp_path.iterdir()) == []
