@@ -19,6 +19,7 @@ from torch import nn
 from medseg.config import InferenceConfig, PreprocessConfig
 from medseg.errors import (
     BundleError,
+    ConfigError,
     IncompatibleBundleError,
     InputNotFoundError,
     UnknownNetworkError,
@@ -30,7 +31,8 @@ __all__ = ["BUNDLE_FORMAT_VERSION", "DEFAULT_BUNDLE", "BundleMeta", "NetworkSpec
            "read_bundle_meta", "resolve_bundle", "save_bundle", "shipped_bundles"]
 
 #: Increment when a bundle written by this version cannot be read by older code.
-BUNDLE_FORMAT_VERSION = 1
+#: 2: imported foreign models (``recipe`` and ``provenance``, medseg.models.importer).
+BUNDLE_FORMAT_VERSION = 2
 _META_KEY = "medseg"
 #: folder of the model bundles installed with medseg
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -83,7 +85,7 @@ class BundleMeta(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     format: Literal["medseg-bundle"] = "medseg-bundle"
-    format_version: int = BUNDLE_FORMAT_VERSION
+    format_version: int = 1
     medseg_version: str
     network: NetworkSpec
     labels: dict[int, str]
@@ -92,6 +94,10 @@ class BundleMeta(BaseModel):
     inference: InferenceConfig
     config_hash: str = ""
     training: dict[str, Any] = Field(default_factory=dict)
+    #: imported nnU-Net / MONAI models: how they run (medseg.models.importer); None: native
+    recipe: dict[str, Any] | None = None
+    #: where an imported model came from (format, dataset, trainer, folds, file hashes...)
+    provenance: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def roi_size(self) -> tuple[int, ...]:
@@ -169,7 +175,10 @@ def read_bundle_meta(path: str | Path) -> BundleMeta:
     try:
         return BundleMeta.model_validate(raw)
     except ValidationError as exc:
-        raise BundleError(f"{p}: invalid bundle description: {exc}") from exc
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'description'}: {e['msg']}"
+                             for e in exc.errors()[:5])
+        raise BundleError(f"{p}: invalid bundle description ({problems}). Re-save the model "
+                          "with this medseg's save_bundle.") from None
 
 
 def load_bundle(path: str | Path, device: str | torch.device = "cpu"
@@ -180,15 +189,44 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu"
     meta = read_bundle_meta(path)
     spec = meta.network
     try:
-        net = build_network(spec.name, spec.spatial_dims, spec.in_channels, spec.out_channels,
-                            **spec.kwargs)
+        if meta.recipe is not None:  # an imported nnU-Net / MONAI model
+            from medseg.models.importer import build_recipe_network
+
+            net = build_recipe_network(meta)
+        else:
+            net = build_network(spec.name, spec.spatial_dims, spec.in_channels,
+                                spec.out_channels, **spec.kwargs)
     except UnknownNetworkError as exc:
         raise UnknownNetworkError(f"{path}: the bundle needs {exc} A newer medseg may know "
                                   "this network.") from exc
-    state = load_file(str(path), device="cpu")
+    except ConfigError as exc:
+        raise BundleError(f"{path}: the bundle's network settings do not build: {exc}") from exc
+    from safetensors import SafetensorError
+
     try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise BundleError(f"{path}: weights do not fit network {spec.name} {spec.kwargs}: "
-                          f"{str(exc)[:500]}") from exc
+        state = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise BundleError(f"{path}: the weights cannot be read "
+                          f"({' '.join(str(exc).split())[:200]}); the file is damaged. Copy it "
+                          "again or re-save the model.") from None
+    mismatch = _state_mismatch(net, state)
+    if mismatch:
+        raise BundleError(f"{path}: weights do not fit network {spec.name} {spec.kwargs} "
+                          f"({mismatch}). The description and the weights come from different "
+                          "models; re-save the bundle with save_bundle.")
+    net.load_state_dict(state, strict=True)
     return net.to(device).eval(), meta
+
+
+def _state_mismatch(net: nn.Module, state: dict[str, torch.Tensor]) -> str:
+    """One line naming missing, unexpected and wrongly shaped tensors ("" when they fit)."""
+    expected = net.state_dict()
+    groups = {
+        "missing": sorted(set(expected) - set(state)),
+        "unexpected": sorted(set(state) - set(expected)),
+        "wrong shape": [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+                        for k in sorted(set(expected) & set(state))
+                        if expected[k].shape != state[k].shape],
+    }
+    return "; ".join(f"{name}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                     for name, keys in groups.items() if keys)

@@ -283,17 +283,37 @@ def save_promptable(model: PromptModel, stem: str | Path, *, builder: str,
     return weights, meta
 
 
-def _check_builder(builder: str) -> None:
+def _check_builder(builder: str, source: Path | None = None) -> None:
     module, _, func = builder.partition(":")
     if not module.startswith("medseg.models.") or not func.isidentifier():
+        where = f"{source}: " if source is not None else ""
         raise PromptModelError(
-            f"Builder {builder!r}: must be 'medseg.models.<module>:<function>' "
+            f"{where}builder {builder!r} must be 'medseg.models.<module>:<function>' "
             "(weights files may only name medseg's own model builders).")
 
 
-def _load_lite(weights: Path, device: str | torch.device | None) -> PromptModel:
-    from safetensors.torch import load_file
+def _build(builder: str, arch: dict[str, Any], source: Path) -> torch.nn.Module:
+    """The network ``builder`` (``medseg.models.<module>:<function>``) makes from ``arch``;
+    any failure is a one-line :class:`PromptModelError` naming ``source``."""
+    _check_builder(builder, source)
+    module, _, func = builder.partition(":")
+    try:
+        make = getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError) as exc:
+        raise PromptModelError(
+            f"{source}: builder {builder!r} does not exist in this medseg "
+            f"({type(exc).__name__}). Use the description file shipped with the weights, or a "
+            "medseg version that has this builder.") from None
+    try:
+        return make(**arch)  # type: ignore[no-any-return]
+    except (TypeError, ValueError, AssertionError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PromptModelError(
+            f"{source}: builder {builder!r} does not accept its 'arch' settings ({first}). "
+            "Use the description file shipped with the weights.") from None
 
+
+def _load_lite(weights: Path, device: str | torch.device | None) -> PromptModel:
     meta_path = weights.with_suffix(".json")
     if not weights.is_file() or not meta_path.is_file():
         raise PromptModelError(
@@ -313,13 +333,11 @@ def _load_lite(weights: Path, device: str | torch.device | None) -> PromptModel:
                              f"{', '.join(map(repr, get_args(Coords)))}")
         spec = PromptModelSpec(**spec_d)
         arch = dict(doc.get("arch", {}))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise PromptModelError(
-            f"{meta_path}: not a medseg promptable-model description ({exc}).") from None
-    _check_builder(builder)
-    module, _, func = builder.partition(":")
-    sam = getattr(importlib.import_module(module), func)(**arch)
-    _load_state(sam, load_file(str(weights)), f"{weights} (lite model {spec.name})")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise PromptModelError(f"{meta_path}: not a medseg promptable-model description "
+                               f"({' '.join(str(exc).split())[:200]}).") from None
+    sam = _build(builder, arch, meta_path)
+    _load_state(sam, _safetensors(weights), f"{weights} (lite model {spec.name})")
     return PromptModel(sam, spec, device, optimize=True)
 
 
@@ -337,12 +355,33 @@ def _load_state(sam: torch.nn.Module, state: dict[str, torch.Tensor], what: str)
     sam.load_state_dict(state, strict=True)
 
 
+def _safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise PromptModelError(f"{path}: not a readable safetensors file "
+                               f"({' '.join(str(exc).split())[:200]}).") from None
+
+
 def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        text = str(exc)
+        if "unsupported global" in text.lower():  # torch's multi-line weights-only refusal
+            raise PromptModelError(
+                f"{path}: holds pickled Python objects besides tensors, which medseg does not "
+                "load (unpickling can run code). Save the model's state_dict() alone, or use an "
+                "official SAM (sam_vit_b_01ec64.pth...) or MedSAM (medsam_vit_b.pth) "
+                "checkpoint.") from None
+        first = "" if "weights only load failed" in text.lower() else \
+            ": " + (text.strip().splitlines() or [""])[0][:200]
         raise PromptModelError(
-            f"{path}: cannot read as a PyTorch state dict ({type(exc).__name__}: {exc}). "
+            f"{path}: cannot read as a PyTorch state dict (not a PyTorch checkpoint, or damaged; "
+            f"{type(exc).__name__}{first}). "
             "Expected an official SAM (sam_vit_b_01ec64.pth...) or MedSAM (medsam_vit_b.pth) "
             "checkpoint.") from None
     for key in ("model", "state_dict"):
