@@ -155,3 +155,13 @@ class OutputError(MedsegError):
 
 class LabelNameError(MedsegError):
     """A label name that an output format cannot hold (too long, control characters)."""
+
+
+class ForeignModelError(ModelError):
+    """An nnU-Net model folder or MONAI bundle that medseg cannot read or does not run (missing
+    files, unsupported architecture or configuration, weights that do not fit)."""
+
+
+class UnsafeModelError(ForeignModelError):
+    """A foreign model that would run code to load: a pickled checkpoint needing objects
+    outside the allow-list, or a MONAI config expression outside the allow-list."""

@@ -22,7 +22,8 @@ from monai import transforms as mt
 
 from medseg.config import AugmentConfig, IntensityConfig, MedsegConfig, PreprocessConfig
 
-__all__ = ["build_infer_transforms", "build_train_transforms", "build_val_transforms",
+__all__ = ["BUNDLE_INTENSITY", "build_infer_transforms", "build_train_transforms",
+           "build_val_transforms", "bundle_intensity_transforms",
            "intensity_transform", "load_transforms", "preprocess_transforms",
            "spatial_transforms"]
 
@@ -184,3 +185,23 @@ def build_infer_transforms(cfg: PreprocessConfig) -> mt.Compose:
 def describe(pipeline: mt.Compose) -> list[dict[str, Any]]:
     """Names of the transforms in a pipeline (for logs and docs)."""
     return [{"transform": type(t).__name__} for t in pipeline.flatten().transforms]
+
+
+#: MONAI intensity transforms an imported MONAI bundle may name (medseg.models.monai_bundle)
+BUNDLE_INTENSITY = ("ScaleIntensityRanged", "ScaleIntensityRangePercentilesd",
+                    "NormalizeIntensityd", "ScaleIntensityd", "ThresholdIntensityd",
+                    "ClipIntensityPercentilesd")
+
+
+def bundle_intensity_transforms(specs: Sequence[dict[str, Any]], key: str = "image"
+                                ) -> list[mt.MapTransform]:
+    """The intensity steps of an imported MONAI bundle (``BundleMeta.recipe["intensity"]``:
+    ``[{"name": ..., "args": {...}}]``), built as MONAI's own classes on ``key``, followed by a
+    float32 cast. Names outside :data:`BUNDLE_INTENSITY` raise ``ValueError``."""
+    out: list[mt.MapTransform] = []
+    for spec in specs:
+        name = spec["name"]
+        if name not in BUNDLE_INTENSITY:
+            raise ValueError(f"intensity transform {name!r} is not allowed")
+        out.append(getattr(mt, name)(keys=key, **dict(spec.get("args", {}))))
+    return [*out, mt.EnsureTyped(key, dtype=torch.float32)]

@@ -55,12 +55,15 @@ def axis_mapping(native_affine: npt.ArrayLike, model_affine: npt.ArrayLike,
     return out
 
 
-def _weights(n_native: int, scale: float, offset: float, n_model: int, nearest: bool
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _weights(n_native: int, scale: float, offset: float, n_model: int, nearest: bool,
+             half_up: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per native index: the two model indices around it and the weight of the upper one.
+    ``nearest``: one index, ties rounded half to even (``torch.round``) or, with ``half_up``,
+    ``floor(x + 0.5)`` (scipy's order-0 rule, as nnU-Net's separate-z)."""
     x = torch.arange(n_native, dtype=torch.float64) * scale + offset
     x = x.clamp_(0, n_model - 1)
     if nearest:
-        idx = torch.round(x).long()
+        idx = torch.floor(x + 0.5).long() if half_up else torch.round(x).long()
         return idx, idx, torch.zeros(n_native, dtype=torch.float32)
     lo = torch.floor(x).long()
     hi = torch.clamp(lo + 1, max=n_model - 1)
@@ -79,16 +82,18 @@ def _lerp(t: torch.Tensor, dim: int, lo: torch.Tensor, hi: torch.Tensor, w: torc
 
 
 def iter_native_slabs(model: torch.Tensor, mapping: AxisMap, native_shape: tuple[int, int, int],
-                      *, nearest: bool = False, slab_bytes: int = 16 << 20
+                      *, nearest: bool = False, slab_bytes: int = 16 << 20,
+                      nearest_axes: tuple[int, ...] = ()
                       ) -> Iterator[tuple[int, int, torch.Tensor]]:
     """Yield ``(i0, i1, values)`` covering the input grid, ``values`` of shape
     ``(C, i1 - i0, J, K)`` float32: ``model`` ``(C, X, Y, Z)`` resampled (trilinear, or nearest
     with ``nearest``) at the input voxels of rows ``i0..i1-1``. Slabs along the first (slowest)
     input axis keep every write to a C-ordered ``(I, J, K)`` output contiguous; about
-    ``slab_bytes`` of values exist at a time."""
+    ``slab_bytes`` of values exist at a time. ``nearest_axes``: input axes sampled by
+    nearest neighbour (``floor(x + 0.5)``) while the others stay linear."""
     t = model.permute(0, *(1 + b for b, _, _ in mapping))  # axes in input order
-    w = [_weights(native_shape[a], s, o, t.shape[1 + a], nearest)
-         for a, (_, s, o) in enumerate(mapping)]
+    w = [_weights(native_shape[a], s, o, t.shape[1 + a], nearest or a in nearest_axes,
+                  half_up=a in nearest_axes) for a, (_, s, o) in enumerate(mapping)]
     per_row = 4 * t.shape[0] * native_shape[1] * native_shape[2]
     slab = max(1, slab_bytes // per_row)
     for i0 in range(0, native_shape[0], slab):
@@ -135,7 +140,8 @@ def _gather3(t: torch.Tensor, i: torch.Tensor, j: torch.Tensor, k: torch.Tensor
 
 def iter_native_labels(model: torch.Tensor, mapping: AxisMap,
                        native_shape: tuple[int, int, int], *, slab_voxels: int = 1 << 22,
-                       slab_bytes: int = 64 << 20, dense_fraction: float = 0.25
+                       slab_bytes: int = 64 << 20, dense_fraction: float = 0.25,
+                       nearest_axes: tuple[int, ...] = ()
                        ) -> Iterator[tuple[int, int, torch.Tensor]]:
     """Yield ``(i0, i1, labels)`` covering the input grid, ``labels`` ``(i1 - i0, J, K)``
     uint8: the argmax over classes of ``model`` ``(K, X, Y, Z)`` (probabilities, K <= 128)
@@ -144,7 +150,9 @@ def iter_native_labels(model: torch.Tensor, mapping: AxisMap,
     only where the corner labels differ (see the module docstring). When more than
     ``dense_fraction`` of the cells (or of a slab's voxels) need interpolation, everything (that
     slab) is resampled whole instead. Memory: at most ``slab_voxels`` label bytes and about
-    ``slab_bytes`` of class values per step, whatever the number of classes."""
+    ``slab_bytes`` of class values per step, whatever the number of classes.
+    ``nearest_axes``: input axes sampled by nearest neighbour (``floor(x + 0.5)``, nnU-Net's
+    separate-z export); the uniform-cell argument holds for any convex weights."""
     k = model.shape[0]
     if k > 128:
         raise ValueError("iter_native_labels: more than 128 classes; use iter_native_slabs")
@@ -159,7 +167,7 @@ def iter_native_labels(model: torch.Tensor, mapping: AxisMap,
     # one byte per model voxel: label in the low 7 bits, "cell uniform" in the top bit
     packed = lab.bitwise_or_(uni.to(torch.uint8).bitwise_left_shift_(7))
     del uni
-    w = [_weights(native_shape[a], s, o, t.shape[1 + a], False)
+    w = [_weights(native_shape[a], s, o, t.shape[1 + a], a in nearest_axes, half_up=True)
          for a, (_, s, o) in enumerate(mapping)]
     (lo_i, hi_i, w_i), (lo_j, hi_j, w_j), (lo_k, hi_k, w_k) = w
     plane = native_shape[1] * native_shape[2]

@@ -2,18 +2,26 @@
 
 A 2D network runs on single slices of a 3D grid: its ROI ``(h, w)`` becomes ``(h, w, 1)`` and
 the predictor squeezes/unsqueezes the slice axis, so one code path serves 2D and 3D models.
+
+:func:`nnunet_sliding_logits` is nnU-Net's own scheme (its window positions, its Gaussian, test-time
+mirroring per window), used for imported nnU-Net models so that they give nnU-Net's labels.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable, Sequence
+from functools import lru_cache
+from typing import Any
 
+import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 from torch import nn
 
-__all__ = ["roi_3d", "sliding_logits", "window_predictor"]
+__all__ = ["nnunet_gaussian", "nnunet_sliding_logits", "nnunet_steps", "roi_3d", "sliding_logits",
+           "window_predictor"]
 
 
 def roi_3d(roi: Sequence[int], spatial_dims: int) -> tuple[int, int, int]:
@@ -62,3 +70,113 @@ def sliding_logits(net: nn.Module, image: torch.Tensor, *, roi: Sequence[int], s
     assert isinstance(out, torch.Tensor)
     out = out.float()
     return torch.flip(out, dims=list(flip_dims)) if flip_dims else out
+
+
+def nnunet_steps(image_size: Sequence[int], tile: Sequence[int], step: float) -> list[list[int]]:
+    """Window start positions per axis, as nnU-Net's ``compute_steps_for_sliding_window``:
+    ``ceil((size - tile) / (tile * step)) + 1`` windows spread evenly (rounded) over the axis."""
+    out = []
+    for size, t in zip(image_size, tile, strict=True):
+        n = int(np.ceil((size - t) / (t * step))) + 1
+        width = (size - t) / (n - 1) if n > 1 else 0.0
+        out.append([int(np.round(width * i)) for i in range(n)])
+    return out
+
+
+@lru_cache(maxsize=4)
+def nnunet_gaussian(tile: tuple[int, ...], sigma_scale: float = 1.0 / 8,
+                    value_scaling_factor: float = 10.0) -> torch.Tensor:
+    """nnU-Net's window weights (``compute_gaussian``): a Gaussian of sigma ``tile / 8``
+    centred at ``tile // 2``, peak ``value_scaling_factor``, stored as float16 (as nnU-Net
+    does; zeros replaced by the smallest weight), returned as float32."""
+    from scipy.ndimage import gaussian_filter
+
+    tmp = np.zeros(tile)
+    tmp[tuple(t // 2 for t in tile)] = 1
+    g = gaussian_filter(tmp, [t * sigma_scale for t in tile], 0, mode="constant", cval=0)
+    g /= np.max(g) / value_scaling_factor
+    half = torch.from_numpy(g).to(torch.float16)
+    half[half == 0] = torch.min(half[half != 0])
+    return half.float()
+
+
+def _mirror_combinations(axes: Sequence[int] | None) -> list[tuple[int, ...]]:
+    """``()`` plus every non-empty combination of the (tensor-dim) axes, nnU-Net's order."""
+    if not axes:
+        return [()]
+    dims = [a + 2 for a in axes]
+    return [(), *[c for i in range(len(dims)) for c in itertools.combinations(dims, i + 1)]]
+
+
+def _window_logits(net: nn.Module, x: torch.Tensor, flips: list[tuple[int, ...]],
+                   device: torch.device, amp: bool) -> torch.Tensor:
+    """Logits of ``x`` ``(B, C, *w)`` averaged over ``flips`` (test-time mirroring), float32 CPU."""
+    ctx = torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext()
+    x = x.to(device)
+    with ctx:
+        acc = net(x).float()
+        for dims in flips[1:]:
+            acc += torch.flip(net(torch.flip(x, dims)), dims).float()
+    if len(flips) > 1:
+        acc /= len(flips)
+    return acc.cpu()
+
+
+@torch.no_grad()
+def nnunet_sliding_logits(net: nn.Module, data: torch.Tensor, *, patch: Sequence[int],
+                          step: float = 0.5, mirror_axes: Sequence[int] | None = None,
+                          device: torch.device | str = "cpu", amp: bool = False,
+                          batch: int = 1) -> torch.Tensor:
+    """nnU-Net's sliding-window prediction (``predict_sliding_window_return_logits``).
+
+    Args:
+        data: preprocessed ``(C, *S)`` float32 CPU tensor (3 spatial axes; a 2D ``patch``
+            runs on each plane of the first axis).
+        patch: the plans' patch size; ``data`` is zero-padded (centred) to at least this size
+            and cropped back, as nnU-Net's ``pad_nd_image``.
+        step: tile step as a fraction of the patch (plans: 0.5).
+        mirror_axes: the trainer's allowed mirroring axes (spatial, 0-based), averaged per
+            window as nnU-Net does; ``None`` or empty: no test-time mirroring.
+        batch: windows per forward pass (results equal to one at a time up to float rounding).
+
+    Returns:
+        ``(K, *S)`` float32 logits (Gaussian-weighted average of the windows), on the CPU.
+    """
+    dev = torch.device(device)
+    two_d = len(patch) == len(data.shape) - 2
+    space = data.shape[1:]
+    tgt = (space[0], *[max(s, p) for s, p in zip(space[1:], patch, strict=True)]) if two_d \
+        else tuple(max(s, p) for s, p in zip(space, patch, strict=True))
+    below = [(t - s) // 2 for s, t in zip(space, tgt, strict=True)]
+    pad: list[int] = []
+    for s, t, b in reversed(list(zip(space, tgt, below, strict=True))):
+        pad += [b, t - s - b]
+    x = torch.nn.functional.pad(data, pad) if any(pad) else data
+    steps = nnunet_steps(x.shape[2:] if two_d else x.shape[1:], patch, step)
+    starts = [(d, *p) for d in range(x.shape[1]) for p in itertools.product(*steps)] if two_d \
+        else list(itertools.product(*steps))
+    gauss = nnunet_gaussian(tuple(int(p) for p in patch))
+    flips = _mirror_combinations(mirror_axes)
+    amp = amp and dev.type == "cuda"
+    logits: torch.Tensor | None = None
+    weight = torch.zeros(x.shape[1:], dtype=torch.float32)
+    for b0 in range(0, len(starts), max(1, batch)):
+        group = starts[b0:b0 + max(1, batch)]
+        sls = [_window_slices(s, patch, two_d) for s in group]
+        out = _window_logits(net, torch.stack([x[(slice(None), *sl)] for sl in sls]), flips,
+                             dev, amp)
+        if logits is None:
+            logits = torch.zeros((out.shape[1], *x.shape[1:]), dtype=torch.float32)
+        for o, sl in zip(out, sls, strict=True):
+            logits[(slice(None), *sl)] += o * gauss
+            weight[sl] += gauss
+    assert logits is not None
+    logits /= weight
+    crop = tuple(slice(b, b + s) for b, s in zip(below, space, strict=True))
+    return logits[(slice(None), *crop)]
+
+
+def _window_slices(start: Sequence[int], patch: Sequence[int], two_d: bool) -> tuple[Any, ...]:
+    if two_d:
+        return (start[0], *[slice(s, s + p) for s, p in zip(start[1:], patch, strict=True)])
+    return tuple(slice(s, s + p) for s, p in zip(start, patch, strict=True))
