@@ -60,14 +60,8 @@ def _on_click(click: viewer.Click) -> None:
         st.session_state["click_error"] = message_for(SETTINGS.workspace, "the click", exc)
 
 
-def _annotate() -> None:
-    case, source, ann = session.current()
-    d = case.image.describe()
-    st.markdown(f"### {case.name}")
-    st.caption(f"{d['shape']} voxels, spacing {d['spacing_mm']} mm, orientation "
-               f"{d['orientation']} (shown radiologically: patient right on screen left), "
-               f"modality {d['modality'] or 'unknown'} · autosaved to workspace case "
-               f"`{source.key}`")
+def _messages() -> None:
+    """What the last action left to say, and a refused stale save with its conflict copies."""
     flash = st.session_state.pop("flash", None)
     if flash:
         st.success(flash)
@@ -76,6 +70,17 @@ def _annotate() -> None:
         st.warning(warn)
     conflict_banner(SETTINGS)
     conflict_copies(SETTINGS)
+
+
+def _annotate() -> None:
+    case, source, ann = session.current()
+    d = case.image.describe()
+    st.markdown(f"### {case.name}")
+    st.caption(f"{d['shape']} voxels, spacing {d['spacing_mm']} mm, orientation "
+               f"{d['orientation']} (shown radiologically: patient right on screen left), "
+               f"modality {d['modality'] or 'unknown'} · autosaved to workspace case "
+               f"`{source.key}`")
+    _messages()
     left, right = st.columns([1, 4])
     with left:
         active = labels_panel.label_table(SETTINGS, ann)
