@@ -139,12 +139,15 @@ def as_label_map(volume: Volume, labels: dict[int, str] | None = None) -> Volume
 
 @contextmanager
 def _reading(p: Path) -> Iterator[None]:
-    """Library warnings dropped; stray library exceptions become one line naming ``p``."""
+    """Library warnings dropped; stray library exceptions become one line naming ``p``, and a
+    medseg error that names no file gets ``p`` in front."""
     try:
         with quiet_libraries():
             yield
-    except MedsegError:
-        raise
+    except MedsegError as exc:
+        if str(p) in str(exc) or p.name in str(exc):
+            raise
+        raise type(exc)(f"{p}: {exc}") from exc  # e.g. Volume's own checks name no file
     except MemoryError as exc:
         raise InvalidImageError(f"{p}: too large to read into this machine's memory. Crop or "
                                 "downsample it first, or use a machine with more memory.") from exc

@@ -176,6 +176,12 @@ def _check_consistent(slices: list[SliceGeom], series: str) -> None:
                 f"medseg cannot build a 3D volume from series {series} without it; remove this "
                 "file or re-export the series from the scanner/PACS."
             )
+        spacing = s.pixel_spacing or (0.0, 0.0)
+        if min(spacing) <= 0:
+            raise GeometryError(
+                f"{s.label}: PixelSpacing {list(spacing)} (row, column mm) must be two positive "
+                "numbers; the header is damaged. Remove this file or re-export the series "
+                f"{series} from the scanner/PACS.")
     ref = slices[0]
     ref_iop = np.asarray(ref.iop)
     ref_ps = np.asarray(ref.pixel_spacing)

@@ -27,8 +27,10 @@ from collections.abc import Iterator
 
 __all__ = ["native_stderr", "one_line", "quiet_libraries"]
 
-#: Loggers of the reading libraries whose records are dropped while reading.
-LIBRARY_LOGGERS = ("nibabel", "pydicom")
+#: Loggers of the reading libraries whose records are dropped while reading. They are created
+#: here if the library is not imported yet (readers import lazily, inside the quiet block), so
+#: the library's own handler is attached to an already disabled logger.
+LIBRARY_LOGGERS = ("nibabel", "nibabel.global", "pydicom")
 
 _state_lock = threading.Lock()
 _depth = 0
@@ -44,8 +46,8 @@ def one_line(text: object, limit: int = 300) -> str:
 
 
 def _library_loggers() -> list[logging.Logger]:
-    names = [n for n in logging.root.manager.loggerDict
-             if n.split(".")[0] in LIBRARY_LOGGERS]
+    roots = {n.split(".")[0] for n in LIBRARY_LOGGERS}
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in roots]
     return [logging.getLogger(n) for n in sorted(set(names) | set(LIBRARY_LOGGERS))]
 
 

@@ -14,6 +14,7 @@ import pytest
 from medseg import io
 from medseg.errors import (
     CorruptFileError,
+    GeometryError,
     MissingDicomAttributeError,
     NoDicomSeriesError,
     PathOutsideRootsError,
@@ -145,3 +146,13 @@ def test_unconvertible_header_values_do_not_break_listing(tmp_path: Path) -> Non
     with pytest.raises(CorruptFileError, match="NumberOfFrames") as err:
         io.read(tmp_path)
     assert files[1].name in str(err.value) and "\n" not in str(err.value)
+
+
+def test_zero_pixel_spacing_names_the_file(tmp_path: Path) -> None:
+    files = write_series(make_volume(), tmp_path)
+    ds = pydicom.dcmread(files[2])
+    ds.PixelSpacing = [0, 0.8]
+    ds.save_as(files[2])
+    with pytest.raises(GeometryError) as err:
+        io.read(tmp_path)
+    assert files[2].name in str(err.value) and "PixelSpacing" in str(err.value)

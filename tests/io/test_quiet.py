@@ -83,3 +83,30 @@ def test_native_stderr_is_captured_and_fd2_restored(capfd: pytest.CaptureFixture
 def test_one_line_collapses_and_cuts() -> None:
     assert one_line("a\n  b\tc\r\n") == "a b c"
     assert len(one_line("x" * 1000, 50)) == 50
+
+
+def test_a_fresh_process_prints_nothing_from_the_libraries(tmp_path: Path) -> None:
+    """As the CLI runs: nibabel not imported yet when reading starts (its logger prints to
+    stderr by itself); a bad datatype code and a repaired pixdim both log on load."""
+    import subprocess
+    import sys
+
+    noisy = noisy_nifti(tmp_path / "n.nii")
+    bad = tmp_path / "dtype.nii"
+    data = bytearray(noisy.read_bytes())
+    data[70:72] = (1234).to_bytes(2, "little")  # datatype code nibabel does not know
+    bad.write_bytes(bytes(data))
+    code = (
+        "import sys\n"
+        "from medseg import io\n"
+        "from medseg.errors import MedsegError\n"
+        f"print(io.read({str(noisy)!r}).spacing)\n"
+        "try:\n"
+        f"    io.read({str(bad)!r})\n"
+        "except MedsegError as exc:\n"
+        "    print('refused:', exc)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).resolve().parents[2])
+    assert proc.stderr == ""
+    out = proc.stdout.splitlines()
+    assert out[0] == "(1.0, 2.0, 3.0)" and out[1].startswith("refused:") and "dtype.nii" in out[1]
