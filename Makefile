@@ -12,7 +12,8 @@ STAMP := $(VENV)/.medseg-installed
 SYSTEM_PKGS ?= dicom3tools plastimatch chromium chromium-driver poppler-utils dcmtk
 OUT ?= out
 
-.PHONY: install run app test lint system-deps bench clean
+.PHONY: install run app test lint system-deps bench clean tools-nnunet nnunet-fixtures \
+        monai-bundle-fixture
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -59,3 +60,30 @@ bench: install
 
 clean:
 	rm -rf $(VENV) $(OUT) test-output .pytest_cache
+
+# Reference tools for the foreign-model fixtures and benches (docs/models.md); medseg never
+# imports them. nnunetv2 gets its own venv: torch 2.13.0 (the CPU build) goes in first and is
+# pinned, so nnunetv2's chain (dynamic-network-architectures -> timm -> torchvision) keeps it.
+# The torchvision that pip then picks does not import beside the CPU torch; nnunetv2's
+# planning, nnUNetTrainer and nnUNetPredictor never import it. Idempotent.
+TOOLS ?= .tools
+NNUNET_VENV := $(TOOLS)/nnunet
+NNUNET_STAMP := $(NNUNET_VENV)/.installed
+
+$(NNUNET_STAMP):
+	$(PYTHON) -m venv $(NNUNET_VENV)
+	$(NNUNET_VENV)/bin/pip install -q torch==2.13.0
+	echo "torch==2.13.0" > $(TOOLS)/nnunet-constraints.txt
+	$(NNUNET_VENV)/bin/pip install -q -c $(TOOLS)/nnunet-constraints.txt nnunetv2==2.8.1
+	touch $(NNUNET_STAMP)
+
+tools-nnunet: $(NNUNET_STAMP)
+
+# Re-make the committed nnU-Net fixture models and nnUNetPredictor's reference labels
+# (tests/fixtures/nnunet; about an hour of CPU training, niced).
+nnunet-fixtures: tools-nnunet
+	nice -n 10 $(NNUNET_VENV)/bin/python tests/fixtures/nnunet/make_fixtures.py all
+
+# Re-make the committed MONAI bundle fixture and monai.bundle's reference labels.
+monai-bundle-fixture: install
+	nice -n 10 $(PY) tests/fixtures/monai_bundle/make_bundle.py all

@@ -56,6 +56,7 @@ COMMAND_MODULES = [
     "medseg.cli.evaluate",
     "medseg.cli.finetune",
     "medseg.cli.prompt",
+    "medseg.cli.models",
 ]
 
 for _name in COMMAND_MODULES:

@@ -41,11 +41,20 @@ from medseg.engine.invert import (
     iter_native_slabs,
     resample_axis_aligned,
 )
+from medseg.engine.model_source import load_model
+from medseg.engine.nnunet_predict import NnUnetRunner
 from medseg.engine.postprocess import PostProcess, postprocess_labels
 from medseg.engine.window import sliding_logits
 from medseg.errors import ModelInputError
-from medseg.models.bundle import BundleMeta, load_bundle, resolve_bundle
-from medseg.transforms import build_infer_transforms, intensity_transform, spatial_transforms
+from medseg.models.bundle import BundleMeta
+from medseg.models.catalog import model_identity
+from medseg.models.nnunet.recipe import NnUnetRecipe
+from medseg.transforms import (
+    build_infer_transforms,
+    bundle_intensity_transforms,
+    intensity_transform,
+    spatial_transforms,
+)
 from medseg.volume import Volume
 
 __all__ = ["PostProcess", "Segmenter", "peak_rss_mb", "pick_device"]
@@ -101,39 +110,80 @@ class Segmenter:
     """Loads a model bundle once and segments volumes with it.
 
     Args:
-        bundle: path of a ``.safetensors`` bundle written by ``medseg train``, the name of a
-            shipped bundle, or ``"default"`` (the shipped CT-organ model).
+        bundle: path of a ``.safetensors`` bundle (``medseg train`` or ``medseg import-model``),
+            the name of a shipped bundle, ``"default"`` (the shipped CT-organ model), or a
+            foreign model source used directly: an nnU-Net v2 model folder (TotalSegmentator's
+            weights are such folders) or a MONAI bundle folder/zip, converted in memory as
+            ``medseg import-model`` would (see docs/models.md).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-        overlap, sw_batch_size, mode: override the bundle's sliding-window defaults.
+        overlap, sw_batch_size, mode: override the bundle's sliding-window defaults
+            (``sw_batch_size``: windows per forward pass, also for nnU-Net models).
         invert: ``"probabilities"`` (resample class probabilities, then argmax) or
-            ``"labels"`` (argmax on the model grid, then nearest-neighbour resampling).
+            ``"labels"`` (argmax on the model grid, then nearest-neighbour resampling);
+            default: the bundle's own (MONAI bundles) or ``"probabilities"``.
         amp: fp16 autocast on CUDA (ignored on the CPU).
+        folds, checkpoint: nnU-Net folders: which ``fold_N`` to ensemble (default all) and the
+            checkpoint file name (default ``checkpoint_final.pth``, else ``checkpoint_best.pth``).
+        trust_code: MONAI bundles: run the bundle's own config with MONAI's parser (its
+            expressions run as written). Never the default.
     """
 
     def __init__(self, bundle: str | Path, *, device: str | torch.device = "auto",
                  overlap: float | None = None, sw_batch_size: int | None = None,
                  mode: str | None = None,
-                 invert: Literal["probabilities", "labels"] = "probabilities",
-                 amp: bool = True) -> None:
+                 invert: Literal["probabilities", "labels"] | None = None,
+                 amp: bool = True, folds: list[str] | None = None,
+                 checkpoint: str | None = None, trust_code: bool = False) -> None:
         self.device = pick_device(device)
-        self.path = resolve_bundle(bundle)
-        self.net, self.meta = load_bundle(self.path, device=self.device)
+        loaded = load_model(bundle, self.device, folds=folds, checkpoint=checkpoint,
+                            trust_code=trust_code)
+        self.path, self.net, self.meta, self.kind = (loaded.path, loaded.net, loaded.meta,
+                                                     loaded.kind)
+        self._trusted = loaded.trusted
+        recipe = self.meta.recipe or {}
         inf = self.meta.inference
         self.overlap = inf.overlap if overlap is None else overlap
         self.sw_batch_size = sw_batch_size or inf.sw_batch_size
         self.mode = mode or inf.mode
+        invert = invert or recipe.get("invert", "probabilities")
         if invert not in ("probabilities", "labels"):
             raise ValueError(f"invert must be 'probabilities' or 'labels', got {invert!r}")
         self.invert = invert
         self.amp = amp and self.device.type == "cuda"
-        self.pipeline = build_infer_transforms(self.meta.preprocess)
+        self._softmax = bool(recipe.get("softmax", True))
+        self._nnunet = NnUnetRunner(
+            self.net, NnUnetRecipe.model_validate(recipe), device=self.device, amp=amp,
+            batch=sw_batch_size or 1) if self.kind == "nnunet" else None
+        intensity = (bundle_intensity_transforms(recipe["intensity"])
+                     if self.kind == "monai_bundle"
+                     else intensity_transform(self.meta.preprocess.intensity))
+        self.pipeline = mt.Compose([*spatial_transforms(self.meta.preprocess), *intensity])
+        if self.meta.preprocess.foreground_crop:
+            self.pipeline = build_infer_transforms(self.meta.preprocess)
         # fast path (no foreground crop): MONAI's orientation + spacing run lazily, only to give
         # the model grid, which the separable resampler fills; then the same intensity step
         self._lazy_spatial = None if self.meta.preprocess.foreground_crop else (
             spatial_transforms(self.meta.preprocess, lazy=True))
-        self._intensity = mt.Compose(intensity_transform(self.meta.preprocess.intensity))
+        self._intensity = mt.Compose(intensity)
         #: seconds per step of the last ``predict`` and the process's peak RSS (MB) after it
         self.last_stats: dict[str, float] = {}
+
+    @property
+    def default_tta(self) -> bool:
+        """Test-time augmentation when ``predict(tta=None)``: on for nnU-Net models whose
+        trainer allows mirroring (as ``nnUNetPredictor``), off otherwise."""
+        return bool(self._nnunet is not None and self._nnunet.recipe.mirror_axes)
+
+    @property
+    def name(self) -> str:
+        """The model's name as exports record it (:func:`medseg.models.catalog.model_identity`)."""
+        return model_identity(self.meta, self.path)[0]
+
+    @property
+    def version(self) -> str:
+        """The model's version as exports record it (nnU-Net: trainer, plans, configuration,
+        folds; MONAI: the bundle's version; native: the medseg version that wrote it)."""
+        return model_identity(self.meta, self.path)[1]
 
     @property
     def labels(self) -> dict[int, str]:
@@ -233,7 +283,7 @@ class Segmenter:
                 self.net, x, roi=self.meta.roi_size, spatial_dims=nd, overlap=self.overlap,
                 sw_batch_size=self.sw_batch_size, mode=self.mode, device=self.device,
                 amp=self.amp, flip_dims=dims)[0]
-            probs = torch.softmax(logits, dim=0)
+            probs = torch.softmax(logits, dim=0) if self._softmax else logits
             acc = probs if acc is None else acc.add_(probs)
         assert acc is not None
         return acc.div_(len(flips)) if len(flips) > 1 else acc
@@ -308,10 +358,15 @@ class Segmenter:
         return best_k, (np.stack(stack) if keep_probs else None)
 
     # ------------------------------------------------------------------ public
-    def predict(self, volume: Volume | Sequence[Volume], *, tta: bool = False,
+    def predict(self, volume: Volume | Sequence[Volume], *, tta: bool | None = None,
                 return_probabilities: bool = False,
                 postprocess: PostProcess | None = None) -> Volume | tuple[Volume, np.ndarray]:
         """Segment ``volume`` (or one co-registered volume per model input channel).
+
+        ``tta``: average over axis flips; ``None`` = the model's default
+        (:attr:`default_tta`). nnU-Net models mirror each window on the trainer's allowed axes
+        (nnU-Net's ``--disable_tta`` is ``tta=False``); they and ``trust_code`` bundles return
+        no probabilities.
 
         Returns:
             A label map on exactly the input's grid (``array`` uint8, or uint16 beyond 255
@@ -324,6 +379,12 @@ class Segmenter:
         """
         vols = [volume] if isinstance(volume, Volume) else list(volume)
         self._check(vols)
+        tta = self.default_tta if tta is None else tta
+        if self.kind in ("nnunet", "trusted_bundle"):
+            if return_probabilities:
+                raise ModelInputError(f"{self.path}: probabilities are not available for this "
+                                      "model; ask for labels only.")
+            return self._finish(vols, self._foreign_labels(vols, tta), postprocess, _Clock())
         clock = _Clock()
         pre = self.preprocess(vols)
         clock.lap("preprocess")
@@ -333,12 +394,33 @@ class Segmenter:
                                         vols[0].shape)
         clock.lap("invert")
         del probs
+        out = self._finish(vols, labels, postprocess, clock)
+        return (out, all_p) if return_probabilities and all_p is not None else out
+
+    def _foreign_labels(self, vols: list[Volume], tta: bool) -> np.ndarray:
+        if self._nnunet is not None:
+            labels = self._nnunet.predict_labels(vols, tta=tta)
+            self.last_stats = dict(self._nnunet.last_stats)
+            return labels
+        import tempfile
+
+        from medseg import io
+
+        with tempfile.TemporaryDirectory(prefix="medseg-trusted-") as tmp:
+            path = Path(tmp) / "image.nii.gz"
+            io.write(vols[0], path)
+            out = np.asarray(self._trusted.predict_labels(path))
+        dtype = np.uint8 if len(self.labels) < 256 else np.uint16
+        return np.rint(out).astype(dtype)
+
+    def _finish(self, vols: list[Volume], labels: np.ndarray,
+                postprocess: PostProcess | None, clock: _Clock) -> Volume:
         if labels.shape != vols[0].shape:  # a transform that is not invertible slipped in
             raise ModelInputError(f"internal: inverted shape {labels.shape} != input shape "
                                   f"{vols[0].shape}; please report this with the input file.")
+        stats = dict(self.last_stats) if self.kind in ("nnunet", "trusted_bundle") else {}
         if postprocess is not None:
             labels = postprocess_labels(labels, postprocess)
             clock.lap("postprocess")
-        self.last_stats = {**clock.laps, "peak_rss_mb": peak_rss_mb()}
-        out = vols[0].with_array(labels, labels=self.labels)
-        return (out, all_p) if return_probabilities and all_p is not None else out
+        self.last_stats = {**stats, **clock.laps, "peak_rss_mb": peak_rss_mb()}
+        return vols[0].with_array(labels, labels=self.labels)

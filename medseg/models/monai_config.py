@@ -6,7 +6,7 @@ MONAI's own ``ConfigParser`` evaluates every ``$`` expression with ``eval`` and 
 the ids medseg asks for (``network_def``, ``preprocessing``, ``inferer``, ``postprocessing``):
 
 * ``@id`` / ``@id::sub::0`` (or the old ``#`` separator) references and ``%id`` macros
-  (``%file.json::id`` within the bundle's ``configs/``);
+  (``%file.json::id`` within the bundle's ``configs/``), macros expanded as text first;
 * ``{"_target_": X, ...}`` becomes a :class:`Component` (target name + resolved arguments);
   whether a target is acceptable is decided by the caller (MONAI networks, transforms, inferers);
   ``_disabled_`` components are dropped, other ``_`` keys ignored;
@@ -109,8 +109,21 @@ class SafeConfig:
 
     def __init__(self, config: dict[str, Any], where: str,
                  load: Callable[[str], dict[str, Any]] | None = None) -> None:
-        self.config, self.where, self._load = config, where, load
+        self.where, self._load = where, load
+        self.config = config
+        self.config = self._expand(config, 0)  # macros are text copies, as MONAI resolves them
         self._stack: list[str] = []
+
+    def _expand(self, node: Any, depth: int) -> Any:
+        if depth > 32:
+            raise ForeignModelError(f"{self.where}: macros nest more than 32 levels.")
+        if isinstance(node, dict):
+            return {k: self._expand(v, depth) for k, v in node.items()}
+        if isinstance(node, list):
+            return [self._expand(v, depth) for v in node]
+        if isinstance(node, str) and node.startswith("%"):
+            return self._expand(self._macro(node), depth + 1)
+        return node
 
     # ------------------------------------------------------------------ lookup
     def raw(self, ref: str, config: dict[str, Any] | None = None) -> Any:
@@ -174,8 +187,6 @@ class SafeConfig:
             return [v for v, raw in zip(items, node, strict=True)
                     if not (v is None and isinstance(raw, dict) and raw.get("_disabled_"))]
         if isinstance(node, str):
-            if node.startswith("%"):
-                return self._resolve(self._macro(node), where)
             if node.startswith("@"):
                 return self.get(node[1:])
             if node.startswith("$"):
