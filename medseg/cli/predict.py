@@ -64,9 +64,10 @@ def discover_cases(inputs: list[Path]) -> list[tuple[str, Path]]:
     return cases
 
 
-def _write_dicom_seg(mask: Volume, image: Volume, target: Path, model: Path) -> bool:
-    """DICOM-SEG of ``mask`` for a DICOM ``image``; other inputs and empty masks are skipped
-    with a message. True when the file was written."""
+def _write_dicom_seg(mask: Volume, image: Volume, target: Path, model: tuple[str, str]
+                     ) -> bool:
+    """DICOM-SEG of ``mask`` for a DICOM ``image``, naming ``model`` (name, version) as the
+    algorithm; other inputs and empty masks are skipped with a message. True when written."""
     from medseg.errors import EmptySegmentationError
 
     if "dicom" not in image.meta:
@@ -75,7 +76,8 @@ def _write_dicom_seg(mask: Volume, image: Volume, target: Path, model: Path) -> 
     from medseg.io.dicom_seg import Algorithm, write_dicom_seg
 
     try:
-        write_dicom_seg(mask, image, target, algorithm=Algorithm(name=f"medseg {model.stem}"))
+        write_dicom_seg(mask, image, target,
+                        algorithm=Algorithm(name=model[0], version=model[1] or None))
     except EmptySegmentationError:
         typer.echo(f"{target.name}: the mask is empty, no DICOM-SEG written")
         return False
@@ -98,19 +100,24 @@ def shard_cases(cases: list[tuple[str, Path]], rank: int | None = None,
 
 @app.command()
 def predict(
-    model: Annotated[Path, typer.Argument(help="Model bundle (.safetensors from medseg train).")],
+    model: Annotated[Path, typer.Argument(
+        help="Model bundle (.safetensors from medseg train or import-model), a shipped model's "
+             "name, an nnU-Net v2 model folder or a MONAI bundle (folder or zip).")],
     inputs: Annotated[list[Path], typer.Argument(
         help="Image files, DICOM folders/zips, or folders of cases.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
     fmt: Annotated[str, typer.Option("--format", help="nii.gz, nii, nrrd or mha.")] = "nii.gz",
-    tta: Annotated[bool, typer.Option(help="Average over axis flips (slower).")] = False,
+    tta: Annotated[bool | None, typer.Option(
+        "--tta/--no-tta", help="Average over axis flips (slower). Default: the model's (on for "
+                               "nnU-Net models, as nnUNetPredictor; --no-tta is its "
+                               "--disable_tta).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
     overlap: Annotated[float | None, typer.Option(help="Window overlap (bundle default).")
                        ] = None,
     sw_batch_size: Annotated[int | None, typer.Option(help="Windows per forward pass.")] = None,
-    invert: Annotated[str, typer.Option(
-        help="probabilities: resample class probabilities then argmax; labels: argmax first."
-    )] = "probabilities",
+    invert: Annotated[str | None, typer.Option(
+        help="probabilities: resample class probabilities then argmax; labels: argmax first "
+             "(default: the bundle's, else probabilities).")] = None,
     largest_component: Annotated[bool, typer.Option(help="Keep one component per label.")
                                  ] = False,
     fill_holes: Annotated[bool, typer.Option(help="Fill enclosed holes per label.")] = False,
@@ -118,6 +125,13 @@ def predict(
     dicom_seg: Annotated[bool, typer.Option(
         help="For DICOM inputs also write DIR/<case>.seg.dcm (DICOM-SEG referencing them).")
     ] = False,
+    fold: Annotated[list[str] | None, typer.Option(
+        "--fold", help="nnU-Net folder: a fold to ensemble (repeat; default all).")] = None,
+    checkpoint: Annotated[str | None, typer.Option(
+        help="nnU-Net folder: checkpoint file name (default checkpoint_final.pth).")] = None,
+    trust_code: Annotated[bool, typer.Option(
+        "--trust-code", help="MONAI bundle: run its own config, code included (only for "
+                             "bundles from a source you trust; see docs/models.md).")] = False,
 ) -> None:
     """Segment every case with a model bundle; masks are written on each input's exact grid.
 
@@ -132,12 +146,13 @@ def predict(
     ext = "." + fmt.lstrip(".")
     if ext not in io.WRITE_EXTENSIONS:
         raise MedsegError(f"--format {fmt}: use one of {', '.join(io.WRITE_EXTENSIONS)}.")
-    if invert not in ("probabilities", "labels"):
+    if invert not in (None, "probabilities", "labels"):
         raise MedsegError(f"--invert {invert}: use 'probabilities' or 'labels'.")
     cases = shard_cases(discover_cases(inputs))
     check_writable(out)
     seg = Segmenter(model, device=device, overlap=overlap, sw_batch_size=sw_batch_size,
-                    invert=invert)  # type: ignore[arg-type]
+                    invert=invert, folds=fold or None, checkpoint=checkpoint,  # type: ignore[arg-type]
+                    trust_code=trust_code)
     post = PostProcess(largest_component=largest_component, fill_holes=fill_holes,
                        min_size=min_size)
     batch = Batch("mask")
@@ -156,7 +171,8 @@ def predict(
             st = seg.last_stats
             secs = sum(v for k, v in st.items() if k.endswith("_s"))
             typer.echo(f"{path} -> {target} ({secs:.1f} s, peak RSS {st['peak_rss_mb']:.0f} MB)")
-            if dicom_seg and _write_dicom_seg(mask, image, out / f"{name}.seg.dcm", model):
+            if dicom_seg and _write_dicom_seg(mask, image, out / f"{name}.seg.dcm",
+                                              (seg.name, seg.version)):
                 batch.wrote(str(path), out / f"{name}.seg.dcm")
     typer.echo(f"wrote {len(batch.written)} mask(s) to {out}")
     batch.finish(out)
