@@ -165,3 +165,30 @@ class ForeignModelError(ModelError):
 class UnsafeModelError(ForeignModelError):
     """A foreign model that would run code to load: a pickled checkpoint needing objects
     outside the allow-list, or a MONAI config expression outside the allow-list."""
+
+
+class PacsError(MedsegError):
+    """A PACS (DICOMweb or DIMSE) request failed, or a PACS servers file is invalid. Messages
+    name the server and its address, never its credentials."""
+
+
+class PacsConnectionError(PacsError):
+    """The PACS cannot be reached or stopped answering: server down, wrong URL or port, TLS
+    failure, time-out, connection dropped mid-transfer."""
+
+
+class PacsAuthError(PacsError):
+    """The PACS refused the credentials (HTTP 401/403, DIMSE association rejected)."""
+
+
+class PacsNotFoundError(PacsError):
+    """The PACS does not hold what was asked for (HTTP 404, an unknown study or series UID)."""
+
+
+class PacsResponseError(PacsError):
+    """The PACS answered with something unusable: not DICOM, malformed JSON, instances that
+    are not those asked for or disagree with their series."""
+
+
+class PacsStoreError(PacsError):
+    """A store (STOW-RS or C-STORE) failed or was refused; nothing is claimed stored."""
