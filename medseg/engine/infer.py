@@ -13,6 +13,11 @@ Pipeline (see docs/inference.md):
    map (nearest): cheaper, slightly blockier edges;
 4. post-processing (:class:`~medseg.engine.postprocess.PostProcess`), uint8/uint16 output.
 
+Imported models (docs/models.md): MONAI bundles take this path with the bundle's intensity
+steps, inferer settings and inversion; nnU-Net models take nnUNetPredictor's own recipe
+(:class:`~medseg.engine.nnunet_predict.NnUnetRunner`) for steps 1-3; several nnU-Net model
+folders (TotalSegmentator's parts) run one after the other, merged by label name.
+
 Device policy: CUDA when present (fp16 autocast for the network, stitching buffer on the CPU),
 otherwise CPU float32.
 """
@@ -21,8 +26,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -44,6 +47,7 @@ from medseg.engine.invert import (
 from medseg.engine.model_source import load_model
 from medseg.engine.nnunet_predict import NnUnetRunner
 from medseg.engine.postprocess import PostProcess, postprocess_labels
+from medseg.engine.runtime import Clock, as_tensor, norm_modality, peak_rss_mb, pick_device
 from medseg.engine.window import sliding_logits
 from medseg.errors import ModelInputError
 from medseg.models.bundle import BundleMeta
@@ -58,53 +62,6 @@ from medseg.transforms import (
 from medseg.volume import Volume
 
 __all__ = ["PostProcess", "Segmenter", "peak_rss_mb", "pick_device"]
-
-_MODALITY_ALIASES = {"MRI": "MR", "MR": "MR", "CT": "CT", "PET": "PT", "PT": "PT"}
-
-
-def pick_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def _norm_modality(m: str | None) -> str | None:
-    return None if m is None else _MODALITY_ALIASES.get(m.upper(), m.upper())
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (MB; Linux/macOS)."""
-    import resource
-    import sys
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.t = time.perf_counter()
-        self.laps: dict[str, float] = {}
-
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.laps[f"{name}_s"] = round(now - self.t, 4)
-        self.t = now
-
-
-def _as_tensor(a: np.ndarray) -> torch.Tensor:
-    """A tensor sharing ``a``'s memory where torch allows it: arrays with negative strides
-    (flipped views, e.g. from ``Volume.reorient``) or non-native byte order (big-endian files)
-    are copied first. Read-only arrays are shared (never written here)."""
-    if not a.dtype.isnative:
-        a = a.astype(a.dtype.newbyteorder("="))
-    elif any(st < 0 for st in a.strides):
-        a = a.copy()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        return torch.from_numpy(a)
-
 
 class Segmenter:
     """Loads a model bundle once and segments volumes with it.
@@ -140,6 +97,9 @@ class Segmenter:
         self.path, self.net, self.meta, self.kind = (loaded.path, loaded.net, loaded.meta,
                                                      loaded.kind)
         self._trusted = loaded.trusted
+        self._parts = [Segmenter(f, device=self.device, sw_batch_size=sw_batch_size, amp=amp,
+                                 folds=folds, checkpoint=checkpoint)
+                       for f in loaded.trusted] if self.kind == "parts" else []
         recipe = self.meta.recipe or {}
         inf = self.meta.inference
         self.overlap = inf.overlap if overlap is None else overlap
@@ -172,6 +132,8 @@ class Segmenter:
     def default_tta(self) -> bool:
         """Test-time augmentation when ``predict(tta=None)``: on for nnU-Net models whose
         trainer allows mirroring (as ``nnUNetPredictor``), off otherwise."""
+        if self._parts:
+            return any(p.default_tta for p in self._parts)
         return bool(self._nnunet is not None and self._nnunet.recipe.mirror_axes)
 
     @property
@@ -199,9 +161,9 @@ class Segmenter:
                 f"{name}: the model {self.path.name} takes {meta.network.in_channels} "
                 f"image channel(s), got {len(vols)} volume(s). Pass one co-registered volume "
                 "per channel, in training order.")
-        want = _norm_modality(meta.modality)
+        want = norm_modality(meta.modality)
         for v in vols:
-            got = _norm_modality(v.modality)
+            got = norm_modality(v.modality)
             if want and got and got != want:
                 raise ModelInputError(
                     f"{v.meta.get('path', 'input volume')}: modality {v.modality} does not match "
@@ -245,7 +207,7 @@ class Segmenter:
         mapping = axis_mapping(model_affine.numpy(), native.numpy())
         if mapping is None or len(out_shape) != 3:
             return None
-        chans = [_as_tensor(np.asarray(v.array)) for v in vols]
+        chans = [as_tensor(np.asarray(v.array)) for v in vols]
         if len({c.dtype for c in chans}) > 1 or chans[0].dtype in (
                 torch.uint16, torch.uint32, torch.uint64, torch.float64):
             chans = [c.to(torch.float32) for c in chans]  # one dtype that index_select takes
@@ -380,12 +342,12 @@ class Segmenter:
         vols = [volume] if isinstance(volume, Volume) else list(volume)
         self._check(vols)
         tta = self.default_tta if tta is None else tta
-        if self.kind in ("nnunet", "trusted_bundle"):
+        if self.kind in ("nnunet", "trusted_bundle", "parts"):
             if return_probabilities:
                 raise ModelInputError(f"{self.path}: probabilities are not available for this "
                                       "model; ask for labels only.")
-            return self._finish(vols, self._foreign_labels(vols, tta), postprocess, _Clock())
-        clock = _Clock()
+            return self._finish(vols, self._foreign_labels(vols, tta), postprocess, Clock())
+        clock = Clock()
         pre = self.preprocess(vols)
         clock.lap("preprocess")
         probs = self.probabilities(pre.as_tensor(), tta=tta)
@@ -398,6 +360,14 @@ class Segmenter:
         return (out, all_p) if return_probabilities and all_p is not None else out
 
     def _foreign_labels(self, vols: list[Volume], tta: bool) -> np.ndarray:
+        if self._parts:
+            from medseg.engine.merge import merge_by_name
+
+            outs = [(np.asarray(part._foreign_labels(vols, tta)), part.labels)
+                    for part in self._parts]
+            self.last_stats = {k: sum(p.last_stats.get(k, 0.0) for p in self._parts)
+                               for k in self._parts[0].last_stats}
+            return merge_by_name(outs)[0]
         if self._nnunet is not None:
             labels = self._nnunet.predict_labels(vols, tta=tta)
             self.last_stats = dict(self._nnunet.last_stats)
@@ -414,11 +384,12 @@ class Segmenter:
         return np.rint(out).astype(dtype)
 
     def _finish(self, vols: list[Volume], labels: np.ndarray,
-                postprocess: PostProcess | None, clock: _Clock) -> Volume:
+                postprocess: PostProcess | None, clock: Clock) -> Volume:
         if labels.shape != vols[0].shape:  # a transform that is not invertible slipped in
             raise ModelInputError(f"internal: inverted shape {labels.shape} != input shape "
                                   f"{vols[0].shape}; please report this with the input file.")
-        stats = dict(self.last_stats) if self.kind in ("nnunet", "trusted_bundle") else {}
+        stats = dict(self.last_stats) if self.kind in ("nnunet", "trusted_bundle", "parts") \
+            else {}
         if postprocess is not None:
             labels = postprocess_labels(labels, postprocess)
             clock.lap("postprocess")

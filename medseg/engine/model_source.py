@@ -3,8 +3,10 @@
 A medseg ``.safetensors`` bundle (native or imported) or a shipped model name loads through
 :func:`medseg.models.bundle.load_bundle`; an nnU-Net model folder or a MONAI bundle folder/zip
 is converted in memory by :func:`medseg.models.importer.convert` (exactly what
-``medseg import-model`` would write). ``trust_code`` (MONAI bundles only) runs the bundle's own
-config instead (:class:`medseg.models.monai_bundle.TrustedBundle`).
+``medseg import-model`` would write); a folder holding several nnU-Net model folders (such as
+TotalSegmentator's weights) gives its parts, merged by label name (:mod:`medseg.engine.merge`).
+``trust_code`` (MONAI bundles only) runs the bundle's own config instead
+(:class:`medseg.models.monai_bundle.TrustedBundle`).
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ __all__ = ["LoadedModel", "load_model"]
 
 @dataclass
 class LoadedModel:
-    """``kind``: ``"medseg"`` (native bundle), ``"nnunet"``, ``"monai_bundle"`` or
-    ``"trusted_bundle"``; ``trusted`` holds the MONAI runner of the last."""
+    """``kind``: ``"medseg"`` (native bundle), ``"nnunet"``, ``"monai_bundle"``,
+    ``"trusted_bundle"`` (``trusted``: the MONAI runner) or ``"parts"`` (several nnU-Net model
+    folders, run one after the other and merged by label name; ``trusted``: the folders)."""
 
     path: Path
     net: nn.Module
@@ -57,6 +60,32 @@ def _trusted(path: Path, device: torch.device) -> LoadedModel:
     return LoadedModel(path, tb.net, meta, "trusted_bundle", tb)
 
 
+def _parts(path: Path, folders: list[Path]) -> LoadedModel:
+    """Several nnU-Net model folders under ``path`` (TotalSegmentator's parts): described
+    here, loaded one by one by the caller (``trusted`` lists the folders)."""
+    from medseg import __version__
+    from medseg.engine.merge import merged_names
+    from medseg.models.nnunet import read_model_folder
+
+    models = [read_model_folder(f) for f in folders]
+    if any(m.in_channels != models[0].in_channels for m in models):
+        raise ForeignModelError(f"{path}: its model folders take different input channels; "
+                                "pass one of them.")
+    modalities = {m.modality for m in models}
+    meta = BundleMeta(
+        medseg_version=__version__,
+        network=NetworkSpec(name="nnunet.parts", spatial_dims=3,
+                            in_channels=models[0].in_channels, out_channels=2),
+        labels=merged_names([m.recipe.labels for m in models]),
+        modality=modalities.pop() if len(modalities) == 1 else None,
+        preprocess=PreprocessConfig(spacing=None, intensity=IntensityConfig(mode="none")),
+        inference=InferenceConfig(roi_size=(1, 1, 1)),
+        provenance={"source_format": "nnU-Net model folders (parts merged by label name)",
+                    "dataset": path.name, "source_path": str(path),
+                    "parts": [m.provenance for m in models]})
+    return LoadedModel(path, nn.Identity(), meta, "parts", folders)
+
+
 def load_model(ref: str | Path, device: torch.device, *, folds: list[str] | None = None,
                checkpoint: str | None = None, trust_code: bool = False) -> LoadedModel:
     """Load ``ref`` for inference on ``device`` (network in eval mode)."""
@@ -66,6 +95,12 @@ def load_model(ref: str | Path, device: torch.device, *, folds: list[str] | None
     kind = source_kind(p) if p.exists() and not p.name.endswith(".safetensors") else None
     if trust_code:
         return _trusted(p, device)
+    if kind == "nnunet":
+        from medseg.models.nnunet import find_model_folders
+
+        folders = find_model_folders(p)
+        if len(folders) > 1:
+            return _parts(p, folders)
     if kind is not None:
         net, meta = convert(p, folds=folds, checkpoint=checkpoint)
         return LoadedModel(p, net.to(device).eval(), meta, kind)
