@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -156,7 +157,8 @@ def predict(
     post = PostProcess(largest_component=largest_component, fill_holes=fill_holes,
                        min_size=min_size)
     batch = Batch("mask")
-    for name, path in tqdm(cases, desc="predict", unit="case", disable=len(cases) < 2):
+    quiet = len(cases) < 2 or not sys.stderr.isatty()  # stderr keeps one line when piped
+    for name, path in tqdm(cases, desc="predict", unit="case", disable=quiet):
         if batch.stopped:
             batch.skip(str(path))
             continue

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medseg.errors import PromptModelError
+from medseg.errors import MedsegError, PromptModelError
 from medseg.io.atomic import atomic_path, write_text_atomic
 
 Recipe = Literal["sam", "medsam"]
@@ -306,7 +306,7 @@ def _build(builder: str, arch: dict[str, Any], source: Path) -> torch.nn.Module:
             "medseg version that has this builder.") from None
     try:
         return make(**arch)  # type: ignore[no-any-return]
-    except (TypeError, ValueError, AssertionError) as exc:
+    except (TypeError, ValueError, AssertionError, MedsegError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise PromptModelError(
             f"{source}: builder {builder!r} does not accept its 'arch' settings ({first}). "
