@@ -68,18 +68,18 @@ def check_data_files(header: Path, data: DataFiles, roots: Roots) -> list[Path]:
     if data.local:
         return []
     for name in (*data.names, *data.variants):
-        check_name(name.strip(), header, data.field)
+        check_name(name.strip(), header, data.field_name)
     folder = header.parent
     paths = [folder / name for name in data.names]
     if roots is not None:
         for path in paths + [folder / v for v in data.variants]:
             if os.path.lexists(path):
-                _check_link(path, header, data.field, roots)
+                _check_link(path, header, data.field_name, roots)
             elif path in paths:
-                _missing(header, data.field, path)
+                _missing(header, data.field_name, path)
     for path in paths:
         if not path.is_file():
-            _missing(header, data.field, path)
+            _missing(header, data.field_name, path)
     return paths
 
 

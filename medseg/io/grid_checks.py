@@ -8,8 +8,6 @@ but could not say which file or field is at fault).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import numpy.typing as npt
 
@@ -19,7 +17,7 @@ from medseg.volume import ORTHONORMAL_TOL
 __all__ = ["check_affine", "check_grid"]
 
 
-def check_grid(path: object, spacing: Sequence[float], origin: Sequence[float],
+def check_grid(path: object, spacing: npt.ArrayLike, origin: npt.ArrayLike,
                direction: npt.ArrayLike, *, source: str) -> None:
     """Spacing finite and > 0, origin finite, direction finite and orthonormal (within tol)."""
     sp = np.asarray(spacing, dtype=np.float64)
@@ -30,7 +28,8 @@ def check_grid(path: object, spacing: Sequence[float], origin: Sequence[float],
                 "positive number of mm. Fix the header or re-export the image.")
     if not np.all(np.isfinite(np.asarray(origin, dtype=np.float64))):
         raise GeometryError(f"{path}: the origin from {source} is not finite "
-                            f"({list(origin)}). Fix the header or re-export the image.")
+                            f"({np.asarray(origin).tolist()}). Fix the header or re-export the "
+                            "image.")
     d = np.asarray(direction, dtype=np.float64)
     if not np.all(np.isfinite(d)):
         raise GeometryError(f"{path}: the direction from {source} holds NaN or infinite values. "

@@ -45,7 +45,7 @@ _LOCAL = ("LOCAL", "Local", "local")
 class DataFiles:
     """Where a header's voxels are: ``local`` (in the header file) or the files ``names``."""
 
-    field: str  # "ElementDataFile" or "data file"
+    field_name: str  # "ElementDataFile" or "data file"
     local: bool
     names: list[str] = field(default_factory=list)  # as written (stripped), relative to the header
     #: the same names with the trailing white space / carriage return a library may keep; checked

@@ -167,6 +167,7 @@ def read_itk(path: str | Path, *, roots: Roots = None, nan: str = "error") -> Vo
         d3[:2, :2] = direction
         direction = d3
     check_grid(p, spacing, origin, direction, source="the header's spacing/direction/origin")
+    labels: dict[int, str] | None
     if img.HasMetaDataKey(_LABEL_KEY):
         labels = labels_from_json(img.GetMetaData(_LABEL_KEY), f"{p} ({_LABEL_KEY})")
     else:

@@ -16,6 +16,7 @@ absolute value, with only a log line); medseg decides from the raw values instea
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -65,8 +66,7 @@ def _qform_fields_ok(raw: np.ndarray) -> bool:
                 and float(raw["pixdim"][0]) in (-1.0, 0.0, 1.0))
 
 
-def _qform(img: nib.Nifti1Image | nib.Nifti2Image, raw: np.ndarray, path: object
-           ) -> npt.NDArray[np.float64]:
+def _qform(img: Any, raw: np.ndarray, path: object) -> npt.NDArray[np.float64]:
     _check_pixdim(raw, path, "the qform")
     if not _qform_fields_ok(raw):
         raise GeometryError(
@@ -78,8 +78,7 @@ def _qform(img: nib.Nifti1Image | nib.Nifti2Image, raw: np.ndarray, path: object
     return qform
 
 
-def _sform(raw: np.ndarray, img: nib.Nifti1Image | nib.Nifti2Image, path: object
-           ) -> npt.NDArray[np.float64]:
+def _sform(raw: np.ndarray, img: Any, path: object) -> npt.NDArray[np.float64]:
     sform = np.eye(4)
     sform[:3] = np.stack([raw["srow_x"], raw["srow_y"], raw["srow_z"]]).astype(np.float64)
     try:
@@ -98,10 +97,13 @@ def _sform(raw: np.ndarray, img: nib.Nifti1Image | nib.Nifti2Image, path: object
     return sform
 
 
-def affine_and_source(img: nib.spatialimages.SpatialImage, raw: np.ndarray, path: object
+def affine_and_source(img: Any, raw: np.ndarray, path: object
                       ) -> tuple[npt.NDArray[np.float64], str]:
     """The RAS voxel-to-world affine and where it came from: ``sform``, ``qform``, ``fallback``
-    (NIfTI without either) or ``analyze`` (Analyze 7.5, pixdim only); refused when invalid."""
+    (NIfTI without either) or ``analyze`` (Analyze 7.5, pixdim only); refused when invalid.
+
+    ``img`` is a nibabel NIfTI-1/2 image or pair, or an Analyze image; ``raw`` its header fields
+    as stored (:func:`raw_header`)."""
     if not is_nifti_magic(raw):
         _check_pixdim(raw, path, "an Analyze header")
         affine = np.asarray(img.header.get_base_affine(), dtype=np.float64)

@@ -14,6 +14,8 @@ The table in ``docs/io.md`` gives the reasons.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import numpy.typing as npt
 
@@ -57,7 +59,7 @@ def check_voxels(array: npt.NDArray[np.generic], path: object, *, nan: str = "er
     if dtype.kind == "f":
         if dtype.itemsize < 4:
             array = array.astype(np.float32)
-        return _finite(array, path, nan)
+        return _finite(cast("npt.NDArray[np.floating]", array), path, nan)
     return array
 
 
