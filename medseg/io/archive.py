@@ -41,6 +41,7 @@ from medseg.errors import (
     UnsupportedFormatError,
     UploadTooLargeError,
 )
+from medseg.io.quiet import one_line
 
 __all__ = [
     "CHUNK_BYTES",
@@ -190,7 +191,7 @@ def _wrap_member_error(exc: BaseException, archive: Path, m: _Member, dest: Path
     if isinstance(exc, NotImplementedError):
         return UnsupportedFormatError(
             f"{archive}: member {name!r} uses a compression method medseg cannot decompress "
-            f"({exc}). Re-create the zip with the standard deflate method.")
+            f"({one_line(exc, 120)}). Re-create the zip with the standard deflate method.")
     if isinstance(exc, OSError) and exc.errno in (errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ):
         return UnsafeArchiveError(
             f"{archive}: member {name!r} cannot be a file name here ({exc.strerror}); "
@@ -200,8 +201,8 @@ def _wrap_member_error(exc: BaseException, archive: Path, m: _Member, dest: Path
             f"{dest}: cannot write member {name!r} of {archive} ({exc.strerror or exc}). Free "
             "disk space or use a writable folder (for temporary files: set TMPDIR).")
     return CorruptFileError(
-        f"{archive}: member {name!r} cannot be decompressed ({type(exc).__name__}: {exc}). "
-        "The archive is damaged; re-create it.")
+        f"{archive}: member {name!r} cannot be decompressed ({type(exc).__name__}: "
+        f"{one_line(exc, 200)}). The archive is damaged; re-create it.")
 
 
 def _check_targets(members: list[_Member], dest: Path, archive: Path) -> None:
@@ -321,7 +322,7 @@ def _open_zip(archive: Path) -> Iterator[zipfile.ZipFile]:
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise CorruptFileError(f"{archive}: not a readable zip archive ({exc}). Re-create or "
-                               "re-download it.") from exc
+        raise CorruptFileError(f"{archive}: not a readable zip archive ({one_line(exc, 160)}). "
+                               "Re-create or re-download it.") from exc
     with zf:
         yield zf

@@ -18,6 +18,7 @@ from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from medseg.errors import CorruptFileError, UnsupportedFormatError
+from medseg.io.quiet import one_line
 
 #: Which pip package decodes which family of transfer syntaxes (prefix of the UID).
 PLUGINS = {
@@ -78,8 +79,8 @@ def decode(src: str | BinaryIO, name: str, header: Dataset,
         ds = pydicom.dcmread(src, force=True)
     except Exception as exc:
         raise CorruptFileError(
-            f"{name}: cannot read this DICOM file ({type(exc).__name__}: {exc}). It is "
-            "truncated or damaged; copy it again from the source."
+            f"{name}: cannot read this DICOM file ({type(exc).__name__}: "
+            f"{one_line(exc, 200)}). It is truncated or damaged; copy it again from the source."
         ) from exc
     if "PixelData" not in ds:
         raise CorruptFileError(f"{name}: the image has no pixel data (the file is truncated "
@@ -92,8 +93,8 @@ def decode(src: str | BinaryIO, name: str, header: Dataset,
     except Exception as exc:
         raise CorruptFileError(
             f"{name}: pixel data (transfer syntax {ts.name}) could not be decoded "
-            f"({type(exc).__name__}: {exc}). The file is truncated or damaged; copy it "
-            "again from the source."
+            f"({type(exc).__name__}: {one_line(exc, 200)}). The file is truncated or damaged; "
+            "copy it again from the source."
         ) from exc
     return arr.reshape(_frames(ds), int(ds.Rows), int(ds.Columns))
 
