@@ -21,7 +21,7 @@ from medseg.errors import CorruptFileError, GeometryError, InvalidImageError, Me
 from medseg.io.grid_checks import check_affine
 from medseg.io.labels import read_sidecar
 from medseg.io.quiet import one_line
-from medseg.io.voxels import check_voxels
+from medseg.io.voxels import check_declared_size, check_voxels
 from medseg.volume import Volume
 
 __all__ = ["MGH_EXT", "read_mgh"]
@@ -47,6 +47,9 @@ def _load(p: Path) -> tuple[nib.MGHImage, str]:
     except Exception as exc:  # nibabel/gzip raise many types for bad files
         raise CorruptFileError(f"{p}: not a readable MGH/MGZ file ({type(exc).__name__}: "
                                f"{one_line(exc, 200)}). Check that the file is complete.") from exc
+    available = None if p.name.lower().endswith(".mgz") else p.stat().st_size - 284
+    check_declared_size(img.header.get_data_shape(), img.header.get_data_dtype().itemsize, p,
+                        available)
     for i, d in enumerate(delta):
         if not np.isfinite(d) or d <= 0:
             raise GeometryError(f"{p}: delta[{i}] (voxel size) is {d:g}; it must be a positive "

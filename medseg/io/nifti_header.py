@@ -15,15 +15,15 @@ absolute value, with only a log line); medseg decides from the raw values instea
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 
-from medseg.errors import CorruptFileError, GeometryError, InvalidImageError
+from medseg.errors import CorruptFileError, GeometryError
 from medseg.io.grid_checks import check_affine
+from medseg.io.voxels import check_declared_size
 
 __all__ = ["affine_and_source", "check_data_size", "raw_header"]
 
@@ -119,33 +119,13 @@ def affine_and_source(img: Any, raw: np.ndarray, path: object
     return affine, "fallback"
 
 
-def _physical_memory() -> int | None:
-    try:
-        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def check_data_size(raw: np.ndarray, path: object, available: int | None) -> None:
     """Refuse, before nibabel allocates anything, voxel data the header declares but the file
     cannot hold (``available`` bytes after the header; ``None`` for compressed files) or that
-    exceeds this machine's physical memory (a 1 KB ``.nii.gz`` may declare terabytes)."""
+    exceeds this machine's physical memory (see :func:`medseg.io.voxels.check_declared_size`)."""
     ndim = int(raw["dim"][0])
     dims = [int(d) for d in raw["dim"][1:1 + ndim]] if 0 < ndim <= 7 else []
-    if dims and all(d >= 0 for d in dims) and 0 in dims:
-        raise InvalidImageError(f"{path}: the image has no voxels (dim {tuple(dims)}); check "
-                                "the header's dimensions or re-export the image.")
-    if not dims or any(d < 1 for d in dims):
+    if not dims or any(d < 0 for d in dims):
         raise CorruptFileError(f"{path}: the header's dim field {list(raw['dim'])} gives no "
                                "valid image size; the file is damaged or not NIfTI/Analyze.")
-    declared = int(np.prod(dims, dtype=object)) * max(int(raw["bitpix"]), 8) // 8
-    memory = _physical_memory()
-    if memory is not None and declared > memory:
-        raise InvalidImageError(
-            f"{path}: the header declares {declared / 2**30:.1f} GiB of voxels {tuple(dims)}, "
-            f"more than this machine's memory ({memory / 2**30:.1f} GiB). Check the header, or "
-            "crop/downsample the image first.")
-    if available is not None and available < declared:
-        raise CorruptFileError(
-            f"{path}: the header declares {declared} bytes of voxels but the file holds "
-            f"{max(available, 0)}; it is truncated. Re-export or re-copy it.")
+    check_declared_size(dims, max(int(raw["bitpix"]), 8) // 8, path, available)

@@ -14,14 +14,16 @@ The table in ``docs/io.md`` gives the reasons.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from typing import cast
 
 import numpy as np
 import numpy.typing as npt
 
-from medseg.errors import InvalidImageError
+from medseg.errors import CorruptFileError, InvalidImageError
 
-__all__ = ["NAN_POLICIES", "check_voxels", "writable_array"]
+__all__ = ["NAN_POLICIES", "check_declared_size", "check_voxels", "writable_array"]
 
 NAN_POLICIES = ("error", "zero")
 _I32 = np.iinfo(np.int32)
@@ -119,3 +121,34 @@ def _finite(array: npt.NDArray[np.floating], path: object, nan: str) -> npt.NDAr
         f"{path}: {n_bad} voxel(s) are {kinds}{counts}. medseg refuses them so they cannot corrupt "
         "normalisation or metrics; replace them with 0 (`medseg convert IN OUT --nan-to-zero`, "
         "or nan=\"zero\" in medseg.io.read) or fix the exporting tool.")
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_declared_size(shape: Sequence[int], itemsize: int, path: object,
+                        available: int | None = None) -> None:
+    """Refuse a header's voxel array before a library allocates it: no voxels, more bytes than
+    this machine's physical memory (a 1 KB ``.nii.gz`` may declare terabytes, which nibabel
+    would zero-fill), or more than the ``available`` bytes an uncompressed file holds."""
+    if any(int(d) == 0 for d in shape):
+        raise InvalidImageError(f"{path}: the image has no voxels (shape {tuple(shape)}); check "
+                                "the header's dimensions or re-export the image.")
+    declared = 1
+    for d in shape:
+        declared *= int(d)
+    declared *= itemsize
+    memory = _physical_memory()
+    if memory is not None and declared > memory:
+        raise InvalidImageError(
+            f"{path}: the header declares {declared / 2**30:.1f} GiB of voxels {tuple(shape)}, "
+            f"more than this machine's memory ({memory / 2**30:.1f} GiB). Check the header, or "
+            "crop/downsample the image first.")
+    if available is not None and available < declared:
+        raise CorruptFileError(
+            f"{path}: the header declares {declared} bytes of voxels but the file holds "
+            f"{max(available, 0)}; it is truncated. Re-export or re-copy it.")

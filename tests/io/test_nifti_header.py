@@ -207,3 +207,17 @@ def test_declared_sizes_the_file_or_machine_cannot_hold_are_refused_before_readi
     with pytest.raises(InvalidImageError) as err:
         io.read(tmp_path / "bomb.nii.gz")
     one_line(err, "bomb.nii.gz", "memory")
+
+
+def test_mgh_sizes_the_file_or_machine_cannot_hold_are_refused(tmp_path: Path) -> None:
+    nib.save(nib.MGHImage(ARR.astype(np.float32), np.eye(4)), str(tmp_path / "m.mgh"))
+    data = bytearray((tmp_path / "m.mgh").read_bytes())
+    (tmp_path / "cut.mgh").write_bytes(bytes(data[:300]))
+    with pytest.raises(CorruptFileError) as err:
+        io.read(tmp_path / "cut.mgh")
+    one_line(err, "cut.mgh", "truncated")
+    data[4:16] = np.array([100000] * 3, ">i4").tobytes()  # dims: 4 PB of float32
+    (tmp_path / "bomb.mgz").write_bytes(gzip.compress(bytes(data)))
+    with pytest.raises(InvalidImageError) as err:
+        io.read(tmp_path / "bomb.mgz")
+    one_line(err, "bomb.mgz", "memory")
