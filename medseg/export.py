@@ -179,6 +179,7 @@ def _export(mask: Volume, reference: Volume | None, fmt: str, out: Path, *,
 
 def _write_nifti(mask: Volume, out: Path, labels: Sequence[int | str] | None) -> dict[str, Any]:
     from medseg import io
+    from medseg.io.atomic import check_writable, staged_files
     from medseg.io.export_source import select_labels
 
     if not out.name.lower().endswith((".nii", ".nii.gz")):
@@ -186,7 +187,9 @@ def _write_nifti(mask: Volume, out: Path, labels: Sequence[int | str] | None) ->
     chosen = select_labels(mask, labels)
     keep = np.isin(mask.array, list(chosen))
     arr = np.where(keep, mask.array, 0).astype(mask.array.dtype)
-    io.write(mask.with_array(arr, labels=chosen), out)
+    check_writable(out.parent, file=out)
+    with staged_files(out.parent) as stage:  # the image and its label sidecar, together
+        io.write(mask.with_array(arr, labels=chosen), stage / out.name)
     return {"path": str(out), "format": "NIFTI",
             "labels": [{"label_value": v, "name": n, "voxels": int(np.sum(mask.array == v))}
                        for v, n in chosen.items()]}

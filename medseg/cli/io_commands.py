@@ -76,9 +76,14 @@ def convert(
         help="Replace NaN voxels by 0 instead of refusing the file.")] = False,
 ) -> None:
     """Convert between formats, keeping the exact geometry (and label names)."""
+    from medseg.io.atomic import check_writable, staged_files
+
+    check_writable(dst.parent, file=dst)  # a bad output is refused before the input is read
     vol = io.read(src, series=_series_arg(series), label=label,
                   nan="zero" if nan_to_zero else "error")
-    written = io.write(vol, dst)
+    with staged_files(dst.parent) as stage:  # the image and its label sidecar, together
+        io.write(vol, stage / dst.name)
+    written = dst
     d = vol.describe()
     typer.echo(f"wrote {written}: {d['shape']} {d['dtype']} spacing {d['spacing_mm']} mm, "
                f"orientation {d['orientation']}"

@@ -13,7 +13,7 @@ from medseg import io
 from medseg.cli import app
 from medseg.cli.batch import Batch
 from medseg.errors import InputNotFoundError, MedsegError
-from medseg.io.atomic import check_writable
+from medseg.io.atomic import check_writable, staged_files
 from medseg.volume import Volume
 
 _IMAGE_EXT = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -168,13 +168,15 @@ def predict(
             image.meta.setdefault("path", str(path))
             mask = seg.predict(image, tta=tta, postprocess=post)
             assert not isinstance(mask, tuple)
-            io.write(mask, target, reference=image)
+            with staged_files(out) as stage:  # mask, sidecar (and SEG) land together or not
+                io.write(mask, stage / target.name, reference=image)
+                with_seg = dicom_seg and _write_dicom_seg(
+                    mask, image, stage / f"{name}.seg.dcm", (seg.name, seg.version))
             batch.wrote(str(path), target)
             st = seg.last_stats
             secs = sum(v for k, v in st.items() if k.endswith("_s"))
             typer.echo(f"{path} -> {target} ({secs:.1f} s, peak RSS {st['peak_rss_mb']:.0f} MB)")
-            if dicom_seg and _write_dicom_seg(mask, image, out / f"{name}.seg.dcm",
-                                              (seg.name, seg.version)):
+            if with_seg:
                 batch.wrote(str(path), out / f"{name}.seg.dcm")
     typer.echo(f"wrote {len(batch.written)} mask(s) to {out}")
     batch.finish(out)

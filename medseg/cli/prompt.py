@@ -92,7 +92,7 @@ def prompt(
             clicks.setdefault(z, []).append(p)
     if not boxes and not clicks:
         raise PromptError("Give at least one --box or --points prompt. " + COORDS_HELP)
-    from medseg.io.atomic import check_writable
+    from medseg.io.atomic import check_writable, staged_files
 
     check_writable(out.parent, file=out)  # before the model runs
     image = io.read(input_path, series=series)
@@ -111,5 +111,7 @@ def prompt(
             typer.echo(f"  run from {stop.start} ({'+' if stop.direction > 0 else '-'}) stopped "
                        f"at {stop.slice_index}: {stop.reason}")
     labels = session.label_volume()
-    written = io.write(labels, out, reference=image)
+    with staged_files(out.parent) as stage:  # the mask and its label sidecar, together
+        io.write(labels, stage / out.name, reference=image)
+    written = out
     typer.echo(f"{int((labels.array > 0).sum())} voxels -> {written}")

@@ -3,7 +3,8 @@
 * One file: :func:`atomic_path` (and :func:`write_bytes_atomic` / :func:`write_text_atomic`)
   writes to a temporary file beside the target and renames it over the target when complete.
 * Several files in one folder that belong together (an image and its label sidecar):
-  :func:`atomic_files` writes them all to temporary files first and renames them at the end.
+  :func:`atomic_files` (or :func:`staged_files` for writers that name their files themselves)
+  writes them all first and renames them into place at the end.
 * A folder of files that form one output (a report set, a mesh set): :func:`atomic_dir` builds
   the folder beside the target and swaps it in when complete (rules in its docstring).
 
@@ -24,11 +25,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from medseg.errors import OutputError
+from medseg.errors import MedsegError, OutputError
 
 __all__ = ["OutputSet", "atomic_dir", "atomic_files", "atomic_path", "check_target_folder",
-           "check_writable", "make_dirs", "output_error", "show_path", "write_bytes_atomic",
-           "write_text_atomic"]
+           "check_writable", "make_dirs", "output_error", "show_path", "staged_files",
+           "write_bytes_atomic", "write_text_atomic"]
 
 #: errno values that describe the output side (anything else is re-raised unchanged).
 WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG,
@@ -129,11 +130,19 @@ def _translate(exc: BaseException, path: Path, folder: Path, *,
         return exc
     if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
         return output_error(exc, path, want_dir=want_dir)
-    from medseg.errors import MedsegError
-
     if not isinstance(exc, MedsegError) and _disk_full(exc, folder):
         return output_error(OSError(errno.ENOSPC, "disk full"), path)
     return exc
+
+
+def _fail_staged(exc: BaseException, dest: Path, stage: Path) -> BaseException:
+    """Translate a failure while building ``stage`` for ``dest`` (messages name ``dest``) and
+    delete the staging folder."""
+    translated = _translate(exc, dest, stage, want_dir=True)
+    if isinstance(translated, OutputError) and str(stage) in str(translated):
+        translated = OutputError(str(translated).replace(str(stage), str(dest)))
+    shutil.rmtree(stage, ignore_errors=True)
+    return translated
 
 
 def make_dirs(path: str | os.PathLike[str]) -> Path:
@@ -275,6 +284,29 @@ def _rename_all(temps: list[Path], paths: list[Path]) -> None:
                 old.unlink()
 
 
+@contextlib.contextmanager
+def staged_files(folder: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty hidden folder beside ``folder``'s files; whatever the block writes there
+    (under the final names) is renamed into ``folder`` together when the block ends, as
+    :func:`atomic_files` does. For writers that make several files themselves (an image and
+    its ``.labels.json`` sidecar)."""
+    dest = make_dirs(folder)
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=".medseg-stage-", dir=dest))
+    except OSError as exc:
+        raise output_error(exc, dest, want_dir=True) from exc
+    try:
+        yield stage
+        names = sorted(os.listdir(stage))
+        _rename_all([stage / n for n in names], [dest / n for n in names])
+    except BaseException as exc:
+        translated = _fail_staged(exc, dest, stage)
+        if translated is exc:
+            raise
+        raise translated from exc
+    shutil.rmtree(stage, ignore_errors=True)
+
+
 def write_bytes_atomic(target: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``target`` atomically."""
     with atomic_path(target) as tmp:
@@ -371,10 +403,7 @@ def atomic_dir(target: str | os.PathLike[str], owned: OutputSet | None = None
         os.chmod(stage, 0o777 & ~_current_umask())
         _commit_inside(stage, dest) if inside else _commit_beside(stage, dest)
     except BaseException as exc:
-        translated = _translate(exc, dest, stage, want_dir=True)
-        if isinstance(translated, OutputError) and str(stage) in str(translated):
-            translated = OutputError(str(translated).replace(str(stage), str(dest)))
-        shutil.rmtree(stage, ignore_errors=True)
+        translated = _fail_staged(exc, dest, stage)
         if translated is exc:
             raise
         raise translated from exc

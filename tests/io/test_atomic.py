@@ -175,3 +175,27 @@ def test_output_error_messages_name_the_path_on_one_line(tmp_path: Path) -> None
     assert "\n" not in text and "a\\nb" in text and "permission denied" in text
     assert show_path("x" * 500).endswith("(500 characters)")
     assert "disk is full" in str(output_error(OSError(errno.EDQUOT, "quota"), tmp_path / "q"))
+
+
+def test_staged_files_land_together(tmp_path: Path) -> None:
+    from medseg import io
+    from medseg.io.atomic import staged_files
+    from medseg.volume import Volume
+    from tests.conftest import make_volume
+
+    vol = make_volume("oblique").with_array(np.ones((20, 16, 8), np.uint8), labels={1: "a"})
+    with staged_files(tmp_path) as stage:
+        io.write(vol, stage / "m.nii.gz")
+        assert _listing(tmp_path) == [stage.name]  # nothing in place yet
+    assert _listing(tmp_path) == ["m.labels.json", "m.nii.gz"]
+    with pytest.raises(OSError), staged_files(tmp_path) as stage:
+        io.write(vol.with_array(vol.array, labels={1: "b"}), stage / "m.nii.gz")
+        raise OSError(errno.EIO, "the SEG after the mask failed")
+    assert _listing(tmp_path) == ["m.labels.json", "m.nii.gz"]
+    assert io.read(tmp_path / "m.nii.gz", label=True).labels == {1: "a"}
+    big = Volume(np.random.default_rng(0).integers(0, 2, (200, 200, 20), dtype=np.uint8),
+                 (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3), labels={1: "a"})
+    with tmpfs(tmp_path / "small", "64k") as small:
+        with pytest.raises(OutputError, match="full"), staged_files(small) as stage:
+            io.write(big, stage / "big.nii")
+        assert _listing(small) == []
