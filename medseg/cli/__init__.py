@@ -57,6 +57,7 @@ COMMAND_MODULES = [
     "medseg.cli.finetune",
     "medseg.cli.prompt",
     "medseg.cli.models",
+    "medseg.cli.pacs",
 ]
 
 for _name in COMMAND_MODULES:
