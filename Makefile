@@ -13,7 +13,7 @@ SYSTEM_PKGS ?= dicom3tools plastimatch chromium chromium-driver poppler-utils dc
 OUT ?= out
 
 .PHONY: install run app test lint system-deps bench clean tools-nnunet nnunet-fixtures \
-        monai-bundle-fixture
+        tools-monai monai-bundle-fixture
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -84,6 +84,19 @@ tools-nnunet: $(NNUNET_STAMP)
 nnunet-fixtures: tools-nnunet
 	nice -n 10 $(NNUNET_VENV)/bin/python tests/fixtures/nnunet/make_fixtures.py all
 
+# MONAI's own bundle runner with what model-zoo configs need (pytorch-ignite for
+# SupervisedEvaluator), pinned to medseg's MONAI/torch/nibabel; for references and benches only.
+MONAI_VENV := $(TOOLS)/monai
+MONAI_STAMP := $(MONAI_VENV)/.installed
+
+$(MONAI_STAMP): $(CONSTRAINTS)
+	$(PYTHON) -m venv $(MONAI_VENV)
+	$(MONAI_VENV)/bin/pip install -q -c $(CONSTRAINTS) torch
+	$(MONAI_VENV)/bin/pip install -q -c $(CONSTRAINTS) monai nibabel numpy pytorch-ignite
+	touch $(MONAI_STAMP)
+
+tools-monai: $(MONAI_STAMP)
+
 # Re-make the committed MONAI bundle fixture and monai.bundle's reference labels.
-monai-bundle-fixture: install
+monai-bundle-fixture: install tools-monai
 	nice -n 10 $(PY) tests/fixtures/monai_bundle/make_bundle.py all
