@@ -17,14 +17,15 @@ exactly, anything else is a :class:`GeometryMismatchError`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medseg.errors import ConfigError, DicomReferenceRequiredError
+from medseg.errors import ConfigError, DicomReferenceRequiredError, MedsegError, OutputError
 from medseg.io.dicom_seg import Algorithm
 from medseg.volume import Volume
 
@@ -129,15 +130,30 @@ def export(mask: Volume, reference: Volume | None, fmt: str, out: str | Path, *,
     if fractional and fmt != "seg":
         raise ConfigError("--fractional applies to --format seg only.")
     out = Path(out)
-    mask = _with_names(mask, label_names)
-    labels = list(labels) if labels else None
-    mask, labels, changes = _fit_names(mask, labels, fmt, fractional, shorten_labels)
-    summary = _export(mask, reference, fmt, out, labels=labels, fractional=fractional,
-                      algorithm=algorithm, anonymize=anonymize, frame=frame,
-                      smooth_iterations=smooth_iterations, decimate=decimate, changes=changes)
+    with _naming_the_mask(mask):
+        mask = _with_names(mask, label_names)
+        labels = list(labels) if labels else None
+        mask, labels, changes = _fit_names(mask, labels, fmt, fractional, shorten_labels)
+        summary = _export(mask, reference, fmt, out, labels=labels, fractional=fractional,
+                          algorithm=algorithm, anonymize=anonymize, frame=frame,
+                          smooth_iterations=smooth_iterations, decimate=decimate,
+                          changes=changes)
     if shorten_labels:
         summary["renamed_labels"] = changes
     return summary
+
+
+@contextlib.contextmanager
+def _naming_the_mask(mask: Volume) -> Iterator[None]:
+    """Prefix the mask's file to an error about it (empty labels, names, grid) that does not
+    name it yet; output errors name their output path and pass unchanged."""
+    try:
+        yield
+    except MedsegError as exc:
+        src = mask.meta.get("path")
+        if not src or isinstance(exc, OutputError) or str(src) in str(exc):
+            raise
+        raise type(exc)(f"{src}: {exc}") from exc
 
 
 def _export(mask: Volume, reference: Volume | None, fmt: str, out: Path, *,

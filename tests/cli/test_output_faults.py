@@ -129,3 +129,23 @@ def test_cohort_goes_on_and_says_what_was_written(tmp_path: Path) -> None:
     assert "failed: a: " in run.out and f"b: wrote {out / 'cases' / 'b'}" in run.out
     assert np.isin(["cases/b/report.pdf", "index.html", "cohort.json"], listing(out)).all()
     assert not any(p.startswith("cases/a") for p in listing(out))
+
+
+def test_evaluate_with_a_5000_character_and_a_formula_label(tmp_path: Path) -> None:
+    import csv
+    import dataclasses
+    import json
+
+    names = {1: "L" * 5000, 2: "=HYPERLINK(\"http://evil.example\")"}
+    pred, ref = (dataclasses.replace(v, labels=names) for v in synthetic_pair())
+    io.write(pred, tmp_path / "pred.nii.gz")
+    io.write(ref, tmp_path / "ref.nii.gz")
+    out = tmp_path / "report"
+    accepted(medseg("evaluate", "--pred", tmp_path / "pred.nii.gz", "--ref",
+                    tmp_path / "ref.nii.gz", "--out", out))
+    assert listing(out) == ["report.csv", "report.html", "report.json", "report.pdf"]
+    assert [m["name"] for m in json.loads((out / "report.json").read_text())["labels"]] == [
+        names[1], names[2]]
+    with open(out / "report.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["name"] for r in rows] == [names[1], "'" + names[2]]
