@@ -8,8 +8,10 @@ config style: LoadImaged -> Orientationd(RAS) -> Spacingd(2 mm) -> ScaleIntensit
 SlidingWindowInferer(64^3, overlap 0.5, gaussian) -> Activationsd(softmax) -> Invertd ->
 AsDiscreted(argmax) -> SaveImaged; a 3D MONAI UNet, 5 classes).
 
-Baseline: ``python -m monai.bundle run --config_file configs/inference.json`` with the input as
-its datalist (MONAI's own ConfigParser, evaluator and transforms). medseg: ``medseg predict
+Baseline: ``monai.bundle.run(config_file=configs/inference.json, datalist=[CT])`` (what
+``python -m monai.bundle run`` calls: MONAI's own ConfigParser, SupervisedEvaluator and
+transforms), in the MONAI tool venv ``.tools/monai`` (``make tools-monai``: the same MONAI 1.6.1,
+torch 2.13.0 and nibabel as medseg's venv, plus pytorch-ignite). medseg: ``medseg predict
 BUNDLE CT --out`` (the allow-listed lean path). Whole processes under ``/usr/bin/time -v``;
 medians of --repeats runs; labels compared. Writes bench/results/monai_bundle_vs_own.{json,md}.
 
@@ -28,15 +30,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.nnunet_vs_predictor import agreement, median_of, resampled_ct, timed  # noqa: E402
+from tests.fixtures.monai_bundle.make_bundle import (  # noqa: E402
+    MONAI_PY,
+    MONAI_RUN,
+    monai_run_args,
+)
 
 RESULTS = ROOT / "bench/results"
 BUNDLE = ROOT / "tests/fixtures/monai_bundle/ct_organs_unet"
 
 
 def run_bundle(image: Path, out: Path, limit: float) -> dict[str, object]:
-    return timed([sys.executable, "-m", "monai.bundle", "run", "--config_file",
-                  str(BUNDLE / "configs/inference.json"), "--bundle_root", str(BUNDLE),
-                  "--datalist", f"['{image}']", "--output_dir", str(out)], limit)
+    return timed([str(MONAI_PY), "-c", MONAI_RUN, *monai_run_args(image, out, BUNDLE)], limit)
 
 
 def run_medseg(image: Path, out: Path, limit: float) -> dict[str, object]:
@@ -75,7 +80,7 @@ def main() -> int:
         "# medseg vs the MONAI bundle's own pipeline (CPU, same bundle)", "",
         f"Input {res['input']}; bundle {res['bundle']}; {args.repeats} runs per tool, medians; "
         "whole processes (/usr/bin/time -v).", "",
-        "| | medseg predict | python -m monai.bundle run | ratio |", "|---|---|---|---|",
+        "| | medseg predict | monai.bundle.run | ratio |", "|---|---|---|---|",
         f"| wall time | {res['medseg_wall_s']} s | {res['bundle_wall_s']} s | "
         f"{res.get('wall_ratio')} |",
         f"| peak RSS | {res['medseg_peak_rss_mb']} MB | {res['bundle_peak_rss_mb']} MB | "
