@@ -34,11 +34,12 @@ from medseg.io.atomic import atomic_path
 from medseg.io.codes import coding_for_label
 from medseg.io.export_source import (
     align_to_reference,
+    clip_lo,
     declare_character_set,
     prepare_source,
     select_labels,
 )
-from medseg.io.labels import check_label_names
+from medseg.io.labels import check_label_names, display_name, label_name_problem
 from medseg.volume import Volume
 
 __all__ = [
@@ -70,6 +71,13 @@ class Algorithm:
         if self.type not in ALGORITHM_TYPES:
             raise ConfigError(f"Algorithm type {self.type!r} is not one of "
                               f"{', '.join(ALGORITHM_TYPES)}.")
+        for what, text in (("name", self.name), ("version", self.version)):
+            problem = None if text is None else label_name_problem(text, "seg")
+            if problem:  # both are DICOM LO values, with the rules of a SegmentLabel
+                raise ConfigError(
+                    f"Algorithm {what} {display_name(repr(text), 80)} {problem} in a DICOM LO "
+                    f"value (AlgorithmName/Version, ManufacturerModelName); give a plain "
+                    f"{what} of at most 64 bytes (--model-{what}).")
 
     @property
     def resolved_version(self) -> str:
@@ -178,10 +186,10 @@ def _segmentation(hd: Any, sources: list[Any], pixels: npt.NDArray[Any], kept: l
         segmentation_type="FRACTIONAL" if fractional else "BINARY",
         segment_descriptions=[_description(n, s, algorithm) for n, s in enumerate(kept, 1)],
         series_instance_uid=hd.UID(), series_number=series_number, sop_instance_uid=hd.UID(),
-        instance_number=1, manufacturer="medseg", manufacturer_model_name=algorithm.name[:64],
+        instance_number=1, manufacturer="medseg", manufacturer_model_name=algorithm.name,
         software_versions=algorithm.resolved_version, device_serial_number="0",
-        content_label="SEGMENTATION", content_description=series_description[:64],
-        series_description=series_description[:64])
+        content_label="SEGMENTATION", content_description=clip_lo(series_description),
+        series_description=clip_lo(series_description))
 
 
 def _summary(number: int, seg: _Segment) -> dict[str, Any]:

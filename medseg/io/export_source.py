@@ -32,8 +32,8 @@ from medseg.io.dicom_source import DicomSource
 from medseg.io.labels import display_name
 from medseg.volume import Volume, present_values
 
-__all__ = ["PreparedSource", "align_to_reference", "declare_character_set", "dicom_source_of",
-           "prepare_source", "select_labels"]
+__all__ = ["PreparedSource", "align_to_reference", "clip_lo", "declare_character_set",
+           "dicom_source_of", "prepare_source", "select_labels"]
 
 #: Attributes every single-frame source header needs for a geometry-bearing export.
 REQUIRED = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows",
@@ -201,3 +201,11 @@ def declare_character_set(ds: Dataset) -> None:
         if any(not str(v).isascii() for v in values):
             ds.SpecificCharacterSet = UTF8
             return
+
+
+def clip_lo(text: str, limit: int = 64) -> str:
+    """A free-text description cut to ``limit`` bytes of UTF-8 (whole characters): for LO
+    descriptions medseg composes itself (series description, ROI generation description).
+    Names that must survive exactly are checked instead (:mod:`medseg.io.labels`)."""
+    data = text.encode("utf-8", "replace")
+    return text if len(data) <= limit else data[:limit].decode("utf-8", "ignore").rstrip()

@@ -162,14 +162,20 @@ def shorten_label_name(name: str, fmt: str, value: int) -> str:
     return text
 
 
-def check_label_names(names: Mapping[int, str], fmt: str, *,
-                      shorten: bool = False) -> dict[int, str]:
+#: What a refusal tells an export's user to do.
+EXPORT_FIX = ("Rename the label (--labels JSON), or pass --shorten-labels to shorten names that "
+              "do not fit (the export summary records each change).")
+
+
+def check_label_names(names: Mapping[int, str], fmt: str, *, shorten: bool = False,
+                      fix: str = EXPORT_FIX) -> dict[int, str]:
     """The names to write for ``fmt``, ``{value: name}``; call before anything is written.
 
     Without ``shorten``, every name must fit (:func:`label_name_problem`) and is returned
     unchanged; the first that does not raises :class:`LabelNameError` naming the label, the
-    rule and the way out. With ``shorten``, names that do not fit are replaced by
-    :func:`shorten_label_name` (callers record the mapping, see :func:`renamed`).
+    rule and ``fix`` (the way out for the caller's user). With ``shorten``, names that do not
+    fit are replaced by :func:`shorten_label_name` (callers record the mapping, see
+    :func:`renamed`).
     """
     out: dict[int, str] = {}
     for value, name in names.items():
@@ -181,9 +187,7 @@ def check_label_names(names: Mapping[int, str], fmt: str, *,
         else:
             raise LabelNameError(
                 f"label {value} name {show_path(repr(name))} {problem} in "
-                f"{_FORMAT_NAMES[fmt]}; nothing was written. Rename the label "
-                "(--labels JSON), or pass --shorten-labels to shorten names that do not fit "
-                "(the export summary records each change).")
+                f"{_FORMAT_NAMES[fmt]}; nothing was written. {fix}")
     return out
 
 

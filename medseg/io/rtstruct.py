@@ -32,6 +32,7 @@ from medseg.io.dicom_seg import PALETTE, Algorithm
 from medseg.io.export_source import (
     PreparedSource,
     align_to_reference,
+    clip_lo,
     declare_character_set,
     prepare_source,
     select_labels,
@@ -109,14 +110,14 @@ def _header(src: PreparedSource, algorithm: Algorithm, series_number: int,
     ds.Modality = "RTSTRUCT"
     ds.SeriesInstanceUID = generate_uid()
     ds.SeriesNumber = series_number
-    ds.SeriesDescription = description[:64]
+    ds.SeriesDescription = clip_lo(description)
     ds.OperatorsName = ""
     ds.Manufacturer = "medseg"
-    ds.ManufacturerModelName = algorithm.name[:64]
+    ds.ManufacturerModelName = algorithm.name
     ds.SoftwareVersions = algorithm.resolved_version
     ds.InstanceNumber = 1
     ds.StructureSetLabel = "medseg"
-    ds.StructureSetName = description[:64]
+    ds.StructureSetName = clip_lo(description)
     images = [_item(ReferencedSOPClassUID=d.SOPClassUID, ReferencedSOPInstanceUID=d.SOPInstanceUID)
               for d in src.datasets]
     series = _item(SeriesInstanceUID=src.series_uid, ContourImageSequence=images)
@@ -134,7 +135,7 @@ def _add_roi(ds: Dataset, number: int, name: str, data: npt.NDArray[np.bool_],
     ds.StructureSetROISequence.append(_item(
         ROINumber=number, ReferencedFrameOfReferenceUID=src.frame_of_reference_uid,
         ROIName=name, ROIGenerationAlgorithm=algorithm.type.upper(),
-        ROIGenerationDescription=f"{algorithm.name} {algorithm.resolved_version}"[:64]))
+        ROIGenerationDescription=clip_lo(f"{algorithm.name} {algorithm.resolved_version}")))
     contours: list[Dataset] = []
     ii, jj = np.flatnonzero(data.any(axis=(1, 2))), np.flatnonzero(data.any(axis=(0, 2)))
     box = data[ii[0]:ii[-1] + 1, jj[0]:jj[-1] + 1]  # trace within the bounding box only

@@ -116,3 +116,13 @@ def test_last_resort_lines() -> None:
     except OSError as exc:
         line = os_error_line(exc)
     assert line.startswith("/nonexistent-medseg-dir/x.txt: No such file or directory.")
+
+
+def test_algorithm_and_prompt_label_names_are_checked(tmp_path: Path) -> None:
+    msg = refused(medseg("export", DCMQI / "liver_seg.nrrd", "-r", DCMQI / "ct-3slice", "-f",
+                         "seg", "-o", tmp_path / "s.dcm", "--model-name", "a\\b"), "a\\\\b")
+    assert "backslash" in msg and "--model-name" in msg
+    msg = refused(medseg("prompt", CT, "--box", "15,40,30,80,70", "--label-name", "a\nb",
+                         "--out", tmp_path / "p.nii.gz"), "label 1")
+    assert "--label-name" in msg
+    assert listing(tmp_path) == []

@@ -328,3 +328,12 @@ def test_names_a_segment_label_cannot_hold_are_refused_before_writing(
     with pytest.raises(LabelNameError):
         write_dicom_seg_fractional({name: liver3().with_array(liver3().array * 0.5)}, ct3(), out)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_algorithm_name_and_version_must_fit_a_dicom_lo() -> None:
+    from medseg.errors import ConfigError
+
+    assert Algorithm("manual", "肝" * 21 + "x", "1.0").name.endswith("x")
+    for bad in ({"name": "m" * 65}, {"name": "a\\b"}, {"version": "1\n2"}, {"name": ""}):
+        with pytest.raises(ConfigError, match="DICOM LO"):
+            Algorithm("automatic", **bad)
