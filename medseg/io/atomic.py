@@ -363,8 +363,8 @@ def check_target_folder(target: str | os.PathLike[str], owned: OutputSet | None 
 
 def _swappable(target: Path) -> bool:
     """True when ``target`` can be replaced by renaming a folder built beside it."""
-    if os.path.lexists(target) and os.path.ismount(target):
-        return False
+    if os.path.islink(target) or (os.path.lexists(target) and os.path.ismount(target)):
+        return False  # a link is kept (its folder gets the new set); a mount cannot move
     return os.access(target.parent, os.W_OK | os.X_OK)
 
 
@@ -379,9 +379,9 @@ def atomic_dir(target: str | os.PathLike[str], owned: OutputSet | None = None
     * an empty folder, or a complete earlier output of the same kind (``owned``): replaced as
       a whole. The old folder is renamed aside, the new one renamed in, then the old one is
       deleted, so ``target`` never holds a mix of old and new files. When ``target`` cannot be
-      renamed (a mount point, or a parent folder that is not writable) the set is staged in a
-      hidden ``.medseg-*`` folder inside ``target`` and moved in by renames after the old
-      entries are moved out;
+      renamed (a mount point, a symbolic link to a folder, or a parent folder that is not
+      writable) the set is staged in a hidden ``.medseg-*`` folder inside ``target`` and moved
+      in by renames after the old entries are moved out;
     * a file, or a folder holding anything else: :class:`OutputError` before the block runs.
 
     On any exception the staging folder is deleted and ``target`` is left as it was.
@@ -414,7 +414,11 @@ def _commit_beside(stage: Path, dest: Path) -> None:
         os.replace(stage, dest)  # rename() may replace an empty folder
         return
     aside = Path(tempfile.mkdtemp(prefix=f".{dest.name[:32]}.medseg-old-", dir=dest.parent))
-    os.replace(dest, aside)
+    try:
+        os.replace(dest, aside)
+    except BaseException:
+        aside.rmdir()
+        raise
     try:
         os.replace(stage, dest)
     except BaseException:

@@ -199,3 +199,13 @@ def test_staged_files_land_together(tmp_path: Path) -> None:
         with pytest.raises(OutputError, match="full"), staged_files(small) as stage:
             io.write(big, stage / "big.nii")
         assert _listing(small) == []
+
+
+def test_a_symlinked_target_folder_keeps_its_link(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    _mesh_set(real, 3)
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    _mesh_set(link, 1)
+    assert link.is_symlink() and _listing(real) == ["0.stl", "summary.json"]
+    assert _listing(tmp_path) == ["link", "real"]
