@@ -75,6 +75,10 @@ def evaluate(
         raise EvaluationInputError(
             f"--nsd-tolerance {nsd_tolerance}: give a distance >= 0 in mm, e.g. 2.")
     target = resample_to.value if resample_to is not None else None
+    from medseg.cli.pacs import resolve_all
+
+    pred, ref, *rest = resolve_all([pred, ref, *([image] if image is not None else [])])
+    image = rest[0] if rest else None  # pacs://SERVER/UID inputs: their cached series
     if _check_paths(pred, ref, image):
         from medseg.report.cohort import evaluate_cohort
 

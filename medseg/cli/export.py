@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -101,14 +102,27 @@ def export(
         "bytes, backslash, control characters) instead of refusing them; the summary lists "
         "each renamed label.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    send: Annotated[str | None, typer.Option(
+        "--send", help="seg/rtstruct: also store the file in this PACS (a name from the "
+                       "servers file, docs/pacs.md) and print its SOP Instance UID.")] = None,
 ) -> None:
-    """Export a segmentation for clinical systems: DICOM-SEG, RTSTRUCT, meshes or NIfTI."""
+    """Export a segmentation for clinical systems: DICOM-SEG, RTSTRUCT, meshes or NIfTI.
+
+    MASK and --reference may be pacs://SERVER/UID (a SEG/RTSTRUCT or the image series)."""
     from medseg import io
+    from medseg.cli.pacs import send_server
     from medseg.export import Algorithm, read_mask
     from medseg.export import export as run_export
+    from medseg.pacs.uri import resolve_input
 
     if all_labels and label:
         raise ConfigError("Use either --all-labels or --label, not both.")
+    if send is not None and fmt.lower() not in ("seg", "rtstruct"):
+        raise ConfigError(f"--send stores DICOM-SEG or RTSTRUCT; --format {fmt} is neither.")
+    server = send_server(send)  # a bad server name fails before any work
+    mask, _ = resolve_input(mask)
+    if reference is not None:
+        reference, series = resolve_input(reference, series)
     algorithm = Algorithm(algorithm_type.lower().replace("-", ""), model_name, model_version)
     ref = None
     if reference is not None:
@@ -120,7 +134,16 @@ def export(
                          algorithm=algorithm, anonymize=anonymize, frame=frame,
                          smooth_iterations=smooth, decimate=decimate,
                          shorten_labels=shorten_labels)
+    stored: list[Any] = []
+    if server is not None:
+        from medseg.pacs.send import send_files
+
+        stored = send_files(server, [out])
+        summary["stored"] = [dataclasses.asdict(x) for x in stored]
     if as_json:
         typer.echo(json.dumps(summary, indent=1))
     else:
         _print(summary)
+        from medseg.cli.pacs import print_stored
+
+        print_stored(stored)

@@ -32,12 +32,15 @@ def _print_volume(info: dict[str, Any]) -> None:
 @app.command()
 def info(
     path: Annotated[Path, typer.Argument(
-        help="NIfTI/NRRD/MHA file, DICOM file or folder, or zip.")],
+        help="NIfTI/NRRD/MHA file, DICOM file or folder, zip, or pacs://SERVER/UID.")],
     series: Annotated[str | None, typer.Option(
         help="DICOM: SeriesInstanceUID or the number listed here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
     """List DICOM series, then shape, spacing, orientation, modality and value range."""
+    from medseg.pacs.uri import resolve_input
+
+    path, series = resolve_input(path, series)  # pacs://SERVER/UID: the cached series
     listing = io.list_series(path)
     out: dict[str, Any] = {"path": str(path)}
     if listing:
@@ -65,7 +68,8 @@ def info(
 
 @app.command()
 def convert(
-    src: Annotated[Path, typer.Argument(help="Input image, label map, DICOM folder or zip.")],
+    src: Annotated[Path, typer.Argument(
+        help="Input image, label map, DICOM folder or zip, or pacs://SERVER/UID.")],
     dst: Annotated[Path, typer.Argument(help="Output .nii.gz, .nii, .nrrd or .mha.")],
     series: Annotated[str | None, typer.Option(
         help="DICOM: SeriesInstanceUID or number from `medseg info`.")] = None,
@@ -77,8 +81,10 @@ def convert(
 ) -> None:
     """Convert between formats, keeping the exact geometry (and label names)."""
     from medseg.io.atomic import check_writable, staged_files
+    from medseg.pacs.uri import resolve_input
 
     check_writable(dst.parent, file=dst)  # a bad output is refused before the input is read
+    src, series = resolve_input(src, series)  # pacs://SERVER/UID: the cached series
     vol = io.read(src, series=_series_arg(series), label=label,
                   nan="zero" if nan_to_zero else "error")
     with staged_files(dst.parent) as stage:  # the image and its label sidecar, together

@@ -198,3 +198,27 @@ def send_cmd(
         if not f.is_file():
             raise InputNotFoundError(f"{f}: no such file. Check the path.")
     print_stored(send_files(load_server(server, servers), files, via=via))  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- shared by other commands
+def resolve_all(inputs: list[Path]) -> list[Path]:
+    """``inputs`` with every ``pacs://`` input pulled into the cache (its series folder)."""
+    from medseg.pacs.uri import resolve_input
+
+    return [resolve_input(i, progress=_progress("pull"))[0] for i in inputs]
+
+
+def send_server(name: str | None) -> Any:
+    """The PACS server ``--send NAME`` names (checked before any work), or None."""
+    if name is None:
+        return None
+    from medseg.pacs.servers import load_server
+
+    return load_server(name)
+
+
+def send_and_print(server: Any, paths: list[Path]) -> None:
+    """Store ``paths`` in ``server`` (``--send``) and print what the PACS confirmed."""
+    from medseg.pacs.send import send_files
+
+    print_stored(send_files(server, paths))

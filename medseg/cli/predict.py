@@ -133,6 +133,10 @@ def predict(
     trust_code: Annotated[bool, typer.Option(
         "--trust-code", help="MONAI bundle: run its own config, code included (only for "
                              "bundles from a source you trust; see docs/models.md).")] = False,
+    send: Annotated[str | None, typer.Option(
+        "--send", help="Store each case's DICOM-SEG in this PACS (a name from the servers "
+                       "file, docs/pacs.md) and print its SOP Instance UID; implies "
+                       "--dicom-seg. Inputs may be pacs://SERVER/SERIES_UID.")] = None,
 ) -> None:
     """Segment every case with a model bundle; masks are written on each input's exact grid.
 
@@ -149,7 +153,10 @@ def predict(
         raise MedsegError(f"--format {fmt}: use one of {', '.join(io.WRITE_EXTENSIONS)}.")
     if invert not in (None, "probabilities", "labels"):
         raise MedsegError(f"--invert {invert}: use 'probabilities' or 'labels'.")
-    cases = shard_cases(discover_cases(inputs))
+    from medseg.cli.pacs import resolve_all, send_and_print, send_server
+
+    server = send_server(send)  # a bad server name fails before any work
+    cases = shard_cases(discover_cases(resolve_all(inputs)))
     check_writable(out)
     seg = Segmenter(model, device=device, overlap=overlap, sw_batch_size=sw_batch_size,
                     invert=invert, folds=fold or None, checkpoint=checkpoint,  # type: ignore[arg-type]
@@ -170,7 +177,7 @@ def predict(
             assert not isinstance(mask, tuple)
             with staged_files(out) as stage:  # mask, sidecar (and SEG) land together or not
                 io.write(mask, stage / target.name, reference=image)
-                with_seg = dicom_seg and _write_dicom_seg(
+                with_seg = (dicom_seg or server is not None) and _write_dicom_seg(
                     mask, image, stage / f"{name}.seg.dcm", (seg.name, seg.version))
             batch.wrote(str(path), target)
             st = seg.last_stats
@@ -178,6 +185,8 @@ def predict(
             typer.echo(f"{path} -> {target} ({secs:.1f} s, peak RSS {st['peak_rss_mb']:.0f} MB)")
             if with_seg:
                 batch.wrote(str(path), out / f"{name}.seg.dcm")
+            if with_seg and server is not None:
+                send_and_print(server, [out / f"{name}.seg.dcm"])
     typer.echo(f"wrote {len(batch.written)} mask(s) to {out}")
     batch.finish(out)
 

@@ -24,7 +24,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,7 +149,7 @@ class SeriesCache:
             pending: set[Future[None]] = {pool.submit(one, u) for u in missing}
             try:
                 while pending:
-                    finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for f in finished:
                         f.result()  # the first failure stops the retrieval
                         done += 1
@@ -167,22 +167,25 @@ class SeriesCache:
                     "study_uid": folder.parent.name, "series_uid": folder.name,
                     "instances": uids, "bytes": size,
                     "retrieved_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        write_text_atomic(self._manifest(folder), json.dumps(manifest, indent=1) + "\n")
-        if folder.exists():
-            shutil.rmtree(folder)
+        aside = folder.with_name(f".{folder.name}.old")
         try:
+            shutil.rmtree(aside, ignore_errors=True)
+            if folder.exists():  # a refresh: the old copy stays until the new one is whole
+                folder.rename(aside)
+            write_text_atomic(self._manifest(folder), json.dumps(manifest, indent=1) + "\n")
             incoming.rename(folder)
         except OSError as exc:
             raise output_error(exc, folder, want_dir=True) from exc
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def _reuse(folder: Path, incoming: Path, refresh: bool) -> None:
     """Prepare ``incoming``: an incomplete series folder (files removed by hand) becomes the
-    resume point; ``refresh`` starts afresh."""
+    resume point; ``refresh`` starts afresh (an existing complete copy is replaced only
+    when the new one is complete)."""
     try:
-        if refresh:
+        if refresh:  # start afresh, keeping the complete copy until the new one is whole
             shutil.rmtree(incoming, ignore_errors=True)
-            shutil.rmtree(folder, ignore_errors=True)
         elif folder.is_dir() and not incoming.exists():
             folder.rename(incoming)
         elif folder.is_dir():

@@ -78,6 +78,8 @@ def c_store(server: PacsServer, paths: list[Path]) -> list[StoredInstance]:
     stored before it (nothing else is claimed stored)."""
     import pydicom
 
+    if not paths:
+        raise PacsStoreError(f"{_label(server)}: nothing to send (no file given).")
     datasets = [(Path(p), pydicom.dcmread(p)) for p in paths]
     contexts: dict[str, set[str]] = {}
     for _, ds in datasets:

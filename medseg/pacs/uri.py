@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from medseg.errors import MedsegError, PacsError, PacsNotFoundError, SeriesSelectionError
 from medseg.pacs.cache import CachedSeries, Progress, SeriesCache
@@ -32,6 +33,7 @@ __all__ = ["PacsUri", "is_pacs_uri", "locate_series", "parse_pacs_uri", "pull",
            "read_series", "resolve_input"]
 
 PathLike = str | os.PathLike[str]
+S = TypeVar("S", bound=str | int)
 #: Modalities that are not image series (chosen only when named explicitly).
 NON_IMAGE = frozenset({"SEG", "RTSTRUCT", "RTPLAN", "RTDOSE", "SR", "PR", "KO", "REG", "DOC"})
 
@@ -132,9 +134,9 @@ def read_series(cached: CachedSeries, *, label: bool | None = False) -> Volume:
         raise type(exc)(f"pacs://{cached.server}/{cached.series_uid}: {exc}") from exc
 
 
-def resolve_input(value: PathLike, series: str | int | None = None, *,
+def resolve_input(value: PathLike, series: S | None = None, *,
                   servers: PathLike | None = None, cache: PathLike | None = None,
-                  progress: Progress | None = None) -> tuple[Path, str | int | None]:
+                  progress: Progress | None = None) -> tuple[Path, S | None]:
     """``(path to read, series to pass to the reader)`` for a command's input.
 
     A local path comes back unchanged with ``series``. A PACS input is pulled into the cache
