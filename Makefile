@@ -8,8 +8,11 @@ PY := $(VENV)/bin/python
 # Pins every Python dependency; keeps a CPU-only machine on torch 2.13.0 (see README for GPUs).
 CONSTRAINTS ?= constraints.txt
 STAMP := $(VENV)/.medseg-installed
-# Debian packages the tests use as third-party validators and for real-browser checks.
-SYSTEM_PKGS ?= dicom3tools plastimatch chromium chromium-driver poppler-utils dcmtk
+# Debian packages the tests use as third-party validators and for real-browser checks;
+# orthanc + orthanc-dicomweb are the real PACS of the PACS tests (started by the tests on free
+# ports; `make run` does not need them).
+SYSTEM_PKGS ?= dicom3tools plastimatch chromium chromium-driver poppler-utils dcmtk \
+               orthanc orthanc-dicomweb
 OUT ?= out
 
 .PHONY: install run app test lint system-deps bench clean tools-nnunet nnunet-fixtures \
@@ -29,12 +32,17 @@ $(STAMP): $(PY) pyproject.toml $(CONSTRAINTS)
 install: $(STAMP)
 
 # Idempotent: installs only what is missing, and only when we may (root); otherwise says what.
+# The orthanc package's own service (ports 8042/4242) is stopped and disabled when this
+# installed it: the tests start their own Orthanc on free ports.
 system-deps:
 	@missing=""; for p in $(SYSTEM_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing system packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  case " $$missing " in *" orthanc "*) \
+	    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then \
+	      systemctl disable --now orthanc >/dev/null 2>&1 || true; fi;; esac; \
 	else echo "note: system packages missing:$$missing (sudo apt-get install$$missing); tests that need them are skipped"; fi
 
 # The main job: the headless pipeline on the bundled sample (prints each step), then the app
