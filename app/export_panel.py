@@ -104,3 +104,6 @@ def export_panel(settings: AppSettings) -> None:
     if ready and ready[0] == source.key and ready[1] == fmt:
         st.download_button(f"Download {ready[2]}", ready[3], ready[2],
                            "application/octet-stream", key="dl_export")
+        from app.pacs_panel import send_section
+
+        send_section(settings, source.key, fmt, ready[2])  # DICOM-SEG / RTSTRUCT to a PACS

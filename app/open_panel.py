@@ -1,12 +1,15 @@
-"""Sidebar 'Open' panel: bundled samples, uploads (kept in the workspace), server folders.
+"""Sidebar 'Open' panel: bundled samples, uploads (kept in the workspace), server folders,
+and series found in a PACS (search form -> series list -> open, with retrieval progress).
 
 Every read names its allowed folders (:mod:`app.reading`): a server entry the data roots, an
-upload its own ``uploads/<sha256[:16]>/`` folder.
+upload its own ``uploads/<sha256[:16]>/`` folder, a PACS series its folder in the workspace's
+PACS cache.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
@@ -17,10 +20,14 @@ from app.uploads import stored_upload
 from app.workspace import CaseSource, sample_source, server_source, upload_source
 from medseg.errors import MedsegError
 
+if TYPE_CHECKING:
+    from medseg.pacs.records import SearchFilters
+
 
 def open_panel(settings: AppSettings) -> None:
     st.sidebar.header("Open")
-    source = st.sidebar.radio("Source", ["Sample", "Upload", "Server folder"], key="source")
+    source = st.sidebar.radio("Source", ["Sample", "Upload", "Server folder", "PACS"],
+                              key="source")
     try:
         if source == "Sample":
             names = [s.name for s in SAMPLES]
@@ -31,6 +38,8 @@ def open_panel(settings: AppSettings) -> None:
                 session.open_source(sample_source(sample.name, sample.labels), settings)
         elif source == "Upload":
             _upload(settings)
+        elif source == "PACS":
+            _pacs(settings)
         else:
             _server(settings)
     except MedsegError as exc:
@@ -97,3 +106,62 @@ def _open_path(name: str, path: Path, settings: AppSettings, identity: str | Non
     session.open_source(src, settings)
     if identity is not None:
         st.session_state["upload_handled"] = identity
+
+
+def _pacs_filters() -> SearchFilters | None:
+    """The search form; the filters when it was submitted, else None."""
+    from medseg.pacs.records import SearchFilters
+
+    with st.sidebar.form("pacs_search"):
+        fields = {key: st.text_input(label, key=f"pacs_{key}") for key, label in (
+            ("patient_id", "Patient ID"), ("patient_name", "Patient name (DOE*)"),
+            ("study_date", "Study date (YYYYMMDD or FROM-TO)"), ("modality", "Modality"),
+            ("accession_number", "Accession number"),
+            ("description", "Series description (*wildcards*)"))}
+        if not st.form_submit_button("Search", key="pacs_search_go"):
+            return None
+    return SearchFilters(**{k: v.strip() or None for k, v in fields.items()})
+
+
+def _pacs(settings: AppSettings) -> None:
+    """PACS source: pick a server, search, pick a series, open it (retrieval progress shown;
+    the case is keyed by the Series Instance UID, so its annotation is found again)."""
+    from app.sources import open_pacs_case, pacs_case_source, pacs_server_names
+    from medseg.pacs.dicomweb import DicomWeb
+    from medseg.pacs.servers import load_server
+
+    names = pacs_server_names()
+    if not names:
+        st.sidebar.caption("No PACS is configured: point MEDSEG_PACS_SERVERS at a servers "
+                           "file (see docs/pacs.md) and restart the app.")
+        return
+    server = st.sidebar.selectbox("PACS", names, key="pacs_server")
+    filters = _pacs_filters()
+    if filters is not None:
+        with st.sidebar.status(f"Searching {server}..."):
+            found = DicomWeb(load_server(server)).search_series(filters)
+        st.session_state["pacs_results"] = (server, found)
+    server_found = st.session_state.get("pacs_results")
+    if not server_found or server_found[0] != server:
+        return
+    records = server_found[1]
+    if not records:
+        st.sidebar.info("No series matches.")
+        return
+    labels = [f"{r.patient_id or '-'} {r.patient_name} · {r.study_date or '-'} · {r.modality} "
+              f"'{r.description}' · {r.n_instances if r.n_instances is not None else '?'} "
+              f"images · …{r.series_uid[-8:]}" for r in records]
+    picked = st.sidebar.selectbox(f"Series ({len(records)} found)", labels, key="pacs_pick")
+    if not st.sidebar.button("Open series", key="open_pacs"):
+        return
+    src = pacs_case_source(server, records[labels.index(picked)])
+    bar = st.sidebar.progress(0.0, text="Retrieving from the PACS")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=f"Retrieved {done} of {total} instances")
+
+    try:
+        case = open_pacs_case(src, settings, progress)
+    finally:
+        bar.empty()
+    session.open_source(src, settings, case=case)

@@ -78,6 +78,10 @@ def case_from_source(source: CaseSource, settings: AppSettings) -> Case:
             if s.name == source.ref:
                 return open_case(s.name, s.image, s.labels, roots=(SAMPLES_DIR.resolve(),))
         raise WorkspaceError(f"Bundled sample {source.ref!r} is not shipped with this version.")
+    if source.kind == "pacs":  # its complete series in the workspace's PACS cache
+        from app.sources import open_pacs_case
+
+        return open_pacs_case(source, settings)
     if source.kind == "server":
         roots = settings.data_roots
         path = resolve_in_roots(source.ref, roots)

@@ -1,4 +1,5 @@
-"""Where the app gets images: bundled samples, uploads, and server paths inside data roots.
+"""Where the app gets images: bundled samples, uploads, server paths inside data roots, and
+series retrieved from a PACS into the workspace's PACS cache.
 
 An upload is opened from its own workspace folder (``uploads/<sha256[:16]>/``, see
 :mod:`app.uploads`) and may read nothing outside it. What an upload can be:
@@ -22,8 +23,9 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from app.settings import SAMPLES_DIR
+from app.settings import SAMPLES_DIR, AppSettings
 from app.uploads import StoredUpload, safe_name
 from medseg.errors import (
     CorruptFileError,
@@ -33,6 +35,12 @@ from medseg.errors import (
 )
 from medseg.io.dicom_zip import DEFAULT_MAX_ZIP_BYTES, is_junk_member
 from medseg.io.roots import resolve_inside
+
+if TYPE_CHECKING:
+    from app.case import Case
+    from app.workspace import CaseSource
+    from medseg.pacs.cache import Progress
+    from medseg.pacs.records import SeriesRecord
 
 __all__ = ["PathOutsideRootsError", "UploadTooLargeError", "safe_name"]
 
@@ -136,3 +144,46 @@ def list_entries(folder: str | Path, roots: tuple[Path, ...]) -> list[Path]:
         raise PathOutsideRootsError(f"{folder}: not a folder inside the data roots.")
     entries = [e for e in base.iterdir() if not e.name.startswith(".")]
     return sorted(entries, key=lambda e: (not e.is_dir(), e.name.lower()))
+
+
+# ---------------------------------------------------------------------------------- PACS
+# A PACS series is retrieved into the workspace's PACS cache (``<workspace>/pacs-cache``,
+# medseg.pacs.cache: complete series only, resumable) and read from its series folder, the
+# only folder such a case may read. The servers come from MEDSEG_PACS_SERVERS (docs/pacs.md).
+
+
+def pacs_cache(settings: AppSettings) -> Path:
+    """The app's PACS cache folder (inside the workspace)."""
+    return settings.workspace / "pacs-cache"
+
+
+def pacs_server_names() -> list[str]:
+    """Names of the configured PACS servers; empty when no servers file exists (the PACS
+    source then explains how to add one). A malformed file raises its typed error."""
+    from medseg.pacs.servers import load_servers, servers_path
+
+    if not servers_path().is_file():
+        return []
+    return sorted(load_servers())
+
+
+def pacs_case_source(server: str, record: SeriesRecord) -> CaseSource:
+    """The case of a PACS series, keyed by its Series Instance UID (the same series opened
+    again, from any server name, finds its annotation)."""
+    from app.workspace import CaseSource
+
+    name = " ".join(x for x in (record.modality, record.description) if x) or "PACS series"
+    return CaseSource("pacs", name, f"pacs://{server}/{record.study_uid}/{record.series_uid}",
+                      f"pacs:{record.series_uid}", record.series_uid)
+
+
+def open_pacs_case(source: CaseSource, settings: AppSettings,
+                   progress: Progress | None = None) -> Case:
+    """Retrieve (or find in the cache) the series ``source`` names and read it, reading only
+    inside its cache folder. Nothing is opened unless the series is complete."""
+    from app.case import open_case
+    from medseg.pacs.uri import pull
+
+    cached = pull(source.ref, cache=pacs_cache(settings), progress=progress)
+    folder = resolve_inside(cached.path, (pacs_cache(settings).resolve(),))
+    return open_case(source.name, folder, None, roots=(folder,))
