@@ -141,7 +141,7 @@ def _gather3(t: torch.Tensor, i: torch.Tensor, j: torch.Tensor, k: torch.Tensor
 def iter_native_labels(model: torch.Tensor, mapping: AxisMap,
                        native_shape: tuple[int, int, int], *, slab_voxels: int = 1 << 22,
                        slab_bytes: int = 64 << 20, dense_fraction: float = 0.25,
-                       nearest_axes: tuple[int, ...] = ()
+                       nearest_axes: tuple[int, ...] = (), quantize: torch.dtype | None = None
                        ) -> Iterator[tuple[int, int, torch.Tensor]]:
     """Yield ``(i0, i1, labels)`` covering the input grid, ``labels`` ``(i1 - i0, J, K)``
     uint8: the argmax over classes of ``model`` ``(K, X, Y, Z)`` (probabilities, K <= 128)
@@ -152,7 +152,9 @@ def iter_native_labels(model: torch.Tensor, mapping: AxisMap,
     slab) is resampled whole instead. Memory: at most ``slab_voxels`` label bytes and about
     ``slab_bytes`` of class values per step, whatever the number of classes.
     ``nearest_axes``: input axes sampled by nearest neighbour (``floor(x + 0.5)``, nnU-Net's
-    separate-z export); the uniform-cell argument holds for any convex weights."""
+    separate-z export); the uniform-cell argument holds for any convex weights.
+    ``quantize``: round interpolated values to this dtype before the argmax (nnU-Net stores its
+    resampled logits in float16, so its ties are float16 ties)."""
     k = model.shape[0]
     if k > 128:
         raise ValueError("iter_native_labels: more than 128 classes; use iter_native_slabs")
@@ -187,6 +189,8 @@ def iter_native_labels(model: torch.Tensor, mapping: AxisMap,
             part = _lerp(t, 1, lo_i[i0:i1], hi_i[i0:i1], w_i[i0:i1])
             part = _lerp(part, 2, lo_j, hi_j, w_j)
             part = _lerp(part, 3, lo_k, hi_k, w_k)
+            if quantize is not None:
+                part = part.to(quantize).float()
             out = torch.empty(part.shape[1:], dtype=torch.uint8)
             first_argmax_(part, out)
             yield i0, i1, out
@@ -195,14 +199,16 @@ def iter_native_labels(model: torch.Tensor, mapping: AxisMap,
         sub = torch.empty(where.shape[0], dtype=torch.uint8)
         for s0 in range(0, where.shape[0], chunk):
             ii, jj, kk = where[s0:s0 + chunk].unbind(1)
-            sub[s0:s0 + chunk] = _boundary_labels(planes, flat_stride, w, ii + i0, jj, kk)
+            sub[s0:s0 + chunk] = _boundary_labels(planes, flat_stride, w, ii + i0, jj, kk,
+                                                  quantize)
         out[todo] = sub
         yield i0, i1, out
 
 
 def _boundary_labels(planes: torch.Tensor, flat_stride: tuple[int, ...],
                      w: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-                     ii: torch.Tensor, jj: torch.Tensor, kk: torch.Tensor) -> torch.Tensor:
+                     ii: torch.Tensor, jj: torch.Tensor, kk: torch.Tensor,
+                     quantize: torch.dtype | None = None) -> torch.Tensor:
     """First-argmax labels of the trilinear interpolation at input voxels ``(ii, jj, kk)``;
     the eight corners are gathered from ``planes`` ``(K, X*Y*Z)`` by flat offsets."""
     (lo_i, hi_i, w_i), (lo_j, hi_j, w_j), (lo_k, hi_k, w_k) = w
@@ -219,6 +225,8 @@ def _boundary_labels(planes: torch.Tensor, flat_stride: tuple[int, ...],
     v0 = along_a(b0, c0).lerp_(along_a(b1, c0), wb)
     v1 = along_a(b0, c1).lerp_(along_a(b1, c1), wb)
     vals = v0.lerp_(v1, wc)
+    if quantize is not None:
+        vals = vals.to(quantize).float()
     sub = torch.empty(vals.shape[1], dtype=torch.uint8)
     first_argmax_(vals, sub)
     return sub

@@ -13,12 +13,13 @@
    (:func:`medseg.engine.window.nnunet_sliding_logits`), folds averaged.
 4. export: the logits resampled back to the cropped shape (linear, or nearest along the
    separate-z axis) and argmax, computed only at label boundaries
-   (:func:`medseg.engine.invert.iter_native_labels`); regions: sigmoid > 0.5 painted in order;
-   un-crop, transpose back.
+   (:func:`medseg.engine.invert.iter_native_labels`); un-crop, transpose back. (Region-based
+   models are refused before they get here, by :mod:`medseg.models.importer`.)
 
-Differences from nnU-Net, all at float rounding level: float32 throughout where nnU-Net keeps
-the stitched logits and their resampled copy in float16; z-score statistics accumulated in
-float64; windows batched. ``last_stats`` holds the seconds of each step.
+Like nnU-Net, the stitched logits are accumulated in float16 (window by window, in its order)
+and the resampled logits are rounded to float16 before the argmax, so ties fall as nnU-Net's do.
+Differences, at float rounding level: resampling in float32 where nnU-Net uses float64;
+z-score statistics accumulated in float64. ``last_stats`` holds the seconds of each step.
 """
 
 from __future__ import annotations
@@ -133,20 +134,16 @@ class NnUnetRunner:
         mapping = [(a, m / n, 0.5 * m / n - 0.5)
                    for a, (n, m) in enumerate(zip(shape, logits.shape[1:], strict=True))]
         k = logits.shape[0]
+        logits = logits.float()  # exact: the float16 stitched logits, interpolated in float32
         out = np.empty(shape, dtype=np.uint8 if k < 255 else np.uint16)
         dst = torch.from_numpy(out.view(np.int16) if k >= 255 else out)
-        if r.regions_class_order is not None:
-            for i0, i1, v in iter_native_slabs(logits, mapping, shape, nearest_axes=nearest):
-                lab = torch.zeros(v.shape[1:], dtype=dst.dtype)
-                for i, c in enumerate(r.regions_class_order):
-                    lab[v[i] > 0] = c  # sigmoid(x) > 0.5  <=>  x > 0
-                dst[i0:i1] = lab
-        elif k <= 128:
-            for i0, i1, lab in iter_native_labels(logits, mapping, shape, nearest_axes=nearest):
+        if k <= 128:
+            for i0, i1, lab in iter_native_labels(logits, mapping, shape, nearest_axes=nearest,
+                                                  quantize=torch.float16):
                 dst[i0:i1] = lab
         else:
             for i0, i1, v in iter_native_slabs(logits, mapping, shape, nearest_axes=nearest):
-                first_argmax_(v, dst[i0:i1])
+                first_argmax_(v.half().float(), dst[i0:i1])
         full = np.zeros(info["full_shape"], dtype=out.dtype)  # type: ignore[call-overload]
         full[info["box"]] = out  # type: ignore[index]
         return full

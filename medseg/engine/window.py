@@ -126,7 +126,7 @@ def _window_logits(net: nn.Module, x: torch.Tensor, flips: list[tuple[int, ...]]
 def nnunet_sliding_logits(net: nn.Module, data: torch.Tensor, *, patch: Sequence[int],
                           step: float = 0.5, mirror_axes: Sequence[int] | None = None,
                           device: torch.device | str = "cpu", amp: bool = False,
-                          batch: int = 1) -> torch.Tensor:
+                          batch: int = 1, dtype: torch.dtype = torch.float16) -> torch.Tensor:
     """nnU-Net's sliding-window prediction (``predict_sliding_window_return_logits``).
 
     Args:
@@ -138,9 +138,12 @@ def nnunet_sliding_logits(net: nn.Module, data: torch.Tensor, *, patch: Sequence
         mirror_axes: the trainer's allowed mirroring axes (spatial, 0-based), averaged per
             window as nnU-Net does; ``None`` or empty: no test-time mirroring.
         batch: windows per forward pass (results equal to one at a time up to float rounding).
+        dtype: accumulator dtype. nnU-Net stitches in float16 (half the memory); the default
+            does the same, window by window in nnU-Net's order, so the stitched logits round
+            as nnU-Net's do.
 
     Returns:
-        ``(K, *S)`` float32 logits (Gaussian-weighted average of the windows), on the CPU.
+        ``(K, *S)`` logits in ``dtype`` (Gaussian-weighted average of the windows), CPU.
     """
     dev = torch.device(device)
     two_d = len(patch) == len(data.shape) - 2
@@ -159,19 +162,19 @@ def nnunet_sliding_logits(net: nn.Module, data: torch.Tensor, *, patch: Sequence
     flips = _mirror_combinations(mirror_axes)
     amp = amp and dev.type == "cuda"
     logits: torch.Tensor | None = None
-    weight = torch.zeros(x.shape[1:], dtype=torch.float32)
+    weight = torch.zeros(x.shape[1:], dtype=dtype)
     for b0 in range(0, len(starts), max(1, batch)):
         group = starts[b0:b0 + max(1, batch)]
         sls = [_window_slices(s, patch, two_d) for s in group]
         out = _window_logits(net, torch.stack([x[(slice(None), *sl)] for sl in sls]), flips,
                              dev, amp)
         if logits is None:
-            logits = torch.zeros((out.shape[1], *x.shape[1:]), dtype=torch.float32)
+            logits = torch.zeros((out.shape[1], *x.shape[1:]), dtype=dtype)
         for o, sl in zip(out, sls, strict=True):
             logits[(slice(None), *sl)] += o * gauss
             weight[sl] += gauss
     assert logits is not None
-    logits /= weight
+    torch.div(logits, weight, out=logits)
     crop = tuple(slice(b, b + s) for b, s in zip(below, space, strict=True))
     return logits[(slice(None), *crop)]
 
