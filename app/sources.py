@@ -172,7 +172,7 @@ def pacs_case_source(server: str, record: SeriesRecord) -> CaseSource:
     again, from any server name, finds its annotation)."""
     from app.workspace import CaseSource
 
-    name = " ".join(x for x in (record.modality, record.description) if x) or "PACS series"
+    name = record.description or f"{record.modality or 'PACS'} series"
     return CaseSource("pacs", name, f"pacs://{server}/{record.study_uid}/{record.series_uid}",
                       f"pacs:{record.series_uid}", record.series_uid)
 
