@@ -104,6 +104,11 @@ def load_model(ref: str | Path, device: torch.device, *, folds: list[str] | None
     if kind is not None:
         net, meta = convert(p, folds=folds, checkpoint=checkpoint)
         return LoadedModel(p, net.to(device).eval(), meta, kind)
+    if p.is_dir():
+        raise ForeignModelError(
+            f"{p}: a folder that is neither an nnU-Net model folder (plans.json, dataset.json, "
+            "fold_N/) nor a MONAI bundle (configs/metadata.json). Pass one of those, or a "
+            ".safetensors bundle.")
     if folds or checkpoint:
         raise ForeignModelError(f"{ref}: --folds/--checkpoint apply to nnU-Net model folders.")
     path = resolve_bundle(ref)

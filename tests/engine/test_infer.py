@@ -310,3 +310,23 @@ def test_big_endian_input_gives_the_native_result(segmenter: Segmenter, tmp_path
     want = segmenter.predict(ct).array
     np.testing.assert_array_equal(segmenter.predict(vol).array, want)
     np.testing.assert_array_equal(segmenter.predict(be).array, want)
+
+
+def test_native_bundle_identity_and_defaults(segmenter: Segmenter, bundle: Path) -> None:
+    """A native bundle keeps its behaviour: no TTA unless asked, probabilities inverted; the
+    name and version that exports record come from the bundle."""
+    assert segmenter.kind == "medseg" and not segmenter.default_tta
+    assert segmenter.invert == "probabilities"
+    assert segmenter.name == f"medseg {bundle.stem}" and segmenter.version == "0.1.0"
+    ct = sample_ct()
+    np.testing.assert_array_equal(segmenter.predict(ct).array,
+                                  segmenter.predict(ct, tta=False).array)
+
+
+def test_unknown_model_source_is_one_line(tmp_path: Path) -> None:
+    from medseg.errors import MedsegError
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MedsegError) as info:
+        Segmenter(tmp_path / "empty", device="cpu")
+    assert "\n" not in str(info.value) and "neither an nnU-Net model folder" in str(info.value)
