@@ -33,6 +33,9 @@ def _ints(text: str, n: int, what: str, example: str) -> list[int]:
 def parse_box(text: str) -> tuple[int, tuple[int, int, int, int]]:
     """``"Z,X0,Y0,X1,Y1"`` -> ``(z, (x0, y0, x1, y1))``."""
     z, x0, y0, x1, y1 = _ints(text, 5, "--box", "--box 12,40,52,90,101")
+    if x0 > x1 or y0 > y1:
+        raise PromptError(f"--box {text!r} is empty: it needs X0 <= X1 and Y0 <= Y1 (inclusive "
+                          "corners Z,X0,Y0,X1,Y1), e.g. --box 12,40,52,90,101.")
     return z, (x0, y0, x1, y1)
 
 

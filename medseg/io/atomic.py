@@ -158,22 +158,28 @@ def make_dirs(path: str | os.PathLike[str]) -> Path:
 
 def check_writable(folder: str | os.PathLike[str], *,
                    file: str | os.PathLike[str] | None = None) -> Path:
-    """Create ``folder`` if needed and check that a file can be created in it (a temporary
-    one, removed at once); :class:`OutputError` otherwise, naming ``file`` (the output that
-    will go there) when given. Commands call it before long work whose result goes there."""
+    """Check that ``folder`` can be created (if missing) and can take a new file, and leave
+    nothing behind: folders made for the check and the probe file are removed again.
+    :class:`OutputError` otherwise, naming ``file`` (the output that will go there) when given.
+    Commands call it before long work whose result goes there."""
     p = Path(folder)
     named = Path(file) if file is not None else p
+    made = [q for q in (p, *p.parents) if not os.path.lexists(q)]
     try:
         p.mkdir(parents=True, exist_ok=True)
         if file is not None and named.is_dir():
             raise OSError(errno.EISDIR, "is a folder", str(named))
         fd, tmp = tempfile.mkstemp(prefix=".medseg-probe-", dir=p)
+        os.close(fd)
+        os.unlink(tmp)
+        if file is not None:
+            _check_name(named)
     except OSError as exc:
         raise output_error(exc, named, want_dir=file is None) from exc
-    os.close(fd)
-    os.unlink(tmp)
-    if file is not None:
-        _check_name(named)
+    finally:
+        for q in made:  # deepest first
+            with contextlib.suppress(OSError):
+                q.rmdir()
     return p
 
 

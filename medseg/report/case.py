@@ -7,10 +7,12 @@ of the reference); a prediction on another grid is refused unless resampling was
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import hashlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,6 +130,15 @@ def _onto_ref(vol: Volume, ref: Volume, what: str, *, label: bool, allow: bool,
     return resample_to(vol, ref, label=label)
 
 
+@contextlib.contextmanager
+def _naming(path: str | Path | None, ref_path: str | Path) -> Iterator[None]:
+    """Prefix the files to a grid mismatch (``pred.nii.gz vs reference ref.nii.gz: ...``)."""
+    try:
+        yield
+    except GeometryMismatchError as exc:
+        raise GeometryMismatchError(f"{path} vs reference {ref_path}: {exc}") from None
+
+
 def load_case(pred_path: str | Path, ref_path: str | Path, *,
               image_path: str | Path | None = None, labels_path: str | Path | None = None,
               resample_to_ref: bool = False) -> CaseInputs:
@@ -147,9 +158,13 @@ def load_case(pred_path: str | Path, ref_path: str | Path, *,
     if image is not None:
         grids["image"] = _grid(image)
     notes: list[str] = []
-    pred = _onto_ref(pred, ref, "prediction", label=True, allow=resample_to_ref, notes=notes)
+    with _naming(pred_path, ref_path):
+        pred = _onto_ref(pred, ref, "prediction", label=True, allow=resample_to_ref,
+                         notes=notes)
     if image is not None:
-        image = _onto_ref(image, ref, "image", label=False, allow=resample_to_ref, notes=notes)
+        with _naming(image_path, ref_path):
+            image = _onto_ref(image, ref, "image", label=False, allow=resample_to_ref,
+                              notes=notes)
     names: dict[int, str] = {}
     names.update(pred.labels or {})
     names.update(ref.labels or {})

@@ -126,3 +126,16 @@ def test_algorithm_and_prompt_label_names_are_checked(tmp_path: Path) -> None:
                          "--out", tmp_path / "p.nii.gz"), "label 1")
     assert "--label-name" in msg
     assert listing(tmp_path) == []
+
+
+def test_an_empty_box_and_a_grid_mismatch_name_their_input(tmp_path: Path) -> None:
+    msg = refused(medseg("prompt", CT, "--box", "15,80,30,40,70", "--out",
+                         tmp_path / "p.nii.gz"), "--box '15,80,30,40,70'")
+    assert "empty" in msg
+    ref = io.read(DCMQI / "liver_seg.nrrd", label=True)
+    io.write(ref, tmp_path / "ref.nii.gz")
+    msg = refused(medseg("evaluate", "--pred", SAMPLES / "totalsegmentator" / "example_seg.nii.gz",
+                         "--ref", tmp_path / "ref.nii.gz", "--out", tmp_path / "rep"),
+                  "example_seg.nii.gz vs reference")
+    assert str(tmp_path / "ref.nii.gz") in msg and "--resample-to ref" in msg
+    assert listing(tmp_path) == ["ref.labels.json", "ref.nii.gz"]
