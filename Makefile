@@ -15,7 +15,7 @@ SYSTEM_PKGS ?= dicom3tools plastimatch chromium chromium-driver poppler-utils dc
                orthanc orthanc-dicomweb
 OUT ?= out
 
-.PHONY: install run app test lint system-deps bench clean tools-nnunet nnunet-fixtures \
+.PHONY: install run app test lint system-deps bench clean pacs-demo tools-nnunet nnunet-fixtures \
         tools-monai monai-bundle-fixture
 
 $(PY):
@@ -62,6 +62,12 @@ test: install system-deps
 lint: install
 	$(VENV)/bin/ruff check medseg app tests bench
 	$(VENV)/bin/hadolint Dockerfile
+
+# A local Orthanc (authentication on, free ports) seeded with the bundled series, and a
+# servers file for medseg, to try the PACS features (docs/pacs.md). Needs the orthanc and
+# orthanc-dicomweb packages (make system-deps). Ctrl-C stops it.
+pacs-demo: install
+	$(PY) -m tests.pacs.orthanc --folder $(OUT)/orthanc
 
 bench: install
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

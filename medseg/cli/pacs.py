@@ -78,7 +78,7 @@ def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> None:
     cells = [[str(r.get(key) if r.get(key) is not None else "") for key, _ in columns]
              for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (_, h) in enumerate(columns)]
-    typer.echo("  ".join(h.ljust(w) for (_, h), w in zip(columns, widths, strict=True)))
+    typer.echo("  ".join(h.ljust(w) for (_, h), w in zip(columns, widths, strict=True)).rstrip())
     for c in cells:
         typer.echo("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
 

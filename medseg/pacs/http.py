@@ -53,8 +53,10 @@ class BearerAuth(AuthBase):
 
 
 def make_session(server: PacsServer) -> requests.Session:
-    """A session for ``server``: its authentication, TLS verification and a connection pool
-    sized for its parallel retrievals."""
+    """A session for ``server``: its authentication, TLS verification, a connection pool
+    sized for its parallel retrievals, and uncompressed answers unless ``http_compression``
+    (a PACS such as Orthanc otherwise gzips each instance on the fly: 66 ms instead of 5 ms
+    per 512 KiB CT slice on localhost)."""
     session = requests.Session()
     if server.auth == "basic":
         assert server.username is not None
@@ -63,6 +65,8 @@ def make_session(server: PacsServer) -> requests.Session:
         session.auth = BearerAuth(server.token().reveal())
     session.verify = str(server.ca_bundle.expanduser()) if server.ca_bundle else \
         server.verify_tls
+    if not server.http_compression:  # DICOM is sent as is: no on-the-fly gzip by the PACS
+        session.headers["Accept-Encoding"] = "identity"
     adapter = requests.adapters.HTTPAdapter(pool_connections=1,
                                             pool_maxsize=max(4, server.workers))
     session.mount("http://", adapter)

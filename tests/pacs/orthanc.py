@@ -192,3 +192,41 @@ def seed_series(dest: Path) -> dict[str, Path]:
     if not dcmqi.is_dir():
         shutil.copytree(DCMQI_CT, dcmqi)
     return {"ts": ts, "dcmqi": dcmqi}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tests.pacs.orthanc``: a local Orthanc to try medseg's PACS features.
+
+    Starts Orthanc (authentication on) in ``--folder``, seeds it with the bundled series,
+    writes a servers file for medseg and prints how to use it; stops on Ctrl-C.
+    """
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])  # type: ignore
+    parser.add_argument("--folder", type=Path, default=Path("out/orthanc"))
+    args = parser.parse_args(argv)
+    folder = args.folder.resolve()
+    seeds = seed_series(folder / "seed")
+    with orthanc_server(folder / "server") as server:
+        server.upload(seeds["ts"])
+        server.upload(seeds["dcmqi"])
+        pw_file = folder / "orthanc.password"
+        pw_file.write_text(server.password + "\n")
+        pw_file.chmod(0o600)
+        servers = server.servers_file(folder / "pacs.yaml")
+        text = servers.read_text().replace('"password_env": "MEDSEG_TEST_ORTHANC_PW"',
+                                           f'"password_file": "{pw_file}"')
+        servers.write_text(text)
+        print(f"Orthanc is running: DICOMweb {server.dicomweb} (user {USER}, password in "
+              f"{pw_file}), DIMSE {AET}@127.0.0.1:{server.dicom_port}, Orthanc Explorer "
+              f"{server.url}/app/explorer.html\n\nexport MEDSEG_PACS_SERVERS={servers}\n"
+              "medseg pacs search orthanc\n"
+              f"medseg predict default pacs://orthanc/{TS_SERIES} --out out/pacs --send "
+              "orthanc\n\nCtrl-C stops it (its files stay in the folder).", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()
+
+
+if __name__ == "__main__":
+    main()

@@ -31,7 +31,7 @@ STUDY, SERIES, SOP = "1.2.3", "1.2.3.4", "1.2.3.4.5"
 
 def _servers(tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch, **extra: object
              ) -> None:
-    cfg = {"servers": {"stub": {"dicomweb": url, "timeout_s": 1, "retries": 2,
+    cfg = {"servers": {"stub": {"dicomweb": url, "timeout_s": 10, "retries": 2,
                                 "backoff_s": 0.01, **extra}}}
     (tmp_path / "servers.yaml").write_text(json.dumps(cfg))
     monkeypatch.setenv("MEDSEG_PACS_SERVERS", str(tmp_path / "servers.yaml"))
