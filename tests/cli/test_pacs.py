@@ -115,7 +115,12 @@ def test_search_pull_predict_send_and_read_back(server: Orthanc, tmp_path: Path,
     accepted(rt)
     (rt_sop,) = _stored(rt, "orthanc-dimse", "C-STORE")
     assert _orthanc_id(server, rt_sop)
-    runs += [again, dimse, rt]
+    report = medseg("evaluate", "--pred", out / f"{DCMQI_SERIES}.nii.gz", "--ref",
+                    out / f"{DCMQI_SERIES}.nii.gz", "--image", f"pacs://orthanc/{DCMQI_SERIES}",
+                    "--out", tmp_path / "report")
+    accepted(report)
+    assert (tmp_path / "report" / "report.json").is_file()
+    runs += [again, dimse, rt, report]
     _no_secret(tmp_path, runs, server.password)
 
 
