@@ -56,7 +56,8 @@ def parse_points(text: str) -> list[tuple[int, tuple[int, int, bool]]]:
                   "model and write it as a label map on the input's exact grid. " + COORDS_HELP)
 def prompt(
     input_path: Annotated[Path, typer.Argument(
-        metavar="INPUT", help="Image: NIfTI, NRRD, MHA, a DICOM folder/file or zip.")],
+        metavar="INPUT", help="Image: NIfTI, NRRD, MHA, a DICOM folder/file or zip, or "
+                              "pacs://SERVER/UID.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Mask file to write (label map).")],
     box: Annotated[list[str] | None, typer.Option(
         "--box", help="Z,X0,Y0,X1,Y1: a box on slice Z, inclusive voxel indices (convention "
@@ -100,6 +101,9 @@ def prompt(
 
     check_label_names({1: label_name}, "nifti", fix="Give another --label-name.")
     check_writable(out.parent, file=out)  # before the model runs
+    from medseg.pacs.uri import resolve_input
+
+    input_path, series = resolve_input(input_path, series)  # pacs://SERVER/UID: cached series
     image = io.read(input_path, series=series)
     session = PromptSession(model)
     session.set_volume(image, axis=axis, modality=modality.upper() if modality else None)
