@@ -240,7 +240,8 @@ def read_model_folder(path: str | Path, *, folds: list[str] | None = None,
         raise ForeignModelError(
             f"{folder}: {'no' if not hits else 'several'} nnU-Net model folder(s) found "
             f"({found}). Pass one Trainer__Plans__configuration folder (with plans.json, "
-            "dataset.json and fold_N/).")
+            "dataset.json and fold_N/); medseg predict runs a folder of several as parts, merged "
+            "by label name.")
     folder = hits[0]
     plans, ds = _json(folder / "plans.json"), _json(folder / "dataset.json")
     ckpts, used = _pick_checkpoints(folder, folds, checkpoint)
