@@ -140,7 +140,7 @@ def normalise(x: np.ndarray, norm: ChannelNorm, mask: np.ndarray | None,
     (slab-wise callers); ``mask``: the filled non-zero mask for ``use_mask``."""
     img = x.astype(np.float32)
     if norm.scheme == "CTNormalization":
-        assert norm.lower is not None and norm.upper is not None
+        assert norm.lower is not None and norm.upper is not None and norm.mean is not None
         np.clip(img, norm.lower, norm.upper, out=img)
         img -= norm.mean
         img /= max(float(norm.std or 0.0), 1e-8)

@@ -64,7 +64,7 @@ def _from_nnunet(path: Path, folds: list[str] | None, checkpoint: str | None
     net = model.load_network()
     meta = BundleMeta(
         format_version=RECIPE_FORMAT_VERSION, medseg_version=_version(),
-        network=NetworkSpec(name="nnunet", spatial_dims=r.spatial_dims,
+        network=NetworkSpec(name="nnunet", spatial_dims=r.spatial_dims,  # 2 or 3
                             in_channels=model.in_channels, out_channels=r.num_heads,
                             kwargs={"architecture": model.arch_class,
                                     "arch_kwargs": model.arch_kwargs,
@@ -84,11 +84,13 @@ def _from_monai(path: Path) -> tuple[nn.Module, BundleMeta]:
     net = b.load_network()
     meta = BundleMeta(
         format_version=RECIPE_FORMAT_VERSION, medseg_version=_version(),
-        network=NetworkSpec(name=f"monai.{b.network.name}", spatial_dims=b.spatial_dims,
+        network=NetworkSpec(name=f"monai.{b.network.name}",
+                            spatial_dims=2 if b.spatial_dims == 2 else 3,
                             in_channels=b.in_channels, out_channels=b.out_channels,
                             kwargs=dict(b.network.args)),
         labels=b.labels, modality=b.modality,
-        preprocess=PreprocessConfig(orientation=b.orientation, spacing=b.spacing,
+        preprocess=PreprocessConfig(orientation=b.orientation,
+                                    spacing=None if b.spacing is None else tuple(b.spacing[:3]),  # type: ignore[arg-type]
                                     intensity=IntensityConfig(mode="none")),
         inference=InferenceConfig(**b.inferer),
         recipe={"kind": "monai_bundle", "network": b.network.name, "intensity": b.intensity,

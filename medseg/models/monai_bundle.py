@@ -222,7 +222,10 @@ def _keys(c: Component) -> list[str]:
 def _preprocessing(steps: list[Component], where: str
                    ) -> tuple[str, tuple[float, ...] | None, list[dict[str, Any]], str]:
     """Orientation, spacing and intensity steps of the lean path, and the image key."""
-    orientation, spacing, intensity, key = None, None, [], "image"
+    orientation: str | None = None
+    spacing: tuple[float, ...] | None = None
+    intensity: list[dict[str, Any]] = []
+    key = "image"
     for c in steps:
         _check_target(c, (*_NOOP, *_SPATIAL, *INTENSITY), "preprocessing", where)
         if c.name == "LoadImaged":
@@ -293,7 +296,7 @@ def _postprocessing(steps: list[Component], where: str) -> tuple[str, bool]:
 
 def _labels(meta: dict[str, Any], k: int) -> dict[int, str]:
     outputs = meta.get("network_data_format", {}).get("outputs", {})
-    pred = outputs.get("pred") or next(iter(outputs.values()), {})
+    pred: Any = outputs.get("pred") or next(iter(outputs.values()), {})
     channel_def = pred.get("channel_def", {}) if isinstance(pred, dict) else {}
     names = {int(i): str(n) for i, n in channel_def.items() if str(i).isdigit()}
     return {i: names.get(i, f"label_{i}") for i in range(1, k)}
@@ -392,7 +395,7 @@ class TrustedBundle:
     def predict_labels(self, nifti: Path) -> Any:
         """Labels of the image file ``nifti`` on its own grid (``(X, Y, Z)`` integer array)."""
         data = self.pre({"image": str(nifti)})
-        pred = self.inferer(data["image"][None].to(self.device), self.net)
+        pred: Any = self.inferer(data["image"][None].to(self.device), self.net)
         data["pred"] = pred[0]
         out = self.post(data)["pred"]
         return out.detach().cpu().numpy()[0]

@@ -90,7 +90,7 @@ def load_checkpoint(path: str | Path) -> NnUnetCheckpoint:
     bad = [k for k, v in weights.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise ForeignModelError(f"{p}: network_weights entry {bad[0]!r} is not a tensor.")
-    init = raw.get("init_args") if isinstance(raw.get("init_args"), dict) else {}
+    init = raw["init_args"] if isinstance(raw.get("init_args"), dict) else {}
     axes = raw.get("inference_allowed_mirroring_axes")
     return NnUnetCheckpoint(
         path=p, weights=weights, trainer_name=str(raw.get("trainer_name", "")),

@@ -259,7 +259,7 @@ def read_model_folder(path: str | Path, *, folds: list[str] | None = None,
                                 f"{len(channels)} normalisation schemes in plans.json.")
     rkw = {k: cfg.get(f"resampling_fn_{k}_kwargs", {}) for k in ("data", "probabilities")}
     recipe = NnUnetRecipe(
-        configuration=cname, spatial_dims=len(cfg["patch_size"]),
+        configuration=cname, spatial_dims=2 if len(cfg["patch_size"]) == 2 else 3,
         patch_size=tuple(cfg["patch_size"]), spacing=tuple(cfg["spacing"]),
         transpose_forward=tuple(plans.get("transpose_forward", (0, 1, 2))),
         transpose_backward=tuple(plans.get("transpose_backward", (0, 1, 2))),

@@ -19,7 +19,7 @@ message; callers wrap it in medseg's typed errors.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -51,7 +51,7 @@ _NONLIN = {f"torch.nn.{c}": getattr(nn, c) for c in ("LeakyReLU", "ReLU", "GELU"
 _BLOCKS = ("BasicBlockD", "BottleneckD")
 
 
-def _op(table: dict[str, type], name: Any, what: str) -> Any:
+def _op(table: Mapping[str, type], name: Any, what: str) -> Any:
     if name is None:
         return None
     if not isinstance(name, str) or name not in table:
@@ -132,8 +132,8 @@ def _skip(ops: _Ops, cin: int, cout: int, stride: list[int]) -> nn.Module:
     """DNA's residual shortcut: average pooling for a stride, 1x1 conv + norm for new widths."""
     mods: list[nn.Module] = []
     if _has_stride(stride):
-        pool = nn.AvgPool3d if ops.conv is nn.Conv3d else nn.AvgPool2d
-        mods.append(pool(stride, stride))
+        pool: Any = nn.AvgPool3d if ops.conv is nn.Conv3d else nn.AvgPool2d
+        mods.append(pool(tuple(stride), tuple(stride)))
     if cin != cout:
         mods.append(ConvDropoutNormReLU(ops.without(), cin, cout, 1, 1, bias=False))
     return nn.Sequential(*mods) if mods else nn.Identity()
@@ -175,6 +175,7 @@ class StackedResidualBlocks(nn.Module):
     def __init__(self, n: int, ops: _Ops, cin: int, cout: int, kernel: Any, stride: Any,
                  block: str, mid: int | None) -> None:
         super().__init__()
+        blocks: list[nn.Module]
         if block == "BasicBlockD":
             blocks = [BasicBlockD(ops, cin if i == 0 else cout, cout, kernel,
                                   stride if i == 0 else 1) for i in range(n)]
@@ -232,12 +233,12 @@ class Decoder(nn.Module):
     def __init__(self, ops: _Ops, features: list[int], kernels: list[Any], strides: list[Any],
                  n_per_stage: list[int], num_classes: int, nonlin_first: bool = False) -> None:
         super().__init__()
-        tconv = nn.ConvTranspose3d if ops.conv is nn.Conv3d else nn.ConvTranspose2d
+        tconv: Any = nn.ConvTranspose3d if ops.conv is nn.Conv3d else nn.ConvTranspose2d
         stages, ups, segs = [], [], []
         for s in range(1, len(features)):
             below, skip = features[-s], features[-(s + 1)]
             st = _as_list(ops.conv, strides[-s])
-            ups.append(tconv(below, skip, st, st, bias=ops.bias))
+            ups.append(tconv(below, skip, tuple(st), tuple(st), bias=ops.bias))
             stages.append(StackedConvBlocks(n_per_stage[s - 1], ops, 2 * skip, skip,
                                             kernels[-(s + 1)], 1, nonlin_first))
             segs.append(ops.conv(skip, num_classes, 1, 1, 0, bias=True))
