@@ -135,14 +135,28 @@ def _translate(exc: BaseException, path: Path, folder: Path, *,
     return exc
 
 
-def _fail_staged(exc: BaseException, dest: Path, stage: Path) -> BaseException:
-    """Translate a failure while building ``stage`` for ``dest`` (messages name ``dest``) and
-    delete the staging folder."""
+def _fail_staged(exc: BaseException, dest: Path, stage: Path,
+                 made: list[Path]) -> BaseException:
+    """Translate a failure while building ``stage`` for ``dest`` (messages name ``dest``),
+    delete the staging folder and the folders made for it."""
     translated = _translate(exc, dest, stage, want_dir=True)
     if isinstance(translated, OutputError) and str(stage) in str(translated):
         translated = OutputError(str(translated).replace(str(stage), str(dest)))
     shutil.rmtree(stage, ignore_errors=True)
+    _remove_empty(made)
     return translated
+
+
+def _missing_dirs(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, deepest first."""
+    return [q for q in (folder, *folder.parents) if not os.path.lexists(q)]
+
+
+def _remove_empty(dirs: list[Path]) -> None:
+    """Remove the folders a failed write created (deepest first; only while empty)."""
+    for q in dirs:
+        with contextlib.suppress(OSError):
+            q.rmdir()
 
 
 def make_dirs(path: str | os.PathLike[str]) -> Path:
@@ -164,7 +178,7 @@ def check_writable(folder: str | os.PathLike[str], *,
     Commands call it before long work whose result goes there."""
     p = Path(folder)
     named = Path(file) if file is not None else p
-    made = [q for q in (p, *p.parents) if not os.path.lexists(q)]
+    made = _missing_dirs(p)
     try:
         p.mkdir(parents=True, exist_ok=True)
         if file is not None and named.is_dir():
@@ -177,9 +191,7 @@ def check_writable(folder: str | os.PathLike[str], *,
     except OSError as exc:
         raise output_error(exc, named, want_dir=file is None) from exc
     finally:
-        for q in made:  # deepest first
-            with contextlib.suppress(OSError):
-                q.rmdir()
+        _remove_empty(made)
     return p
 
 
@@ -236,10 +248,12 @@ def atomic_files(targets: Sequence[str | os.PathLike[str]]) -> Iterator[list[Pat
     """
     paths = [Path(t) for t in targets]
     temps: list[Path] = []
+    made: list[Path] = []
     at = paths[0]  # the path named if something fails
     try:
         for p in paths:
             at = p
+            made += _missing_dirs(p.parent)
             p.parent.mkdir(parents=True, exist_ok=True)
             if p.is_dir():
                 raise OSError(errno.EISDIR, "is a folder", str(p))
@@ -257,6 +271,7 @@ def atomic_files(targets: Sequence[str | os.PathLike[str]]) -> Iterator[list[Pat
         for tmp in temps:
             with contextlib.suppress(OSError):
                 tmp.unlink()
+        _remove_empty(made)
         if translated is exc:
             raise
         raise translated from exc
@@ -296,17 +311,19 @@ def staged_files(folder: str | os.PathLike[str]) -> Iterator[Path]:
     (under the final names) is renamed into ``folder`` together when the block ends, as
     :func:`atomic_files` does. For writers that make several files themselves (an image and
     its ``.labels.json`` sidecar)."""
+    made = _missing_dirs(Path(folder))
     dest = make_dirs(folder)
     try:
         stage = Path(tempfile.mkdtemp(prefix=".medseg-stage-", dir=dest))
     except OSError as exc:
+        _remove_empty(made)
         raise output_error(exc, dest, want_dir=True) from exc
     try:
         yield stage
         names = sorted(os.listdir(stage))
         _rename_all([stage / n for n in names], [dest / n for n in names])
     except BaseException as exc:
-        translated = _fail_staged(exc, dest, stage)
+        translated = _fail_staged(exc, dest, stage, made)
         if translated is exc:
             raise
         raise translated from exc
@@ -393,23 +410,24 @@ def atomic_dir(target: str | os.PathLike[str], owned: OutputSet | None = None
     On any exception the staging folder is deleted and ``target`` is left as it was.
     """
     dest = Path(target)
+    made = _missing_dirs(dest.parent)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise output_error(exc, dest, want_dir=True) from exc
-    check_target_folder(dest, owned)
-    inside = os.path.lexists(dest) and not _swappable(dest)
-    try:
+        check_target_folder(dest, owned)
+        inside = os.path.lexists(dest) and not _swappable(dest)
         stage = Path(tempfile.mkdtemp(prefix=".medseg-new-", dir=dest) if inside else
                      tempfile.mkdtemp(prefix=f".{dest.name[:32]}.medseg-", dir=dest.parent))
-    except OSError as exc:
+    except (OSError, OutputError) as exc:
+        _remove_empty(made)
+        if isinstance(exc, OutputError):
+            raise
         raise output_error(exc, dest, want_dir=True) from exc
     try:
         yield stage
         os.chmod(stage, 0o777 & ~_current_umask())
         _commit_inside(stage, dest) if inside else _commit_beside(stage, dest)
     except BaseException as exc:
-        translated = _fail_staged(exc, dest, stage)
+        translated = _fail_staged(exc, dest, stage, made)
         if translated is exc:
             raise
         raise translated from exc

@@ -57,7 +57,7 @@ def test_read_only_output_folder(command: str, inputs: Path, readonly_dir: Path)
     assert listing(readonly_dir) == []
 
 
-@pytest.mark.parametrize("command", ["convert", "evaluate", "export_stl"])
+@pytest.mark.parametrize("command", ["convert", "evaluate", "export_stl", "predict"])
 def test_full_disk(command: str, inputs: Path, full_fs: Path) -> None:
     before = listing(full_fs)
     msg = refused(medseg(*WRITERS[command](inputs, full_fs)), str(full_fs))

@@ -65,9 +65,15 @@ def test_full_disk_leaves_nothing(full_fs: Path) -> None:
         write_bytes_atomic(full_fs / "a.bin", b"x" * 10_000)
     assert "disk is full" in _one_line(exc)
     with pytest.raises(OutputError) as exc:
-        _mesh_set(full_fs / "meshes", 30, 10_000)
-    assert str(full_fs / "meshes") in _one_line(exc)
-    assert _listing(full_fs) == before  # no temporary file or staging folder left
+        _mesh_set(full_fs / "a" / "meshes", 30, 10_000)
+    assert str(full_fs / "a" / "meshes") in _one_line(exc)
+    with pytest.raises(OutputError):
+        write_bytes_atomic(full_fs / "b" / "c" / "x.bin", b"x" * 10_000)
+    from medseg.io.atomic import staged_files
+
+    with pytest.raises(OutputError), staged_files(full_fs / "d") as stage:
+        (stage / "x.bin").write_bytes(b"x" * 10_000)
+    assert _listing(full_fs) == before  # no temporary file, staging or new folder left
 
 
 def test_a_writer_failing_on_a_full_disk_without_errno_is_translated(tmp_path: Path) -> None:
