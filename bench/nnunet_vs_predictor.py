@@ -107,7 +107,7 @@ def agreement(a_path: Path, b_path: Path) -> dict[str, object]:
     a = np.asarray(nib.load(str(a_path)).dataobj)
     b = np.asarray(nib.load(str(b_path)).dataobj)
     dice = {}
-    for c in sorted(set(np.unique(a)) | set(np.unique(b)) - {0}):
+    for c in sorted((set(np.unique(a)) | set(np.unique(b))) - {0}):
         x, y = a == c, b == c
         dice[str(int(c))] = round(float(2 * (x & y).sum() / (x.sum() + y.sum())), 5)
     return {"identical_fraction": round(float((a == b).mean()), 6), "dice": dice}
