@@ -14,7 +14,8 @@ tests) and opened with:
   + N parallel WADO-RS instance retrievals) then ``read_series`` (the same reader);
 * ``repeated open (cache hit)``: ``pull`` again (no request) then ``read_series``.
 
-Each variant runs ``--runs`` times (interleaved); the figures are medians. Outputs
+Each variant runs ``--runs`` times (interleaved, the order rotating from run to run); the
+figures are medians. Outputs
 bench/results/pacs_retrieve.{json,md}.
 
 Usage: .venv/bin/python bench/pacs_retrieve.py [--runs 3] [--slices 300]
@@ -23,6 +24,7 @@ Usage: .venv/bin/python bench/pacs_retrieve.py [--runs 3] [--slices 300]
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -86,6 +88,7 @@ def run(runs: int, slices: int) -> dict[str, Any]:
     from medseg.pacs import load_server, pull, read_series
     from tests.pacs.orthanc import orthanc_server
 
+    load_before = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="pacs-bench-"))
     try:
         folder = make_series(tmp / "series", slices)
@@ -122,11 +125,14 @@ def run(runs: int, slices: int) -> dict[str, Any]:
                 return read_series(got)
 
             variants["repeated open (cache hit)"] = hit
-            for i in range(runs):
-                for name, fn in variants.items():
-                    secs, vol = _timed(lambda fn=fn, i=i: fn(i))
+            names = list(variants)
+            for i in range(runs):  # the order rotates from run to run (no order effect)
+                for name in names[i % len(names):] + names[:i % len(names)]:
+                    gc.collect()
+                    secs, vol = _timed(lambda fn=variants[name], i=i: fn(i))
                     assert np.array_equal(vol.array, disk.array)  # same voxels every way
                     times.setdefault(name, []).append(secs)
+                    del vol
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         os.environ.pop("MEDSEG_BENCH_PW", None)
@@ -135,15 +141,19 @@ def run(runs: int, slices: int) -> dict[str, Any]:
              "ratio_to_disk": statistics.median(t) / base} for name, t in times.items()]
     return {"benchmark": "pacs_retrieve", "series": f"512x512x{slices} CT, uncompressed",
             "bytes": size, "runs": runs, "machine": platform.platform(),
-            "cpus": os.cpu_count(), "python": platform.python_version(), "rows": rows}
+            "cpus": os.cpu_count(), "python": platform.python_version(),
+            "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            "rows": rows}
 
 
 def markdown(result: dict[str, Any]) -> str:
     lines = [f"# Opening a {result['series']} series ({result['bytes'] / 2**20:.0f} MiB): "
              "local Orthanc (DICOMweb) vs disk",
              "", f"Medians of {result['runs']} runs on {result['cpus']} CPU(s), "
-             f"{result['machine']}. Produced by `bench/pacs_retrieve.py`; the baseline is "
-             "`medseg.io.read` of the same files from disk.", "",
+             f"{result['machine']} (1-minute load average before/after: "
+             f"{result['load_average_1min'][0]} / {result['load_average_1min'][1]}; Orthanc "
+             "and medseg share these CPUs). Produced by `bench/pacs_retrieve.py`; the baseline "
+             "is `medseg.io.read` of the same files from disk.", "",
              "| variant | median (s) | x disk read |", "|---|---:|---:|"]
     for r in result["rows"]:
         lines.append(f"| {r['variant']} | {r['median_s']:.2f} | {r['ratio_to_disk']:.2f} |")

@@ -143,19 +143,21 @@ class DicomWeb:
         study = check_uid(study_uid, "Study Instance UID")
         series = check_uid(series_uid, "Series Instance UID")
         doing = f"listing the instances of series {series}"
-        uids: list[str] = []
+        uids: dict[str, None] = {}  # ordered, unique
+        offset = 0
         while True:
             answer = self._qido(f"studies/{study}/series/{series}/instances",
                                 {"includefield": "SOPInstanceUID", "limit": page,
-                                 "offset": len(uids)}, doing)
+                                 "offset": offset}, doing)
             batch = instance_uids(answer, f"{self.server.label()}, {doing}")
-            uids += [u for u in batch if u not in set(uids)]
+            uids.update(dict.fromkeys(batch))
+            offset += len(batch)
             if len(batch) < page:
                 break
         if not uids:
             raise PacsNotFoundError(f"{self.server.label()}: series {series} of study {study} "
                                     "has no instances. Check the UIDs with `medseg pacs search`.")
-        return uids
+        return list(uids)
 
     # ------------------------------------------------------------------ retrieve
     def retrieve_instance(self, study_uid: str, series_uid: str, sop_uid: str,

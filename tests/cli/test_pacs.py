@@ -90,16 +90,18 @@ def test_search_pull_predict_send_and_read_back(server: Orthanc, tmp_path: Path,
     errors, _ = dciodvfy(seg_file, tool)
     assert errors == []
 
-    # predicting and sending again stores the same object, not a second one
-    again = medseg("predict", "default", f"pacs://orthanc/{DCMQI_SERIES}", "--out",
-                   tmp_path / "out2", "--send", "orthanc")
-    accepted(again)
-    assert _stored(again, "orthanc", "STOW-RS") == [sop]
-    seg_instances = [i for i in server.instances()
-                     if json.loads(server.request("GET", f"/instances/{i}/tags?simplify"))
-                     .get("Modality") == "SEG"]
-    assert len(seg_instances) == 1
-
+    # the same export made and sent twice (highdicom gives each write fresh random UIDs) is
+    # one object in Orthanc
+    twice = [medseg("export", out / f"{DCMQI_SERIES}.nii.gz", "-r",
+                    f"pacs://orthanc/{DCMQI_SERIES}", "-o", tmp_path / f"again{i}.dcm",
+                    "--send", "orthanc") for i in (1, 2)]
+    for run in twice:
+        accepted(run)
+    (sop1,), (sop2,) = (_stored(run, "orthanc", "STOW-RS") for run in twice)
+    assert sop1 == sop2 and sop1 != sop
+    seg_sops = [json.loads(server.request("GET", f"/instances/{i}/tags?simplify"))
+                .get("SOPInstanceUID") for i in server.instances()]
+    assert seg_sops.count(sop1) == 1 and seg_sops.count(sop) == 1
     # the same through DIMSE C-STORE: removed from Orthanc, sent again, read back again
     server.request("DELETE", f"/instances/{_orthanc_id(server, sop)}")
     dimse = medseg("pacs", "send", "orthanc-dimse", out / f"{DCMQI_SERIES}.seg.dcm")
@@ -120,7 +122,7 @@ def test_search_pull_predict_send_and_read_back(server: Orthanc, tmp_path: Path,
                     "--out", tmp_path / "report")
     accepted(report)
     assert (tmp_path / "report" / "report.json").is_file()
-    runs += [again, dimse, rt, report]
+    runs += [*twice, dimse, rt, report]
     _no_secret(tmp_path, runs, server.password)
 
 

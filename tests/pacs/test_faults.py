@@ -244,3 +244,20 @@ def test_server_stopped_mid_retrieval_resumes(tmp_path: Path, seeds: dict[str, P
     assert got.fetched == 20 - len(kept) and got.n_instances == 20
     for f in got.path.iterdir():
         assert f.read_bytes() == (seeds["ts"] / f.name).read_bytes()
+
+
+def test_instance_listing_is_paged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PACS that answers QIDO-RS in pages: every instance is listed, once, in order."""
+    from urllib.parse import parse_qs, urlsplit
+
+    sops = [f"{SERIES}.{i}" for i in range(1, 6)]
+
+    def answer(path: str) -> Answer:
+        query = parse_qs(urlsplit(path).query)
+        offset, limit = int(query["offset"][0]), int(query["limit"][0])
+        return Answer(body=_json(*({"sop": s} for s in sops[offset:offset + limit])))
+
+    with stub_pacs(answer) as stub:
+        _servers(tmp_path, stub.url, monkeypatch)
+        assert DicomWeb(load_server("stub")).instance_uids(STUDY, SERIES, page=2) == sops
+    assert len(stub.requests) == 3
