@@ -15,6 +15,7 @@ each must lie on one slice of the reference grid (any axis), and is filled with 
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +160,7 @@ def _add_roi(ds: Dataset, number: int, name: str, data: npt.NDArray[np.bool_],
 
 
 def write_rtstruct(mask: Volume, reference: Volume, out: str | Path, *,
-                   labels: list[int | str] | None = None, algorithm: Algorithm | None = None,
+                   labels: Sequence[int | str] | None = None, algorithm: Algorithm | None = None,
                    anonymize: bool = False, series_number: int = 301,
                    series_description: str = "medseg structures") -> dict[str, Any]:
     """Write the labels of ``mask`` as an RT Structure Set referencing ``reference``'s images.
