@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medseg.errors import MedsegError, OutputError
+from medseg.io.renames import commit_beside, commit_inside, rename_all
 
 __all__ = ["OutputSet", "atomic_dir", "atomic_files", "atomic_path", "check_target_folder",
            "check_writable", "make_dirs", "output_error", "show_path", "staged_files",
@@ -265,7 +266,7 @@ def atomic_files(targets: Sequence[str | os.PathLike[str]]) -> Iterator[list[Pat
         for tmp in temps:  # mkstemp makes 0600 files; give the usual umask-based mode
             if tmp.exists():
                 os.chmod(tmp, mode)
-        _rename_all(temps, paths)
+        rename_all(temps, paths)
     except BaseException as exc:
         translated = _translate(exc, at, paths[0].parent)  # before freeing the space
         for tmp in temps:
@@ -275,34 +276,6 @@ def atomic_files(targets: Sequence[str | os.PathLike[str]]) -> Iterator[list[Pat
         if translated is exc:
             raise
         raise translated from exc
-
-
-def _rename_all(temps: list[Path], paths: list[Path]) -> None:
-    """Rename ``temps[n]`` over ``paths[n]``; on failure restore what was already replaced."""
-    if len(paths) == 1:
-        os.replace(temps[0], paths[0])
-        return
-    backups: list[tuple[Path, Path | None]] = []
-    try:
-        for tmp, p in zip(temps, paths, strict=True):
-            old = None
-            if p.exists() and not p.is_dir():
-                old = _temp_file(p)
-                os.replace(p, old)
-            backups.append((p, old))
-            os.replace(tmp, p)
-    except BaseException:
-        for p, old in reversed(backups):
-            with contextlib.suppress(OSError):
-                if old is not None:
-                    os.replace(old, p)
-                else:
-                    p.unlink()
-        raise
-    for _, old in backups:
-        if old is not None:
-            with contextlib.suppress(OSError):
-                old.unlink()
 
 
 @contextlib.contextmanager
@@ -321,7 +294,7 @@ def staged_files(folder: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield stage
         names = sorted(os.listdir(stage))
-        _rename_all([stage / n for n in names], [dest / n for n in names])
+        rename_all([stage / n for n in names], [dest / n for n in names])
     except BaseException as exc:
         translated = _fail_staged(exc, dest, stage, made)
         if translated is exc:
@@ -425,48 +398,9 @@ def atomic_dir(target: str | os.PathLike[str], owned: OutputSet | None = None
     try:
         yield stage
         os.chmod(stage, 0o777 & ~_current_umask())
-        _commit_inside(stage, dest) if inside else _commit_beside(stage, dest)
+        commit_inside(stage, dest) if inside else commit_beside(stage, dest)
     except BaseException as exc:
         translated = _fail_staged(exc, dest, stage, made)
         if translated is exc:
             raise
         raise translated from exc
-
-
-def _commit_beside(stage: Path, dest: Path) -> None:
-    if not os.path.lexists(dest) or not os.listdir(dest):
-        os.replace(stage, dest)  # rename() may replace an empty folder
-        return
-    aside = Path(tempfile.mkdtemp(prefix=f".{dest.name[:32]}.medseg-old-", dir=dest.parent))
-    try:
-        os.replace(dest, aside)
-    except BaseException:
-        aside.rmdir()
-        raise
-    try:
-        os.replace(stage, dest)
-    except BaseException:
-        os.replace(aside, dest)
-        raise
-    shutil.rmtree(aside, ignore_errors=True)
-
-
-def _commit_inside(stage: Path, dest: Path) -> None:
-    old = Path(tempfile.mkdtemp(prefix=".medseg-old-", dir=dest))
-    moved: list[str] = []
-    try:
-        for name in os.listdir(dest):
-            if not name.startswith(".medseg-"):
-                os.replace(dest / name, old / name)
-                moved.append(name)
-        for name in os.listdir(stage):
-            os.replace(stage / name, dest / name)
-    except BaseException:
-        for name in os.listdir(dest):
-            if not name.startswith(".medseg-"):
-                shutil.move(dest / name, stage / name)
-        for name in moved:
-            os.replace(old / name, dest / name)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-    shutil.rmtree(stage, ignore_errors=True)
