@@ -87,11 +87,15 @@ def _quiet_run() -> Iterator[None]:
         yield
 
 
+#: Exit code of a run stopped with Ctrl-C (128 + SIGINT), as typer reports it.
+INTERRUPTED = 130
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point. Returns the process exit code."""
     try:
         with _quiet_run():
-            app(args=argv, standalone_mode=False)
+            rc = app(args=argv, standalone_mode=False)  # an int when a command exits early
     except MedsegError as exc:
         typer.secho(f"error: {one_line(exc)}", fg=typer.colors.RED, err=True)
         return 2
@@ -105,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         typer.echo("aborted", err=True)
         return 1
+    except KeyboardInterrupt:  # typer turns Ctrl-C inside a command into exit code 130
+        rc = INTERRUPTED
     except SystemExit as exc:  # click's own usage errors already printed
         return int(exc.code or 0)
     except Exception as exc:  # Typer's (vendored click's) usage errors
@@ -113,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
             show()
             return code
         raise
-    return 0
+    if rc == INTERRUPTED:  # outputs are atomic: what was not finished was not written
+        typer.echo("error: interrupted; outputs that were not finished were not written.",
+                   err=True)
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

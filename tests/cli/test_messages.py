@@ -139,3 +139,33 @@ def test_an_empty_box_and_a_grid_mismatch_name_their_input(tmp_path: Path) -> No
                   "example_seg.nii.gz vs reference")
     assert str(tmp_path / "ref.nii.gz") in msg and "--resample-to ref" in msg
     assert listing(tmp_path) == ["ref.labels.json", "ref.nii.gz"]
+
+
+def test_ctrl_c_is_one_line_and_leaves_only_complete_cases(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import signal
+    import threading
+
+    from medseg.cli import INTERRUPTED, main
+
+    for n in range(4):
+        shutil.copy(CT, tmp_path / f"c{n}.nii.gz")
+    out = tmp_path / "out"
+    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        rc = main(["predict", "default", str(tmp_path), "--out", str(out)])
+    finally:
+        timer.cancel()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == INTERRUPTED and err == [
+        "error: interrupted; outputs that were not finished were not written."]
+    masks = sorted(p.name for p in out.glob("*.nii.gz")) if out.is_dir() else []
+    assert len(masks) < 4
+    for name in masks:  # every case on disk is whole: mask and sidecar, readable
+        stem = name.removesuffix(".nii.gz")
+        assert (out / f"{stem}.labels.json").is_file()
+        assert io.read(out / name, label=True).shape == io.read(CT).shape
+    assert listing(out) == sorted([*masks, *(m.replace(".nii.gz", ".labels.json")
+                                             for m in masks)])
