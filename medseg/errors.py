@@ -192,3 +192,8 @@ class PacsResponseError(PacsError):
 
 class PacsStoreError(PacsError):
     """A store (STOW-RS or C-STORE) failed or was refused; nothing is claimed stored."""
+
+
+class ProvenanceError(MedsegError):
+    """Labels whose provenance an output cannot record as asked (e.g. one DICOM algorithm
+    identification for labels made by different means)."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from medseg.models.promptable import PromptModel, PromptModelSpec
+from medseg.models.prompt_recipe import PromptRecipe
+from medseg.models.promptable import PromptModel
 from medseg.models.sam_modules import VitArch, assemble_sam
 
 #: A reduced ViT with the official state-dict key layout (2 blocks, 1 global), 64 px input.
@@ -34,30 +35,22 @@ def tiny_prompt_model(image_size: int = 64, seed: int = 0) -> PromptModel:
     sam = assemble_sam(TinyEncoder(32, image_size), image_size=image_size,
                        embed_size=image_size // 8, prompt_dim=32, decoder_mlp_dim=64,
                        decoder_heads=2, mask_in_chans=4)
-    spec = PromptModelSpec(name="tiny", image_size=image_size, embed_size=image_size // 8,
-                           window=None, version="test")
-    return PromptModel(sam, spec)
-
-
-class _Buffers(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("pixel_mean", torch.zeros(1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.ones(1, 1, 1), False)
+    return PromptModel(sam, PromptRecipe(image_size), name="tiny", version="test")
 
 
 class ThresholdModel(PromptModel):
     """Deterministic fake backend: mask = (intensity > ``level``) inside the box prompt.
 
-    The "embedding" is the preprocessed slice itself (``[1, 1, S, S]``, intensities 0..255);
-    the score is the mean intensity of the mask / 255, so dim structures score low.
-    ``decoded`` counts decode calls.
+    The "embedding" is the preprocessed slice itself (``[1, 1, S, S]``, intensities 0..255:
+    its recipe normalises with mean 0 and std 1); the score is the mean intensity of the
+    mask / 255, so dim structures score low. ``decoded`` counts decode calls.
     """
 
-    def __init__(self, image_size: int = 128, level: float = 100.0) -> None:
-        spec = PromptModelSpec(name="threshold", image_size=image_size, embed_size=image_size // 4,
-                               window=None, version="fake")
-        super().__init__(_Buffers(), spec)
+    def __init__(self, image_size: int = 128, level: float = 100.0,
+                 recipe: PromptRecipe | None = None) -> None:
+        recipe = recipe or PromptRecipe(image_size, pixel_mean=(0.0, 0.0, 0.0),
+                                        pixel_std=(1.0, 1.0, 1.0))
+        super().__init__(torch.nn.Identity(), recipe, name="threshold", version="fake")
         self.level = level
         self.decoded = 0
 
@@ -67,8 +60,7 @@ class ThresholdModel(PromptModel):
     def decode(self, embedding: torch.Tensor, *, box: np.ndarray | None = None,
                points: np.ndarray | None = None, point_labels: np.ndarray | None = None,
                mask_input: torch.Tensor | None = None,
-               multimask: bool = False,
-               modality: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               multimask: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         self.decoded += 1
         img = embedding[0, 0]
         size = img.shape[-1]

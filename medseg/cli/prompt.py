@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
 from medseg.cli import app
@@ -76,8 +77,9 @@ def prompt(
     series: Annotated[str | None, typer.Option(help="DICOM series to read, if several.")
                       ] = None,
     modality: Annotated[str | None, typer.Option(
-        help="CT or MR when the file does not say (NIfTI): CT uses the model's HU window, "
-             "others the 0.5/99.5 percentiles.")] = None,
+        help="CT, MR, ...: overrides the modality decided from the file's header or, when it "
+             "has none (NIfTI, NRRD), from the data (a voxel below -500 = CT). CT uses the "
+             "model's HU window, others the volume's percentiles.")] = None,
 ) -> None:
     """Thin caller of :class:`~medseg.engine.prompt.PromptSession` and the propagator."""
     from medseg import io
@@ -106,20 +108,24 @@ def prompt(
     input_path, series = resolve_input(input_path, series)  # pacs://SERVER/UID: cached series
     image = io.read(input_path, series=series)
     session = PromptSession(model)
-    session.set_volume(image, axis=axis, modality=modality.upper() if modality else None)
-    session.object(1, label_name)
+    session.set_volume(image, axis=axis, modality=modality)
+    lo, hi = session.window
+    typer.echo(f"modality {session.modality.describe()}; intensities {lo:g}..{hi:g} -> 0..255")
+    keys: dict[int, np.ndarray] = {}
+    scores: dict[int, float] = {}
     for z in sorted(set(boxes) | set(clicks)):
-        _, score = session.predict(z, box=boxes.get(z), points=clicks.get(z), object_id=1)
-        typer.echo(f"slice {z}: predicted IoU {score:.3f}")
+        keys[z], scores[z] = session.predict(z, box=boxes.get(z), points=clicks.get(z))
+        typer.echo(f"slice {z}: predicted IoU {scores[z]:.3f}")
+    masks = keys
     if propagate:
-        result = Propagator(session).propagate(1)
-        segmented = [k for k in range(session.n_slices) if k in session.objects[1].masks]
-        span = f"{segmented[0]}..{segmented[-1]}" if segmented else "none"
+        result = Propagator(session).propagate(keys, 1, name=label_name, key_scores=scores)
+        masks = result.masks
+        span = f"{min(masks)}..{max(masks)}" if masks else "none"
         typer.echo(f"propagated: slices {span}; check first: {result.to_check}")
         for stop in result.stops:
             typer.echo(f"  run from {stop.start} ({'+' if stop.direction > 0 else '-'}) stopped "
                        f"at {stop.slice_index}: {stop.reason}")
-    labels = session.label_volume()
+    labels = session.to_volume(masks, 1, label_name)
     with staged_files(out.parent) as stage:  # the mask and its label sidecar, together
         io.write(labels, stage / out.name, reference=image)
     written = out

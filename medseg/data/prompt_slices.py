@@ -17,7 +17,7 @@ rows = j); boxes are ``XYXY`` with ``x`` = column.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -25,34 +25,33 @@ import torch
 import torch.nn.functional as F
 
 from medseg.errors import DatasetError
+from medseg.models.prompt_recipe import PromptRecipe
 
 __all__ = ["LabelledVolume", "PromptBatch", "PromptSampler", "SliceEntry", "SliceTable",
            "synthetic_lesion", "take_slice"]
 
-CT_WINDOWS = ((-160.0, 240.0), (-1000.0, 1000.0), (-200.0, 400.0), (-1350.0, 150.0),
-              (-100.0, 200.0))
+#: CT windows drawn besides the recipe's own by the intensity augmentation
+AUGMENT_CT_WINDOWS = ((-1000.0, 1000.0), (-200.0, 400.0), (-1350.0, 150.0), (-100.0, 200.0))
 
 
 @dataclass
 class LabelledVolume:
-    """One training source: image ``(I, J, K)`` float32 and label map ``(I, J, K)`` int."""
+    """One training source: image ``(I, J, K)`` float32 and label map ``(I, J, K)`` int;
+    ``modality`` is the volume's one modality decision (None: unknown, not CT)."""
 
     name: str
     image: npt.NDArray[np.float32]
     label: npt.NDArray[np.int32]
     labels: dict[int, str]
-    modality: str
+    modality: str | None
     spacing: tuple[float, float, float]
     weight: float = 1.0
     axes: tuple[int, ...] = ()
-    percentiles: tuple[float, float] = field(default=(0.0, 1.0))
 
     def __post_init__(self) -> None:
         if self.image.shape != self.label.shape:
             raise DatasetError(f"{self.name}: image {self.image.shape} and label "
                                f"{self.label.shape} grids differ; resample the label first")
-        lo, hi = np.percentile(self.image, [0.5, 99.5])
-        self.percentiles = (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
         if not self.axes:
             sp = np.asarray(self.spacing)
             iso = sp.max() / sp.min() < 1.5 and min(self.image.shape) >= 48
@@ -198,17 +197,6 @@ def synthetic_lesion(image: torch.Tensor, valid: torch.Tensor, rng: np.random.Ge
     return out.clamp(0, 255)[None, None], mask.float()[None, None]
 
 
-def _scale_0_255(img: npt.NDArray[np.float32], vol: LabelledVolume,
-                 rng: np.random.Generator, augment: bool) -> npt.NDArray[np.float32]:
-    if vol.modality.upper() == "CT" and (not augment or rng.random() < 0.8):
-        pick = 0 if not augment or rng.random() < 0.5 else rng.integers(len(CT_WINDOWS))
-        lo, hi = CT_WINDOWS[pick]
-    else:
-        lo, hi = vol.percentiles
-    out = np.clip((img - lo) / (hi - lo), 0.0, 1.0)
-    return (out * 255.0).astype(np.float32)
-
-
 def random_curve(x: torch.Tensor, rng: np.random.Generator, knots: int = 6) -> torch.Tensor:
     """``x`` in [0, 1] through a random piecewise-linear curve: ``knots`` values drawn from
     U(0, 1) at 0, 1/(knots-1), ..., 1 (not monotonic: a new contrast of the same anatomy)."""
@@ -219,20 +207,18 @@ def random_curve(x: torch.Tensor, rng: np.random.Generator, knots: int = 6) -> t
 
 
 class PromptSampler:
-    """Draws augmented prompt-training batches from a :class:`SliceTable`."""
+    """Draws augmented prompt-training batches from a :class:`SliceTable`, prepared by
+    ``recipe`` (module docstring); ``mask_size`` is the side of the mask prompt."""
 
-    def __init__(self, table: SliceTable, image_size: int, pixel_mean: tuple[float, ...],
-                 pixel_std: tuple[float, ...], mask_size: int, box_jitter: float = 20.0,
-                 box_jitter_rel: float = 0.3, box_shrink: float = 0.12,
+    def __init__(self, table: SliceTable, recipe: PromptRecipe, mask_size: int,
+                 box_jitter: float = 20.0, box_jitter_rel: float = 0.3, box_shrink: float = 0.12,
                  point_prob: float = 0.3, mask_prompt_prob: float = 0.2,
                  augment: AugmentSettings | None = None, seed: int = 0,
-                 recipe: str = "sam", box_jitter_slice_px: float = 0.0,
-                 propagate_prob: float = 0.0,
+                 box_jitter_slice_px: float = 0.0, propagate_prob: float = 0.0,
                  propagate_margin: tuple[float, float] = (2.0, 6.0),
                  propagate_mask_prompt: bool = True) -> None:
-        self.table, self.size, self.mask_size = table, image_size, mask_size
-        self.mean = torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1)
+        self.table, self.recipe, self.mask_size = table, recipe, mask_size
+        self.size = recipe.image_size
         self.box_jitter, self.box_jitter_rel = box_jitter, box_jitter_rel
         self.box_shrink = box_shrink
         self.box_jitter_slice_px = box_jitter_slice_px
@@ -241,20 +227,39 @@ class PromptSampler:
         self.propagate_margin = propagate_margin
         self.propagate_mask_prompt = propagate_mask_prompt
         self.aug = augment
-        self.recipe = recipe  # "sam": keep aspect + pad, mean/std; "medsam": stretch, /255
         self.rng = np.random.default_rng(seed)
+        #: per source: the runtime's intensity range, and the percentile range (augmentation)
+        self.ranges = [recipe.intensity_range(v.image, v.modality) for v in table.sources]
+        self.percentile_ranges = [recipe.intensity_range(v.image, None) for v in table.sources]
+
+    def _to_0_255(self, img: npt.NDArray[np.generic], source: int,
+                  augment: bool) -> npt.NDArray[np.float32]:
+        """The slice on [0, 255] by the runtime's range of its volume; augmented CT slices
+        sometimes get another CT window or the volume's percentiles instead."""
+        window = self.ranges[source]
+        ct = self.table.sources[source].modality == "CT" and self.recipe.ct_window is not None
+        if ct and augment:
+            if self.rng.random() >= 0.8:
+                window = self.percentile_ranges[source]
+            elif self.rng.random() >= 0.5:
+                windows = (window, *AUGMENT_CT_WINDOWS)
+                window = windows[int(self.rng.integers(len(windows)))]
+        return self.recipe.to_0_255(img, window)
 
     def _canvas(self, stack: npt.NDArray[np.float32]) -> torch.Tensor:
-        """``(C, h, w)`` -> longest side resized to ``size``, padded bottom/right:
-        ``(1, C, S, S)`` (``medsam`` recipe: stretched to ``S x S``)."""
-        h, w = stack.shape[1:]
-        scale = self.size / max(h, w)
-        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-        if self.recipe == "medsam":
-            nh = nw = self.size
+        """``(C, h, w)`` -> ``(1, C, S, S)``: resized by the recipe, zero-padded bottom/right
+        (before normalisation; :meth:`_one` pads the normalised image as the runtime does)."""
+        rs = self.recipe.resize_for(stack.shape[1:])  # type: ignore[arg-type]
         t = torch.from_numpy(np.ascontiguousarray(stack))[None]
-        t = F.interpolate(t, size=(nh, nw), mode="bilinear", align_corners=False)
-        return F.pad(t, (0, self.size - nw, 0, self.size - nh))
+        return self.recipe.pad(self.recipe.resample(t, rs), rs)
+
+    def _convention(self, box: torch.Tensor, scale: float) -> torch.Tensor:
+        """A box on pixel edges (``[x0, x1)``) in the recipe's convention: ``"indices"`` puts
+        the right/bottom sides on the last voxel's index (one slice voxel, ``scale`` model
+        pixels, in from its outer edge), as the runtime maps an inclusive voxel box."""
+        if self.recipe.coords == "edges":
+            return box
+        return box - torch.tensor([0.0, 0.0, scale, scale])
 
     def _grid(self) -> torch.Tensor:
         """Random affine (+ coarse elastic) sampling grid ``(1, S, S, 2)``."""
@@ -295,7 +300,8 @@ class PromptSampler:
         return (x.clamp(0, 1) * 255.0)
 
     def _box(self, mask: torch.Tensor, scale: float) -> torch.Tensor | None:
-        """Jittered XYXY box of ``mask (1,1,S,S)``; ``scale`` = model pixels per slice pixel.
+        """Jittered XYXY box (pixel edges) of ``mask (1,1,S,S)``; ``scale`` = model pixels per
+        slice pixel.
 
         Half of the samples (when ``box_jitter_slice_px`` > 0) move each side by
         U(-J, J) slice pixels (the benchmark protocol's unit); the others move each side
@@ -326,9 +332,9 @@ class PromptSampler:
         return b
 
     def _step_box(self, prev: torch.Tensor, scale: float) -> torch.Tensor | None:
-        """The box of a propagation step: ``prev``'s bbox grown by ``propagate_margin`` (default
-        2-6) slice pixels per side (the runtime's margin: 4 px until the stage-8 weights, 2 px
-        since)."""
+        """The box of a propagation step (pixel edges): ``prev``'s bbox grown by
+        ``propagate_margin`` slice pixels per side (the runtime grows it by its
+        ``PropagationConfig`` margin, 1 voxel by default)."""
         ys, xs = torch.nonzero(prev[0, 0] > 0.5, as_tuple=True)
         if ys.numel() < 8:
             return None
@@ -337,7 +343,15 @@ class PromptSampler:
                           float(xs.max()) + 1 + m[2], float(ys.max()) + 1 + m[3]])
         return b.clamp(0, self.size)
 
-    def _points(self, mask: torch.Tensor, box: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _click(self, x: float, y: float, scale: float) -> list[float]:
+        """Model pixel ``(x, y)`` as the runtime places a click on the slice voxel under it:
+        the voxel's centre (``"edges"``) or its scaled index (``"indices"``)."""
+        if self.recipe.coords == "edges":
+            return [x + 0.5, y + 0.5]
+        return [math.floor((x + 0.5) / scale) * scale, math.floor((y + 0.5) / scale) * scale]
+
+    def _points(self, mask: torch.Tensor, box: torch.Tensor,
+                scale: float) -> tuple[torch.Tensor, torch.Tensor]:
         """1-3 points: positives inside the mask, maybe one negative in box but outside."""
         m = mask[0, 0] > 0.5
         pos = torch.nonzero(m)
@@ -345,13 +359,13 @@ class PromptSampler:
         coords, labels = [], []
         for _ in range(n):
             y, x = pos[int(self.rng.integers(len(pos)))].tolist()
-            coords.append([x + 0.5, y + 0.5])
+            coords.append(self._click(x, y, scale))
             labels.append(1.0)
         x0, y0, x1, y1 = (int(v) for v in box.tolist())
         neg = torch.nonzero(~m[y0:y1, x0:x1])
         if len(neg) and self.rng.random() < 0.5:
             y, x = neg[int(self.rng.integers(len(neg)))].tolist()
-            coords.append([x0 + x + 0.5, y0 + y + 0.5])
+            coords.append(self._click(x0 + x, y0 + y, scale))
             labels.append(0.0)
         while len(coords) < 4:
             coords.append([0.0, 0.0])
@@ -361,13 +375,12 @@ class PromptSampler:
     def _one(self) -> tuple[torch.Tensor, ...] | None:
         e = self.table.entries[int(self.rng.choice(len(self.table.entries), p=self.table.probs))]
         vol = self.table.sources[e.source]
-        img = _scale_0_255(take_slice(vol.image, e.axis, e.index).astype(np.float32), vol,
-                           self.rng, self.aug is not None)
+        img = self._to_0_255(take_slice(vol.image, e.axis, e.index), e.source,
+                             self.aug is not None)
         nb = int(np.clip(e.index + self.rng.choice([-1, 1]), 0, vol.image.shape[e.axis] - 1))
         step = self.aug is not None and self.rng.random() < self.propagate_prob
         if step:  # a propagation step from e.index to its neighbour nb (which may be empty)
-            img = _scale_0_255(take_slice(vol.image, e.axis, nb).astype(np.float32), vol,
-                               self.rng, True)
+            img = self._to_0_255(take_slice(vol.image, e.axis, nb), e.source, True)
             lab = take_slice(vol.label, e.axis, nb) == e.value
             prev = take_slice(vol.label, e.axis, e.index) == e.value
         else:
@@ -397,14 +410,13 @@ class PromptSampler:
         if box is None:
             return None
         use_pts = not step and self.aug is not None and self.rng.random() < self.point_prob
-        pts = self._points(cm, box) if use_pts else (torch.zeros(4, 2), -torch.ones(4))
-        if self.recipe == "medsam":
-            x = ci[0].expand(3, -1, -1) / 255.0
-        else:
-            x = (ci[0].expand(3, -1, -1) - self.mean) / self.std
-        if self.recipe != "medsam" and self.aug is not None and self.rng.random() < 0.5:
-            x = x * (valid[0] > 0.5)  # SAM pads with 0 after normalisation (grey), else black
-        if step:  # the key slice's mask as mask prompt, as Propagator(use_mask_prompt=True)
+        pts = self._points(cm, box, scale) if use_pts else (torch.zeros(4, 2), -torch.ones(4))
+        box = self._convention(box, scale)
+        inside = valid > 0.5
+        x = self.recipe.normalize_image(ci, inside)[0]
+        if self.aug is None or self.rng.random() < 0.5:
+            x = x * inside[0]  # the runtime pads with 0 after normalisation; else black
+        if step:  # the key slice's mask as mask prompt (train.propagate_mask_prompt)
             use_mask = self.propagate_mask_prompt
         else:
             use_mask = self.aug is not None and self.rng.random() < self.mask_prompt_prob \

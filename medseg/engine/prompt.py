@@ -7,26 +7,46 @@ remaining array axis and ``y`` along the second (for ``axis=2``: ``x = i``, ``y 
 have the slice's shape (``[x, y]`` order, bool), so ``mask_3d.take(k, axis)[...] = mask`` puts them
 back. The model sees the transposed slice (rows = y, cols = x), as SAM expects.
 
-Each slice's image embedding is computed once and kept in a byte-bounded LRU cache.
+The session is the model runtime only: it answers prompts, and its one state is the volume it
+works on (with the modality decision and intensity range made once for it,
+:mod:`medseg.modality`, :meth:`~medseg.models.prompt_recipe.PromptRecipe.intensity_range`)
+and a byte-bounded LRU cache of slice embeddings. Masks belong to the caller (the app's
+annotation, the CLI's label map): the session keeps none and has no undo.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from medseg.errors import EmptyBoxError, NoVolumeSetError, PromptError, PromptOutsideImageError
-from medseg.models.promptable import PromptModel, Resize, intensity_range, load_promptable
+from medseg.modality import ModalityDecision, decide_modality
+from medseg.models.promptable import PromptModel, Resize, load_promptable
 from medseg.volume import Volume
 
 Box = tuple[float, float, float, float]
 Point = tuple[float, float, bool]
 DEFAULT_CACHE_BYTES = 512 * 2**20
+
+
+@dataclass(frozen=True)
+class SlicePrompt:
+    """What a user gave on one slice: a box (inclusive voxel indices) and clicks in order."""
+
+    box: Box | None = None
+    points: tuple[Point, ...] = ()
+
+    def with_box(self, box: Box) -> SlicePrompt:
+        """A new box replaces the slice's prompt (its clicks go with the old box)."""
+        return SlicePrompt(tuple(float(v) for v in box), ())  # type: ignore[arg-type]
+
+    def with_point(self, point: Point) -> SlicePrompt:
+        return SlicePrompt(self.box, (*self.points, (float(point[0]), float(point[1]),
+                                                     bool(point[2]))))
 
 
 class EmbeddingCache:
@@ -73,23 +93,8 @@ class EmbeddingCache:
         self.nbytes = 0
 
 
-@dataclass
-class ObjectState:
-    """One object (label) of a case: its name, per-slice masks/scores and its undo history.
-
-    ``masks[k]`` is bool ``[x, y]`` on slice ``k``; ``history`` holds, per edit, the previous
-    ``(mask, score)`` of every slice the edit changed (``None`` = slice had no mask).
-    """
-
-    name: str
-    masks: dict[int, np.ndarray] = field(default_factory=dict)
-    scores: dict[int, float] = field(default_factory=dict)
-    prompted: set[int] = field(default_factory=set)
-    history: list[dict[int, tuple[np.ndarray, float] | None]] = field(default_factory=list)
-
-
 class PromptSession:
-    """Embeds slices once, answers box/point prompts per object, keeps masks and undo history."""
+    """Embeds slices once and answers box/point prompts on them (see the module docstring)."""
 
     def __init__(self, model: PromptModel | str = "lite", *,
                  cache_bytes: int = DEFAULT_CACHE_BYTES, batch_size: int = 4) -> None:
@@ -97,31 +102,28 @@ class PromptSession:
         self.cache = EmbeddingCache(cache_bytes)
         self.batch_size = int(batch_size)
         self.embeddings_computed = 0
-        self.objects: dict[int, ObjectState] = {}
         self._volume: Volume | None = None
         self.axis = 2
-        self.modality: str | None = None
+        self._modality = ModalityDecision(None, "data")
         self._window: tuple[float, float] = (0.0, 1.0)
         self._resize: Resize | None = None
         self._epoch = 0
 
     # ------------------------------------------------------------------ volume and slices
     def set_volume(self, volume: Volume, axis: int = 2, *, modality: str | None = None) -> None:
-        """Use ``volume``, sliced along array axis ``axis`` (0, 1 or 2). Clears objects.
+        """Use ``volume``, sliced along array axis ``axis`` (0, 1 or 2).
 
-        ``modality`` ("CT", "MR"...) overrides ``volume.modality`` (NIfTI files carry none); CT
-        selects the model's HU window, anything else the volume's 0.5/99.5 percentiles.
+        ``modality`` ("CT", "MR"...) overrides the decision of
+        :func:`medseg.modality.decide_modality` (header, else the data); the recipe's CT window
+        applies when the decision is CT, the volume's percentiles otherwise.
         """
         if axis not in (0, 1, 2):
             raise PromptError(f"axis must be 0, 1 or 2 (an array axis of the volume), got {axis}.")
         self._volume, self.axis = volume, int(axis)
-        self.modality = modality or volume.modality
+        self._modality = decide_modality(volume, modality)
         self._epoch += 1
         self.cache.clear()
-        self.objects = {}
-        arr = np.asarray(volume.array)
-        sample = arr.reshape(-1)[:: max(1, arr.size // 2_000_000)]
-        self._window = intensity_range(sample, self.modality, self.model.spec.window)
+        self._window = self.model.recipe.intensity_range(volume.array, self._modality.modality)
         a, b = self.slice_shape
         self._resize = self.model.resize_for((b, a))
 
@@ -130,6 +132,21 @@ class PromptSession:
         if self._volume is None:
             raise NoVolumeSetError("No volume set: call set_volume(volume, axis) before prompting.")
         return self._volume
+
+    @property
+    def modality(self) -> ModalityDecision:
+        """The modality decision of the current volume."""
+        return self._modality
+
+    @property
+    def window(self) -> tuple[float, float]:
+        """``(lo, hi)`` intensities mapped to [0, 255] for the model (once per volume)."""
+        return self._window
+
+    @property
+    def epoch(self) -> int:
+        """Counts :meth:`set_volume` calls: results computed under another epoch are stale."""
+        return self._epoch
 
     @property
     def n_slices(self) -> int:
@@ -164,17 +181,18 @@ class PromptSession:
                 f"Slice {k} is outside the volume: axis {self.axis} has slices 0..{n - 1}.")
 
     # ------------------------------------------------------------------ embeddings
+    def model_input(self, k: int) -> torch.Tensor:
+        """Slice ``k`` as the model sees it: ``[1, 3, S, S]`` (the recipe's preprocessing)."""
+        self._check_slice(k)
+        return self.model.preprocess(self.slice_image(k).T, self._window)[0]
+
     def embed_slices(self, slices: Sequence[int]) -> None:
         """Compute (in batches of ``batch_size``) the embeddings of ``slices`` not yet cached."""
         todo = [int(k) for k in dict.fromkeys(slices) if (self._epoch, self.axis, k)
                 not in self.cache]
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start:start + self.batch_size]
-            for k in chunk:
-                self._check_slice(k)
-            x = torch.cat([self.model.preprocess(self.slice_image(k).T, self.modality,
-                                                 window=self._window)[0] for k in chunk])
-            emb = self.model.embed(x)
+            emb = self.model.embed(torch.cat([self.model_input(k) for k in chunk]))
             self.embeddings_computed += len(chunk)
             for k, e in zip(chunk, emb, strict=True):
                 self.cache.put((self._epoch, self.axis, k), e[None].clone())
@@ -185,9 +203,7 @@ class PromptSession:
         key = (self._epoch, self.axis, int(k))
         emb = self.cache.get(key)
         if emb is None:
-            x, _ = self.model.preprocess(self.slice_image(k).T, self.modality,
-                                         window=self._window)
-            emb = self.model.embed(x)
+            emb = self.model.embed(self.model_input(k))
             self.embeddings_computed += 1
             self.cache.put(key, emb)
         return emb
@@ -226,18 +242,17 @@ class PromptSession:
         return np.asarray(xy, np.float64).reshape(-1, 2), np.asarray(labels, np.int64)
 
     def mask_prompt(self, mask: np.ndarray) -> torch.Tensor:
-        """Slice mask ``[x, y]`` -> low-res logits ``[1, 1, L, L]`` for ``decode(mask_input=)``."""
+        """Slice mask ``[x, y]`` -> logits ``[1, 1, L, L]`` for ``decode(mask_input=)``."""
         if mask.shape != self.slice_shape:
             raise PromptError(f"mask_input has shape {mask.shape}, the slice {self.slice_shape}.")
-        return self.resize.mask_to_low_res(np.asarray(mask).T > 0,
-                                           self.model.spec.low_res_size)
+        return self.resize.mask_to_low_res(np.asarray(mask).T > 0, self.model.low_res_size)
 
     def predict_low_res(self, k: int, *, box: Box | None = None,
                         points: Sequence[Point] | None = None,
                         mask_input: np.ndarray | None = None,
                         multimask: bool | None = None) -> tuple[torch.Tensor, float]:
-        """Validated prompts on slice ``k`` -> (best logits ``[L, L]``: low-res, or the model
-        input for a RoI-decoder model; predicted IoU)."""
+        """Validated prompts on slice ``k`` -> (best logits ``[L, L]`` covering the model input,
+        predicted IoU). Multimask output (best IoU kept) defaults to a single click alone."""
         self._check_slice(k)
         if box is None and not points and mask_input is None:
             raise PromptError("Give a box, at least one point or a mask_input to predict.")
@@ -255,94 +270,39 @@ class PromptSession:
         multi = (box is None and points is not None and len(points) == 1) \
             if multimask is None else multimask
         low, iou = self.model.decode(self.embedding(k), box=mbox, points=mpts,
-                                     point_labels=labels, mask_input=mprompt, multimask=multi,
-                                     modality=self.modality)
+                                     point_labels=labels, mask_input=mprompt, multimask=multi)
         best = int(torch.argmax(iou[0]))
         return low[0, best].detach().cpu(), float(iou[0, best])
 
     def low_res_to_mask(self, low_res: torch.Tensor) -> np.ndarray:
-        """Low-res logits ``[L, L]`` -> bool slice mask ``[x, y]`` (logits above the model's
-        ``mask_threshold``)."""
+        """Logits ``[L, L]`` -> bool slice mask ``[x, y]`` (above the recipe's threshold)."""
         full = self.resize.logits_to_slice(low_res.float()[None, None])[0, 0]
         return (full > self.model.mask_threshold).numpy().T.copy()
 
     def predict(self, slice_index: int, box: Box | None = None,
                 points: Sequence[Point] | None = None,
-                mask_input: np.ndarray | Literal["previous"] | None = None,
-                object_id: int = 1, *, multimask: bool | None = None,
-                record: bool = True) -> tuple[np.ndarray, float]:
-        """Segment ``object_id`` on slice ``slice_index`` -> (mask bool ``[x, y]``, IoU score).
+                mask_input: np.ndarray | None = None, *,
+                multimask: bool | None = None) -> tuple[np.ndarray, float]:
+        """Segment on slice ``slice_index`` -> (mask bool ``[x, y]``, predicted IoU).
 
         ``box`` ``(x0, y0, x1, y1)`` inclusive voxel indices; ``points`` ``[(x, y, positive)]``;
-        ``mask_input`` a previous slice mask ``[x, y]`` or ``"previous"`` (this object's current
-        mask on this slice, for click refinement). With ``record`` the mask replaces the
-        object's mask on that slice (undoable).
+        ``mask_input`` a slice mask ``[x, y]`` (e.g. the current mask, for click refinement).
+        Nothing is stored: the caller owns the mask.
         """
-        if isinstance(mask_input, str):
-            mask_input = self.objects[object_id].masks.get(int(slice_index)) \
-                if object_id in self.objects else None
         low, score = self.predict_low_res(int(slice_index), box=box, points=points,
                                           mask_input=mask_input, multimask=multimask)
-        mask = self.low_res_to_mask(low)
-        if record:
-            obj = self.object(object_id)
-            obj.prompted.add(int(slice_index))
-            self.apply_edit(object_id, {int(slice_index): (mask, score)})
-        return mask, score
+        return self.low_res_to_mask(low), score
 
-    # ------------------------------------------------------------------ objects and undo
-    def object(self, object_id: int, name: str | None = None) -> ObjectState:
-        """The state of ``object_id`` (created on first use, named ``name`` or object_<id>)."""
-        if object_id < 1:
-            raise PromptError(f"object_id must be a positive label value, got {object_id}.")
-        obj = self.objects.setdefault(int(object_id), ObjectState(name or f"object_{object_id}"))
-        if name:
-            obj.name = name
-        return obj
-
-    def apply_edit(self, object_id: int,
-                   changes: dict[int, tuple[np.ndarray, float] | None]) -> None:
-        """Set (or with ``None`` remove) masks of several slices as one undoable step."""
-        obj = self.object(object_id)
-        if not changes:
-            return
-        previous: dict[int, tuple[np.ndarray, float] | None] = {}
-        for k, new in changes.items():
-            previous[k] = (obj.masks[k], obj.scores[k]) if k in obj.masks else None
-            if new is None or not new[0].any():
-                obj.masks.pop(k, None)
-                obj.scores.pop(k, None)
-            else:
-                obj.masks[k], obj.scores[k] = new[0], float(new[1])
-        obj.history.append(previous)
-
-    def undo(self, object_id: int = 1) -> list[int]:
-        """Revert the last edit of ``object_id``; returns the slices it restored."""
-        obj = self.objects.get(int(object_id))
-        if obj is None or not obj.history:
-            raise PromptError(f"Nothing to undo for object {object_id}.")
-        previous = obj.history.pop()
-        for k, old in previous.items():
-            if old is None:
-                obj.masks.pop(k, None)
-                obj.scores.pop(k, None)
-            else:
-                obj.masks[k], obj.scores[k] = old
-        return sorted(previous)
-
-    def object_array(self, object_id: int) -> np.ndarray:
-        """Bool mask of ``object_id`` on the whole volume grid ``[i, j, k]``."""
-        out = np.zeros(self.volume.shape, dtype=bool)
-        for k, m in self.object(object_id).masks.items():
+    def to_volume(self, masks: Mapping[int, np.ndarray], value: int = 1,
+                  name: str = "structure") -> Volume:
+        """Slice masks ``{k: [x, y] bool}`` -> a label map on the volume's grid (``value``
+        where a mask is set, named ``name``)."""
+        if value < 1:
+            raise PromptError(f"A label value is a positive integer, got {value}.")
+        arr = np.zeros(self.volume.shape, dtype=np.uint8 if value < 256 else np.uint16)
+        for k, m in masks.items():
+            self._check_slice(k)
             idx: list[slice | int] = [slice(None)] * 3
-            idx[self.axis] = k
-            out[tuple(idx)] = m
-        return out
-
-    def label_volume(self) -> Volume:
-        """All objects as one label map on the input grid (later object ids win overlaps)."""
-        arr = np.zeros(self.volume.shape, dtype=np.uint16 if max(self.objects, default=0) > 255
-                       else np.uint8)
-        for oid in sorted(self.objects):
-            arr[self.object_array(oid)] = oid
-        return self.volume.with_array(arr, labels={o: s.name for o, s in self.objects.items()})
+            idx[self.axis] = int(k)
+            arr[tuple(idx)] = np.where(m, value, arr[tuple(idx)])
+        return self.volume.with_array(arr, labels={value: name})

@@ -25,18 +25,37 @@ class _Strict(BaseModel):
 
 class PromptModelConfig(_Strict):
     """``lite``: medseg's small model (``checkpoint`` null = random init, ``arch`` = its
-    LiteSamConfig fields); ``sam``: a SAM/MedSAM checkpoint in the official layout."""
+    LiteSamConfig fields); ``sam``: a SAM/MedSAM checkpoint in the official layout.
+
+    ``recipe`` overrides fields of the model's recipe (:class:`medseg.models.prompt_recipe.
+    PromptRecipe`: the checkpoint's, or the lite default), which the training sampler uses and
+    the saved model carries; ``name``/``version`` are what the trained model is called (what
+    provenance records): by default the checkpoint's name (``medseg-lite-sam`` from random
+    init) and ``ft-<config hash>``."""
 
     backend: Literal["lite", "sam"] = "lite"
     checkpoint: Path | None = None
     arch: dict[str, Any] = Field(default_factory=dict,
-                                 description="lite only, for random init: LiteSamConfig fields")
+                                 description="lite only: LiteSamConfig fields (random init), "
+                                             "or fields adding modules to a checkpoint")
+    recipe: dict[str, Any] = Field(default_factory=dict,
+                                   description="PromptRecipe fields replacing the model's")
+    name: str | None = None
+    version: str | None = None
 
     @model_validator(mode="after")
     def _needs_checkpoint(self) -> PromptModelConfig:
         if self.backend == "sam" and self.checkpoint is None:
             raise ValueError("backend 'sam' needs model.checkpoint (a sam_vit_*.pth or "
                              "medsam_vit_b.pth path)")
+        if self.recipe:
+            from medseg.errors import PromptModelError
+            from medseg.models.prompt_recipe import lite_recipe
+
+            try:
+                lite_recipe().with_overrides(self.recipe)
+            except PromptModelError as exc:
+                raise ValueError(str(exc)) from None
         return self
 
 
@@ -84,7 +103,7 @@ class PromptAugmentConfig(_Strict):
 
 
 class PromptTrainConfig(_Strict):
-    """MedSAM recipe: jittered GT boxes, Dice + BCE, frozen prompt encoder, AdamW."""
+    """MedSAM's training scheme: jittered GT boxes, Dice + BCE, frozen prompt encoder, AdamW."""
 
     output_dir: Path = Path("runs/finetune")
     iterations: int = Field(default=1000, ge=1)
@@ -113,8 +132,8 @@ class PromptTrainConfig(_Strict):
                                         "pixels per side")
     propagate_mask_prompt: bool = Field(
         default=True, description="propagation steps also get the key slice's mask as mask "
-                                  "prompt (Propagator's use_mask_prompt; off at runtime since "
-                                  "the stage-8 weights)")
+                                  "prompt (the runtime's propagation prompts with the box "
+                                  "only: false matches it)")
     iou_loss_weight: float = Field(default=1.0, ge=0)
     amp: bool = Field(default=True, description="mixed precision; used only on CUDA")
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -5,8 +5,10 @@
 ground-truth boxes (and optional point / previous-slice mask prompts), Dice + BCE on the
 upsampled mask logits plus an MSE on the predicted IoU, AdamW with warmup + cosine decay, the
 prompt encoder frozen (and optionally the image encoder), AMP only on CUDA and DDP under
-``torchrun``. Checkpoints are safetensors: the lite model with its JSON config
-(:func:`medseg.models.lite_sam.save_lite_sam`), SAM models in the official state-dict layout.
+``torchrun``. Samples are prepared by the model's recipe
+(:class:`medseg.models.prompt_recipe.PromptRecipe`), exactly as the runtime prepares a slice;
+checkpoints are written by :func:`medseg.models.promptable.save_promptable` (safetensors + the
+JSON with the recipe; SAM models keep the official state-dict layout).
 """
 
 from __future__ import annotations
@@ -34,15 +36,16 @@ from medseg.data.prompt_slices import (
 )
 from medseg.engine.distributed import all_reduce_mean, init_distributed
 from medseg.engine.prompt_config import FinetuneConfig
-from medseg.errors import ConfigError, DatasetError
-from medseg.io.atomic import atomic_path, write_text_atomic
+from medseg.errors import ConfigError, DatasetError, PromptModelError
+from medseg.io.atomic import write_text_atomic
+from medseg.modality import decide_modality
 from medseg.models.lite_sam import LiteSam, LiteSamConfig, build_lite_sam
-from medseg.models.lite_sam import save_lite_sam as _save_lite
-from medseg.models.promptable import PromptModelSpec, load_promptable
+from medseg.models.prompt_recipe import PromptRecipe, lite_recipe
+from medseg.models.promptable import PromptModel, load_promptable, save_promptable
 from medseg.volume import present_values
 
-__all__ = ["FinetuneResult", "build_net", "dice_bce_loss", "load_sources", "prompt_forward",
-           "run_finetune", "save_checkpoint"]
+__all__ = ["FinetuneResult", "build_model", "dice_bce_loss", "load_sources", "prompt_forward",
+           "run_finetune"]
 
 
 @dataclass
@@ -73,28 +76,46 @@ def load_sources(cfg: FinetuneConfig) -> list[LabelledVolume]:
         out.append(LabelledVolume(
             name=str(src.image), image=np.asarray(img.array, dtype=np.float32),
             label=np.asarray(lab.array).astype(np.int32), labels=labels,
-            modality=src.modality or img.modality or "CT",
+            modality=decide_modality(img, src.modality).modality,
             spacing=tuple(float(s) for s in img.spacing),  # type: ignore[arg-type]
             weight=src.weight, axes=tuple(src.axes or ())))
     return out
 
 
-def build_net(cfg: FinetuneConfig) -> tuple[nn.Module, PromptModelSpec | None]:
-    """The trainable network (a :class:`LiteSam` or a ``segment_anything`` ``Sam``) and, when
-    loaded from a checkpoint, its :class:`PromptModelSpec` (preprocessing recipe)."""
+def build_model(cfg: FinetuneConfig) -> PromptModel:
+    """The trainable model: a :class:`LiteSam` or a segment-anything ``Sam`` with the recipe
+    it trains and is saved with (the checkpoint's or the lite default, with
+    ``model.recipe`` applied), named ``model.name`` (default: the checkpoint's)."""
     m = cfg.model
     if m.checkpoint is not None:
         pm = load_promptable(m.checkpoint)
         if (m.backend == "lite") != isinstance(pm.sam, LiteSam):
             raise ConfigError(f"model.checkpoint {m.checkpoint}: holds a "
                               f"{type(pm.sam).__name__}, but model.backend is {m.backend!r}")
-        if m.arch and isinstance(pm.sam, LiteSam):
-            return _extend_lite(pm.sam, m.arch, m.checkpoint), pm.spec
-        return pm.sam, pm.spec
+        net = _extend_lite(pm.sam, m.arch, m.checkpoint) \
+            if m.arch and isinstance(pm.sam, LiteSam) else pm.sam
+        base, name = pm.recipe, pm.name
+    else:
+        try:
+            net = build_lite_sam(LiteSamConfig.from_dict(m.arch))
+        except (TypeError, PromptModelError) as exc:
+            raise ConfigError(f"model.arch: {exc}") from exc
+        base, name = lite_recipe(net.config.image_size), "medseg-lite-sam"
+    encoder: Any = net.image_encoder
+    recipe = _recipe(base, m.recipe, int(encoder.img_size))
+    version = m.version or f"ft-{config_hash(cfg)[:8]}"
+    return PromptModel(net, recipe, name=m.name or name, version=version)
+
+
+def _recipe(base: PromptRecipe, overrides: dict[str, Any], input_size: int) -> PromptRecipe:
     try:
-        return build_lite_sam(LiteSamConfig.from_dict(m.arch)), None
-    except TypeError as exc:
-        raise ConfigError(f"model.arch: {exc}") from exc
+        recipe = base.with_overrides(overrides)
+    except PromptModelError as exc:
+        raise ConfigError(f"model.recipe: {exc}") from None
+    if recipe.image_size != input_size:
+        raise ConfigError(f"model.recipe: image_size {recipe.image_size} differs from the "
+                          f"network's input size {input_size}; leave image_size out")
+    return recipe
 
 
 def _extend_lite(net: LiteSam, arch: dict[str, Any], source: Path) -> LiteSam:
@@ -176,53 +197,26 @@ def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return dice.mean() + bce
 
 
-def _hard_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    pred = (logits.detach() > 0).float()
+def _hard_iou(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.0
+              ) -> torch.Tensor:
+    """IoU of the mask the runtime returns (``logits > threshold``, the recipe's) per sample."""
+    pred = (logits.detach() > threshold).float()
     inter = (pred * target).sum((1, 2, 3))
     union = ((pred + target) > 0).float().sum((1, 2, 3))
     iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
     return iou.unsqueeze(1)  # empty prediction of an empty target: IoU 1
 
 
-def save_checkpoint(net: nn.Module, path: Path, extra: dict[str, Any],
-                    spec: PromptModelSpec | None = None) -> Path:
-    """Safetensors + JSON loadable by ``load_promptable(path)``: the lite model via
-    :func:`save_lite_sam`, SAM models in the official key layout with a
-    :mod:`medseg.models.sam_builders` builder and the source checkpoint's ``spec``."""
-    if isinstance(net, LiteSam):
-        return _save_lite(net, path, extra=extra)
-    from safetensors.torch import save_file
-
-    from medseg.models.promptable import FORMAT
-    from medseg.models.sam_modules import infer_vit_arch
-
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    path = path.with_suffix(".safetensors")
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"architecture": "sam"})
-    sd = asdict(spec) if spec is not None else {}
-    doc = {"format": FORMAT, "format_version": 1, "spec": sd, "recipe": sd.get("recipe", "sam"),
-           "builder": "medseg.models.sam_builders:build_sam_vit_kwargs",
-           "arch": asdict(infer_vit_arch(state, str(path))), "training": extra}
-    write_text_atomic(path.with_suffix(".json"), json.dumps(doc, indent=1) + "\n")
-    return path
-
-
-def _sampler(cfg: FinetuneConfig, net: Any, sources: list[LabelledVolume],
-             rank: int, recipe: str = "sam") -> PromptSampler:
+def _sampler(cfg: FinetuneConfig, model: PromptModel, sources: list[LabelledVolume],
+             rank: int) -> PromptSampler:
     t, a = cfg.train, cfg.train.augment
     table = SliceTable(sources, cfg.data.min_area, tuple(cfg.data.exclude))
     aug = AugmentSettings(a.flip, a.scale, a.aspect, a.rotate_deg, a.elastic, a.intensity,
                           a.noise, a.lut, a.lesion) if a.enabled else None
-    size = int(net.image_encoder.img_size)
-    mean = tuple(float(v) for v in net.pixel_mean.flatten())
-    std = tuple(float(v) for v in net.pixel_std.flatten())
-    return PromptSampler(table, size, mean, std, int(net.prompt_encoder.mask_input_size[0]),
-                         t.box_jitter, t.box_jitter_rel, t.box_shrink, t.point_prob,
-                         t.mask_prompt_prob, aug, seed=t.seed + 1000 * rank, recipe=recipe,
-                         box_jitter_slice_px=t.box_jitter_slice_px,
-                         propagate_prob=t.propagate_prob,
-                         propagate_margin=t.propagate_margin_px,
+    return PromptSampler(table, model.recipe, model.low_res_size, t.box_jitter,
+                         t.box_jitter_rel, t.box_shrink, t.point_prob, t.mask_prompt_prob, aug,
+                         seed=t.seed + 1000 * rank, box_jitter_slice_px=t.box_jitter_slice_px,
+                         propagate_prob=t.propagate_prob, propagate_margin=t.propagate_margin_px,
                          propagate_mask_prompt=t.propagate_mask_prompt)
 
 
@@ -284,7 +278,7 @@ def _lr_factor(it: int, progress: float, warmup: int) -> float:
 
 
 def _step(model: nn.Module, b: PromptBatch, dev: torch.device, use_amp: bool,
-          iou_w: float) -> tuple[torch.Tensor, float]:
+          iou_w: float, threshold: float) -> tuple[torch.Tensor, float]:
     def to(x: torch.Tensor | None) -> torch.Tensor | None:
         return None if x is None else x.to(dev, non_blocking=True)
 
@@ -293,7 +287,7 @@ def _step(model: nn.Module, b: PromptBatch, dev: torch.device, use_amp: bool,
         logits, iou = model(to(b.image), to(b.boxes), to(b.points), to(b.point_labels),
                             to(b.mask_input), b.has_mask_input)
     loss = dice_bce_loss(logits, target)
-    true_iou = _hard_iou(logits, target)
+    true_iou = _hard_iou(logits, target, threshold)
     loss = loss + iou_w * F.mse_loss(iou.float(), true_iou)
     return loss, float(true_iou.mean())
 
@@ -311,10 +305,9 @@ def run_finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print,
     if t.threads:
         torch.set_num_threads(t.threads)
     torch.manual_seed(t.seed + ctx.rank)
-    net, spec = build_net(cfg)
-    net = net.to(dev).train()
-    sampler = _sampler(cfg, net, load_sources(cfg) if sources is None else sources, ctx.rank,
-                       spec.recipe if spec else "sam")
+    pm = build_model(cfg)
+    net = pm.sam.to(dev).train()
+    sampler = _sampler(cfg, pm, load_sources(cfg) if sources is None else sources, ctx.rank)
     groups = _freeze(net, cfg)
     params = [p for g in groups for p in g["params"]]
     model: nn.Module = _PromptForward(net)
@@ -341,7 +334,8 @@ def run_finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print,
             progress = max(progress, (time.perf_counter() - t0) / (60 * t.max_minutes))
         for g in opt.param_groups:
             g["lr"] = t.lr * g["lr_scale"] * _lr_factor(it, progress, t.warmup)
-        loss, miou = _step(model, next(batches), dev, use_amp, t.iou_loss_weight)
+        loss, miou = _step(model, next(batches), dev, use_amp, t.iou_loss_weight,
+                           pm.mask_threshold)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -356,13 +350,13 @@ def run_finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print,
             with (out_dir / "train_log.jsonl").open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(rec) + "\n")
         if ctx.is_main and ((it + 1) % t.checkpoint_every == 0 or stop):
-            save_checkpoint(net, out_dir / name, {**extra, "iteration": it + 1}, spec)
+            save_promptable(pm, out_dir / name, {**extra, "iteration": it + 1})
         if stop:
             break
     final = out_dir / name
     if ctx.is_main:
-        save_checkpoint(net, final, {**extra, "iteration": it + 1,
-                                     "final_loss": float(np.mean(losses[-20:]))}, spec)
+        save_promptable(pm, final, {**extra, "iteration": it + 1,
+                                    "final_loss": float(np.mean(losses[-20:]))})
         write_text_atomic(out_dir / "finished.json",
                           json.dumps({"iterations": it + 1, "seconds": time.perf_counter() - t0}))
     if ctx.owns_group:

@@ -1,36 +1,38 @@
 """3D propagation of a promptable model's 2D masks from key slices, in both directions.
 
-Rules (see docs/prompting.md):
+The caller owns the masks: :meth:`Propagator.propagate` takes the key slices' masks and
+returns every slice's mask; :meth:`Propagator.repropagate` does the same after one key slice
+changed, recomputing only what that change can reach. Rules (docs/prompting.md):
 
-* Key slices are the slices an object was prompted on (their masks are kept as given).
+* Key slices keep their masks as given.
 * From every key slice a *run* walks up (+1) and down (-1), one slice at a time, until the next
   key slice or the volume's end. On each slice the prompt is the run's previous mask's
-  bounding box grown by a margin (mm or voxels; 1 voxel by default), and with
-  ``use_mask_prompt`` the mask itself as mask prompt (off by default: the lite model copies a
-  mask prompt, so a mask that starts too large stays too large and runs past the structure's
-  end; chosen on validation organs, bench/results/prompt_propagation_val.md; the 1-voxel
-  margin and the 0.2 drift limit with five key-slice boxes per validation structure,
-  bench/results/prompt_propagation_val_stops5.md).
+  bounding box grown by a margin (mm or voxels; 1 voxel by default).
 * A run stops (that slice and the rest of its way stay empty) when the predicted IoU is below
   ``min_score``, the mask has fewer than ``min_area_px`` voxels, its area is below
   ``min_area_ratio`` (or above ``max_area_ratio``) times the previous slice's, or its mean
-  intensity drifted from the key slice's by more than ``max_intensity_drift``.
-* Between two key slices both runs exist; their low-res logits are averaged with the predicted
-  IoU as weights. Confidence = that weighted IoU times ``(1 + IoU(run masks)) / 2`` (the two
+  intensity drifted from the key slice's by more than ``max_intensity_drift`` of the volume's
+  intensity window.
+* Between two key slices both runs exist; their logits are averaged with the predicted IoU as
+  weights. Confidence = that weighted IoU times ``(1 + IoU(run masks)) / 2`` (the two
   directions disagreeing lowers it); the slices to check are the lowest-confidence ones.
-* A correction makes its slice a key slice and recomputes only the runs leaving it, each only
-  until its mask equals the previous run's mask on a slice (from there on the run is
-  deterministic and unchanged) or the next key slice.
+* A changed key slice recomputes only the runs leaving it, each only until its mask equals the
+  previous run's mask on a slice (from there on the run is deterministic and unchanged) or the
+  next key slice; the result equals a full propagation with the new keys.
+
+The propagator uses the session's public API only; its own state is a cache of runs per object,
+forgotten when the session's volume changes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from medseg.engine.prompt import Box, Point, PromptSession
+from medseg.engine.prompt import Box, PromptSession
 from medseg.errors import PromptError
 from medseg.volume import Volume
 
@@ -48,7 +50,6 @@ class PropagationConfig:
     #: stop when the mean intensity inside the mask moves more than this fraction of the
     #: volume's intensity window away from the key slice's (None: rule off)
     max_intensity_drift: float | None = 0.2
-    use_mask_prompt: bool = False
     n_check: int = 5
     lookahead: int = 8               # slices embedded ahead of a run, in batches
 
@@ -66,8 +67,11 @@ class Stop:
 
 @dataclass
 class PropagationResult:
-    """3D result of one object: label map on the input grid + per-slice confidence."""
+    """3D result of one object: every slice's mask (keys included), the label map on the
+    input grid, per-slice confidence."""
 
+    masks: dict[int, np.ndarray]     # slice -> bool [x, y]; slices without a mask are absent
+    scores: dict[int, float]
     mask: Volume
     confidence: np.ndarray           # float64 [n_slices]; NaN where the object is absent
     to_check: list[int]
@@ -81,23 +85,47 @@ def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(xs[0]), int(ys[0]), int(xs[-1]), int(ys[-1])
 
 
+@dataclass
+class _Memory:
+    """What the propagator keeps of one object: its keys and the last result's masks."""
+
+    keys: dict[int, np.ndarray]
+    masks: dict[int, np.ndarray]
+    scores: dict[int, float]
+
+
+def _clean_keys(keys: Mapping[int, np.ndarray], object_id: int) -> dict[int, np.ndarray]:
+    out = {int(k): np.asarray(m, dtype=bool) for k, m in keys.items() if np.any(m)}
+    if not out:
+        raise PromptError(f"Object {object_id} has no key slice with a mask: predict a box or "
+                          "points on a key slice before propagating.")
+    return dict(sorted(out.items()))
+
+
 class Propagator:
-    """Propagates the objects of a :class:`PromptSession` through its volume."""
+    """Propagates objects through the volume of a :class:`PromptSession`."""
 
     def __init__(self, session: PromptSession, config: PropagationConfig | None = None) -> None:
         self.session = session
         self.config = config or PropagationConfig()
-        # (object, direction, slice) -> (low-res logits [L, L] float16, score, run's mask)
+        # (object, direction, slice) -> (logits [L, L] float16, score, run's mask)
         self._runs: dict[tuple[int, int, int], tuple[torch.Tensor, float, np.ndarray]] = {}
         self._stops: dict[tuple[int, int, int], Stop] = {}
+        self._memory: dict[int, _Memory] = {}
         self._epoch = -1  # session volume the runs belong to
 
     def _sync(self) -> None:
         """Forget runs computed on a previous volume of the session."""
-        if self._epoch != self.session._epoch:
+        if self._epoch != self.session.epoch:
             self._runs.clear()
             self._stops.clear()
-            self._epoch = self.session._epoch
+            self._memory.clear()
+            self._epoch = self.session.epoch
+
+    def _forget(self, object_id: int) -> None:
+        self._runs = {k: v for k, v in self._runs.items() if k[0] != object_id}
+        self._stops = {k: v for k, v in self._stops.items() if k[0] != object_id}
+        self._memory.pop(object_id, None)
 
     # ------------------------------------------------------------------ helpers
     def _margin(self) -> tuple[int, int]:
@@ -114,17 +142,9 @@ class Propagator:
         nx, ny = mask.shape
         return (max(0, x0 - mx), max(0, y0 - my), min(nx - 1, x1 + mx), min(ny - 1, y1 + my))
 
-    def _keys(self, object_id: int) -> list[int]:
-        obj = self.session.objects.get(object_id)
-        keys = sorted(k for k in obj.prompted if k in obj.masks) if obj else []
-        if not keys:
-            raise PromptError(f"Object {object_id} has no prompted slice with a mask: predict a "
-                              "box or points on a key slice before propagating.")
-        return keys
-
     def _mean_intensity(self, k: int, mask: np.ndarray) -> float:
         """Mean of slice ``k`` inside ``mask`` as a fraction of the session's window."""
-        lo, hi = self.session._window
+        lo, hi = self.session.window
         return (float(self.session.slice_image(k)[mask].mean()) - lo) / max(hi - lo, 1e-6)
 
     def _check_drift(self, k: int, mask: np.ndarray, key_mean: float) -> str | None:
@@ -149,21 +169,18 @@ class Propagator:
         return None
 
     # ------------------------------------------------------------------ runs
-    def _run(self, object_id: int, start: int, direction: int, end: int,
+    def _run(self, object_id: int, prev: np.ndarray, start: int, direction: int, end: int,
              until_unchanged: bool) -> list[int]:
-        """Walk from key ``start`` toward ``end`` (exclusive); returns the slices predicted."""
+        """Walk from key ``start`` (mask ``prev``) toward ``end`` (exclusive); returns the
+        slices predicted."""
         s = self.session
-        prev = s.objects[object_id].masks[start]
         key_mean = self._mean_intensity(start, prev)
         done: list[int] = []
         self._stops.pop((object_id, direction, start), None)
         for k in range(start + direction, end, direction):
             if (abs(k - start) - 1) % max(1, self.config.lookahead) == 0:
-                ahead = range(k, end, direction)[: self.config.lookahead]
-                s.embed_slices(list(ahead))
-            mask_in = prev if self.config.use_mask_prompt else None
-            low, score = s.predict_low_res(k, box=self.box_from_mask(prev), mask_input=mask_in,
-                                           multimask=False)
+                s.embed_slices(list(range(k, end, direction)[: self.config.lookahead]))
+            low, score = s.predict_low_res(k, box=self.box_from_mask(prev), multimask=False)
             mask = s.low_res_to_mask(low)
             done.append(k)
             reason = self._check_stop(int(mask.sum()), int(prev.sum()), score) \
@@ -194,81 +211,79 @@ class Propagator:
         score = (w_up * w_up + w_down * w_down) / (w_up + w_down)
         return self.session.low_res_to_mask(low), float(score * (1.0 + agree) / 2.0)
 
-    def _commit(self, object_id: int, slices: set[int], keys: list[int]) -> None:
-        obj = self.session.objects[object_id]
-        changes: dict[int, tuple[np.ndarray, float] | None] = {}
-        for k in sorted(slices - set(keys)):
-            new = self._fuse(object_id, k)
-            old = obj.masks.get(k)
-            if new is None and old is None:
-                continue
-            if new is not None and old is not None and np.array_equal(new[0], old) \
-                    and abs(new[1] - obj.scores[k]) < 1e-9:
-                continue
-            changes[k] = new
-        self.session.apply_edit(object_id, changes)
+    def _collect(self, object_id: int, keys: dict[int, np.ndarray], slices: range,
+                 key_scores: Mapping[int, float]) -> None:
+        """Remember keys + the fused runs on ``slices`` (other slices keep their masks)."""
+        old = self._memory.get(object_id, _Memory({}, {}, {}))
+        masks = {k: m for k, m in old.masks.items() if k not in slices and k not in keys}
+        scores = {k: old.scores[k] for k in masks}
+        for k in slices:
+            fused = None if k in keys else self._fuse(object_id, k)
+            if fused is not None and fused[0].any():
+                masks[k], scores[k] = fused
+        for k, m in keys.items():
+            masks[k], scores[k] = m, float(key_scores.get(k, 1.0))
+        self._memory[object_id] = _Memory(keys, dict(sorted(masks.items())), scores)
 
     # ------------------------------------------------------------------ public
-    def propagate(self, object_id: int = 1) -> PropagationResult:
-        """Propagate ``object_id`` from all its key slices through the whole volume."""
+    def propagate(self, keys: Mapping[int, np.ndarray], object_id: int = 1, *,
+                  name: str = "structure", key_scores: Mapping[int, float] | None = None
+                  ) -> PropagationResult:
+        """Propagate the object whose key slices hold ``keys`` (``{k: mask [x, y]}``) through
+        the whole volume. ``key_scores`` (e.g. the keys' predicted IoU) is their confidence."""
         self._sync()
-        keys = self._keys(object_id)
-        for run_key in [k for k in self._runs if k[0] == object_id]:
-            del self._runs[run_key]
-        self._stops = {k: v for k, v in self._stops.items() if k[0] != object_id}
-        bounds = [-1, *keys, self.session.n_slices]
+        keys_ = _clean_keys(keys, object_id)
+        self._forget(object_id)
+        ks = list(keys_)
+        bounds = [-1, *ks, self.session.n_slices]
         touched: list[int] = []
-        for i, key in enumerate(keys):
-            touched += self._run(object_id, key, 1, bounds[i + 2], False)
-            touched += self._run(object_id, key, -1, bounds[i], False)
-        self._commit(object_id, set(range(self.session.n_slices)), keys)
-        return self.result(object_id, recomputed=touched)
+        for i, key in enumerate(ks):
+            touched += self._run(object_id, keys_[key], key, 1, bounds[i + 2], False)
+            touched += self._run(object_id, keys_[key], key, -1, bounds[i], False)
+        self._collect(object_id, keys_, range(self.session.n_slices), key_scores or {})
+        return self._result(object_id, name, touched)
 
-    def correct(self, slice_index: int, box: Box | None = None,
-                points: list[Point] | None = None, object_id: int = 1) -> PropagationResult:
-        """Re-prompt ``slice_index`` (it becomes a key slice) and re-propagate locally."""
-        self.session.predict(slice_index, box=box, points=points, object_id=object_id)
-        return self.repropagate(slice_index, object_id)
-
-    def repropagate(self, slice_index: int, object_id: int = 1) -> PropagationResult:
-        """Recompute only the runs leaving key ``slice_index`` (see the module docstring).
-
-        Runs are those of the last :meth:`propagate`; after undoing a propagation, propagate
-        again rather than correcting.
-        """
+    def repropagate(self, keys: Mapping[int, np.ndarray], slice_index: int, object_id: int = 1,
+                    *, name: str = "structure", key_scores: Mapping[int, float] | None = None
+                    ) -> PropagationResult:
+        """As :meth:`propagate` after key ``slice_index`` was added or changed, recomputing
+        only the runs leaving it (module docstring). Falls back to :meth:`propagate` when this
+        propagator has no earlier result of the object on this volume, or when other keys
+        changed too."""
         self._sync()
-        keys = self._keys(object_id)
-        if slice_index not in keys:
-            raise PromptError(f"Slice {slice_index} is not a prompted slice of object "
-                              f"{object_id}; predict on it first.")
-        i = keys.index(slice_index)
-        bounds = [-1, *keys, self.session.n_slices]
+        keys_ = _clean_keys(keys, object_id)
+        if slice_index not in keys_:
+            raise PromptError(f"Slice {slice_index} is not a key slice of object {object_id}; "
+                              "predict on it first.")
+        old = self._memory.get(object_id)
+        others = {k: m for k, m in keys_.items() if k != slice_index}
+        if old is None or set(others) != set(old.keys) - {slice_index} or \
+                any(not np.array_equal(m, old.keys[k]) for k, m in others.items()):
+            return self.propagate(keys_, object_id, name=name, key_scores=key_scores)
+        ks = list(keys_)
+        i = ks.index(slice_index)
+        bounds = [-1, *ks, self.session.n_slices]
         for direction in (1, -1):  # runs that used to cross this slice now end at it
             self._runs.pop((object_id, direction, slice_index), None)
             neighbour = bounds[i] if direction == 1 else bounds[i + 2]
             stop = self._stops.get((object_id, direction, neighbour))
             if stop is not None and (stop.slice_index - slice_index) * direction > 0:
                 del self._stops[(object_id, direction, neighbour)]
-        touched = self._run(object_id, slice_index, 1, bounds[i + 2], True)
-        touched += self._run(object_id, slice_index, -1, bounds[i], True)
-        lo, hi = bounds[i] + 1, bounds[i + 2]
-        self._commit(object_id, set(range(lo, hi)), keys)
-        return self.result(object_id, recomputed=touched)
+        key = keys_[slice_index]
+        touched = self._run(object_id, key, slice_index, 1, bounds[i + 2], True)
+        touched += self._run(object_id, key, slice_index, -1, bounds[i], True)
+        self._collect(object_id, keys_, range(bounds[i] + 1, bounds[i + 2]), key_scores or {})
+        return self._result(object_id, name, touched)
 
-    def result(self, object_id: int = 1, recomputed: list[int] | None = None
-               ) -> PropagationResult:
-        """Current 3D mask, confidence and slices to check of ``object_id``."""
-        s = self.session
-        obj = s.objects[object_id]
+    def _result(self, object_id: int, name: str, recomputed: list[int]) -> PropagationResult:
+        s, mem = self.session, self._memory[object_id]
         conf = np.full(s.n_slices, np.nan)
-        for k, score in obj.scores.items():
+        for k, score in mem.scores.items():
             conf[k] = score
-        keys = self._keys(object_id)
-        candidates = [k for k in obj.masks if k not in keys]
+        candidates = [k for k in mem.masks if k not in mem.keys]
         to_check = sorted(candidates, key=lambda k: (conf[k], k))[: self.config.n_check]
-        dtype = np.uint8 if object_id < 256 else np.uint16
-        arr = np.where(s.object_array(object_id), object_id, 0).astype(dtype)
-        mask = s.volume.with_array(arr, labels={object_id: obj.name})
         stops = [v for k, v in sorted(self._stops.items()) if k[0] == object_id]
-        return PropagationResult(mask=mask, confidence=conf, to_check=to_check, keys=keys,
-                                 stops=stops, recomputed=sorted(set(recomputed or [])))
+        return PropagationResult(
+            masks=dict(mem.masks), scores=dict(mem.scores),
+            mask=s.to_volume(mem.masks, object_id, name), confidence=conf, to_check=to_check,
+            keys=list(mem.keys), stops=stops, recomputed=sorted(set(recomputed)))

@@ -1,8 +1,8 @@
 """LiteSAM: a small SAM-compatible promptable model for CPU use (the default backend).
 
 The module has the attributes of ``segment_anything.modeling.Sam`` that a prompt runtime
-uses (``image_encoder``, ``prompt_encoder``, ``mask_decoder``, ``image_format``,
-``mask_threshold``, ``pixel_mean``, ``pixel_std``) and reuses SAM's own
+uses (``image_encoder``, ``prompt_encoder``, ``mask_decoder``, ``image_format``) and reuses
+SAM's own
 ``PromptEncoder``, ``MaskDecoder`` and ``TwoWayTransformer``. New are the image encoder, a
 compact residual CNN (strides 2..16) with two self-attention layers at stride 16 and an
 FPN-style neck giving a stride-8 embedding, and one addition to the prompt encoder (a subclass
@@ -12,46 +12,38 @@ respect the box (SAM learns it from sparse tokens alone, with far more data).
 
 Shapes at the default working resolution ``image_size=256``:
 
-- input image: ``(B, 3, 256, 256)`` float32, already normalised as
-  ``(rgb_0_255 - pixel_mean) / pixel_std`` (the slice replicated over the 3 channels);
+- input image: ``(B, 3, 256, 256)`` float32, already normalised by the recipe
+  (:meth:`medseg.models.prompt_recipe.PromptRecipe.model_input`);
 - image embedding: ``(B, embed_dim, 32, 32)``;
 - boxes/points: ``XYXY`` / ``XY`` pixel coordinates of the 256x256 input (x = column);
-- low-resolution mask logits: ``(B, M, 128, 128)``; upsample 2x to the input size.
+- low-resolution mask logits: ``(B, M, 128, 128)``; upsample 2x to the input size; with the
+  RoI decoder (``roi_decoder: true``, the shipped weights) ``(B, 1, 256, 256)``.
 
-Weights are saved as safetensors next to a JSON description in the format of
-:mod:`medseg.models.promptable` (:func:`save_lite_sam`, :func:`load_lite_sam`); the shipped
-model is ``medseg/weights/lite_sam.safetensors`` (``load_promptable("lite")``).
+The preprocessing, prompt convention, mask threshold and click settings are the model's
+recipe (:mod:`medseg.models.prompt_recipe`), stored with the weights; weights are read and
+written by :mod:`medseg.models.promptable` (the shipped model: ``load_promptable("lite")``).
+This module imports neither.
 """
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
-from typing import Any, Literal
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from medseg.errors import PromptModelError
-from medseg.io.atomic import atomic_path, write_text_atomic
 from medseg.models.roi_decoder import RoiDecoder, pack_image, unpack_image
 from medseg.models.sam_modules import decode_aligned, sam_modeling
 
-__all__ = [
-    "LITE_CT_WINDOW", "LiteImageEncoder", "LiteSam", "LiteSamConfig", "build_lite_sam",
-    "lite_spec", "load_lite_sam", "save_lite_sam",
-]
-
-ARCHITECTURE = "medseg-lite-sam"
-LITE_CT_WINDOW = (-160.0, 240.0)
+__all__ = ["LiteImageEncoder", "LiteSam", "LiteSamConfig", "build_lite_sam"]
 
 
 @dataclass(frozen=True)
 class LiteSamConfig:
-    """Network hyper-parameters; stored in the JSON next to the weights."""
+    """Network hyper-parameters (the ``arch`` of the weights JSON)."""
 
     image_size: int = 256
     embed_dim: int = 128
@@ -67,28 +59,12 @@ class LiteSamConfig:
     roi_decoder: bool = False
     roi_size: int = 64
     roi_width: int = 32
-    #: modalities decoded by the RoI decoder (upper case, e.g. ("CT",)); others use the SAM
-    #: mask decoder. Empty: every modality. Chosen on validation organs per modality.
-    roi_modalities: tuple[str, ...] = ()
-    #: logit above which a pixel is in the returned mask (SAM's ``mask_threshold``, 0 there);
-    #: a calibration of the trained weights, chosen on the validation structures
-    #: (bench/notes/lite_model_selection.md). Click prompts fit their second RoI at it too.
-    mask_threshold: float = 0.0
-    pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
-    pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
 
     def __post_init__(self) -> None:
         if self.roi_decoder and (self.roi_size < 8 or self.roi_size % 8 or self.roi_width < 1):
             raise PromptModelError(
                 f"lite model config: roi_size must be a positive multiple of 8 and roi_width "
                 f">= 1, got roi_size={self.roi_size}, roi_width={self.roi_width}")
-        if isinstance(self.mask_threshold, bool) or \
-                not isinstance(self.mask_threshold, (int, float)) or \
-                not math.isfinite(self.mask_threshold):
-            raise PromptModelError(f"lite model config: mask_threshold must be a finite number "
-                                   f"(a logit, 0 = SAM's), got {self.mask_threshold!r}")
-        object.__setattr__(self, "roi_modalities",
-                           tuple(str(m).upper() for m in self.roi_modalities))
 
     @property
     def embedding_size(self) -> int:
@@ -247,7 +223,6 @@ def _prompt_encoder_class() -> type[nn.Module]:
 class LiteSam(nn.Module):
     """SAM-compatible container; see the module docstring for shapes."""
 
-    mask_threshold: float = 0.0
     image_format: str = "RGB"
 
     def __init__(self, cfg: LiteSamConfig) -> None:
@@ -268,16 +243,6 @@ class LiteSam(nn.Module):
             transformer_dim=cfg.embed_dim, iou_head_depth=3, iou_head_hidden_dim=cfg.embed_dim)
         self.roi_decoder = RoiDecoder(cfg.embed_dim, cfg.image_size, cfg.roi_size,
                                       cfg.roi_width) if cfg.roi_decoder else None
-        self.mask_threshold = float(cfg.mask_threshold)
-        self.register_buffer("pixel_mean", torch.tensor(cfg.pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std).view(-1, 1, 1), False)
-
-    def uses_roi(self, modality: str | None) -> bool:
-        """Whether prompts on an image of ``modality`` go to the RoI decoder."""
-        if self.roi_decoder is None:
-            return False
-        mods = self.config.roi_modalities
-        return not mods or (modality or "").upper() in mods
 
     def split_embedding(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(features (B, embed_dim, e, e), image (B, 1, S, S) or None)`` of an embedding."""
@@ -300,22 +265,11 @@ class LiteSam(nn.Module):
             feats, image, boxes, pts, lab, mask_input, has_mask)
         return out
 
-    #: click-only prompts: first RoI box = a square of this fraction of the input side around
-    #: the clicks; then a pass on the first mask's box grown by CLICK_GROW per side (+2 px),
-    #: and up to CLICK_MORE_PASSES more while the mask still touches its box (a structure
-    #: larger than the square). Chosen on the validation structures (bench/prompt_clicks.py):
-    #: 2 more passes helped one click (0.811 -> 0.822) but cost three clicks 0.008, over the
-    #: rule's 0.005, so none by default; the SAM decoder's click proposal they replace spanned
-    #: the whole slice, median Dice 0.13. A structure far larger than the square wants a box.
-    CLICK_SQUARE = 1 / 6
-    CLICK_GROW = 0.25
-    CLICK_MORE_PASSES = 0
-
     def _prompt_box(self, points: tuple[torch.Tensor, torch.Tensor] | None,
-                    mask_input: torch.Tensor | None, batch: int,
-                    device: torch.device) -> torch.Tensor:
+                    mask_input: torch.Tensor | None, batch: int, device: torch.device,
+                    click_square: float) -> torch.Tensor:
         """A box for prompts without one: the mask prompt's extent, else a square of
-        ``CLICK_SQUARE`` of the input side centred on the positive clicks' extent; grown to
+        ``click_square`` of the input side centred on the positive clicks' extent; grown to
         cover every positive click + 2 px (negative clicks only say what is not the object,
         and padding clicks, label -1, are ignored); else the whole input."""
         s = float(self.config.image_size)
@@ -328,83 +282,63 @@ class LiteSam(nn.Module):
             pos = _positive_clicks(points, i)
             if box is None and pos is not None:
                 c = (pos.amin(0) + pos.amax(0)) / 2
-                half = s * self.CLICK_SQUARE / 2
+                half = s * click_square / 2
                 box = torch.cat([c - half, c + half])
             if box is None:
                 box = torch.tensor([0.0, 0.0, s, s], device=device)
             out[i] = _cover_clicks(box, pos)
         return out
 
-    def _refined_box(self, logits: torch.Tensor, boxes: torch.Tensor,
-                     points: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
-        """Boxes of a first pass's masks (``logits (B, 1, S, S)`` above ``mask_threshold``,
-        the returned masks' threshold), grown by ``CLICK_GROW`` of their size per side + 2 px
-        and covering the positive clicks; ``boxes`` where a mask is empty."""
+    @staticmethod
+    def _refined_box(logits: torch.Tensor, boxes: torch.Tensor,
+                     points: tuple[torch.Tensor, torch.Tensor] | None, threshold: float,
+                     grow: float) -> torch.Tensor:
+        """Boxes of a first pass's masks (``logits (B, 1, S, S)`` above ``threshold``, the
+        returned masks' threshold), grown by ``grow`` of their size per side + 2 px and
+        covering the positive clicks; ``boxes`` where a mask is empty."""
         out = boxes.clone()
         for i in range(logits.shape[0]):
-            b = _extent(logits[i, 0], self.mask_threshold)
+            b = _extent(logits[i, 0], threshold)
             if b is None:
                 continue
             w, h = b[2] - b[0], b[3] - b[1]
-            b = b + torch.stack([-w, -h, w, h]) * self.CLICK_GROW \
+            b = b + torch.stack([-w, -h, w, h]) * grow \
                 + torch.tensor([-2.0, -2.0, 2.0, 2.0], device=b.device)
             out[i] = _cover_clicks(b, _positive_clicks(points, i))
         return out
 
-    def _touches_box(self, logits: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-        """``(B,)`` bool: the mask (``logits > mask_threshold``) reaches within 1 px of a side
-        of its box that lies inside the input (the structure may go on past the RoI)."""
-        s = float(self.config.image_size)
-        out = torch.zeros(logits.shape[0], dtype=torch.bool)
-        for i in range(logits.shape[0]):
-            e = _extent(logits[i, 0], self.mask_threshold)
-            if e is None:
-                continue
-            x0, y0, x1, y1 = (float(v) for v in boxes[i])
-            ext = [float(v) for v in e]
-            out[i] = (x0 > 0 and ext[0] <= x0 + 1) or (y0 > 0 and ext[1] <= y0 + 1) or \
-                (x1 < s and ext[2] >= x1 - 1) or (y1 < s and ext[3] >= y1 - 1)
-        return out
-
     def decode(self, embedding: torch.Tensor, boxes: torch.Tensor | None = None,
                points: tuple[torch.Tensor, torch.Tensor] | None = None,
-               mask_input: torch.Tensor | None = None,
-               multimask: bool = False, roi: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+               mask_input: torch.Tensor | None = None, multimask: bool = False, *,
+               threshold: float = 0.0, click_square: float = 1 / 6,
+               click_grow: float = 0.25) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompted decoding of a batch of embeddings.
 
         ``embedding``: ``(B, C, e, e)``; ``boxes``: ``(B, 4)`` XYXY input pixels; ``points``:
         coords ``(B, N, 2)`` XY and labels ``(B, N)`` (1 positive, 0 negative, -1 padding);
-        ``mask_input``: ``(B, 1, 4e, 4e)`` logits. Returns low-res logits ``(B, M, 4e, 4e)``
-        and predicted IoU ``(B, M)`` with ``M = 3`` if ``multimask`` else 1.
+        ``mask_input``: ``(B, 1, 4e, 4e)`` logits. Without the RoI decoder: SAM's decoder,
+        low-res logits ``(B, M, 4e, 4e)`` and IoU ``(B, M)``, ``M = 3`` if ``multimask`` else 1.
 
-        A model with the RoI decoder (and ``roi``) instead returns one mask ``(B, 1, S, S)``
-        on the model input; prompts without a box get one from :meth:`_prompt_box`, and a
-        click-only prompt is decoded again in the RoI of the first mask
-        (:meth:`_refined_box`), and again while the mask touches its box
-        (``CLICK_MORE_PASSES`` at most).
+        With the RoI decoder: one mask ``(B, 1, S, S)`` on the model input; prompts without a
+        box get one from :meth:`_prompt_box` (``click_square``), and a click-only prompt is
+        decoded once more in the box of the first mask cut at ``threshold`` and grown by
+        ``click_grow`` (:meth:`_refined_box`). The three values are the model's recipe.
         """
-        feats = embedding[:, :self.config.embed_dim]
-        if self.roi_decoder is not None and roi:
+        if self.roi_decoder is not None:
             if boxes is not None:
                 return self.roi_decode(embedding, boxes.float().reshape(-1, 4), points,
                                        mask_input)
-            boxes = self._prompt_box(points, mask_input, embedding.shape[0], embedding.device)
+            boxes = self._prompt_box(points, mask_input, embedding.shape[0], embedding.device,
+                                     click_square)
             out = self.roi_decode(embedding, boxes, points, mask_input)
             if mask_input is None and points is not None:  # click-only: re-fit the RoI
-                boxes = self._refined_box(out[0], boxes, points)
+                boxes = self._refined_box(out[0], boxes, points, threshold, click_grow)
                 out = self.roi_decode(embedding, boxes, points, mask_input)
-                for _ in range(self.CLICK_MORE_PASSES):
-                    grow = self._touches_box(out[0], boxes).to(boxes.device)
-                    if not bool(grow.any()):
-                        break
-                    boxes = torch.where(grow[:, None], self._refined_box(out[0], boxes, points),
-                                        boxes)
-                    out = self.roi_decode(embedding, boxes, points, mask_input)
             return out
         pe_mod: Any = self.prompt_encoder
         dec: Any = self.mask_decoder
         sparse, dense = pe_mod(points=points, boxes=boxes, masks=mask_input)
-        return decode_aligned(dec, feats, pe_mod.get_dense_pe(), sparse, dense, multimask)
+        return decode_aligned(dec, embedding, pe_mod.get_dense_pe(), sparse, dense, multimask)
 
     def n_parameters(self) -> int:
         """Number of parameters (all trainable tensors)."""
@@ -443,57 +377,3 @@ def build_lite_sam(cfg: LiteSamConfig | None = None, **arch: Any) -> LiteSam:
     if cfg is not None and arch:
         raise TypeError("pass either cfg or arch keywords, not both")
     return LiteSam(cfg or LiteSamConfig.from_dict(arch))
-
-
-def lite_spec(cfg: LiteSamConfig, version: str = "1",
-              coords: Literal["indices", "edges"] = "indices") -> Any:
-    """The :class:`~medseg.models.promptable.PromptModelSpec` of a lite model: SAM recipe
-    (longest side resized, padded, ``pixel_mean``/``pixel_std``), CT window (-160, 240) HU
-    (MedSAM's abdomen window: level 40, width 400), MR/other: 0.5/99.5 percentiles. Prompt
-    ``coords``: ``"indices"``, the convention every shipped lite model was calibrated and
-    validated with; ``"edges"`` matches how :class:`medseg.data.prompt_slices.PromptSampler`
-    draws training prompts and lost on validation on 2026-12-05
-    (:mod:`medseg.models.promptable`)."""
-    from medseg.models.promptable import PromptModelSpec
-
-    return PromptModelSpec(name="medseg-lite-sam", image_size=cfg.image_size,
-                           embed_size=cfg.embedding_size, window=LITE_CT_WINDOW,
-                           version=version, recipe="sam", coords=coords)
-
-
-def save_lite_sam(model: LiteSam, weights: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``weights`` (``.safetensors``) and its ``.json`` in the medseg promptable format
-    (:mod:`medseg.models.promptable`) atomically; returns the weights path.
-
-    ``extra`` (e.g. training provenance) is stored under ``"training"`` in the JSON.
-    """
-    from safetensors.torch import save_file
-
-    from medseg.models.promptable import FORMAT
-
-    path = Path(weights).with_suffix(".safetensors")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"architecture": ARCHITECTURE})
-    spec = asdict(lite_spec(model.config))
-    doc = {"format": FORMAT, "format_version": 1, "spec": spec, "recipe": spec["recipe"],
-           "builder": "medseg.models.lite_sam:build_lite_sam",
-           "arch": asdict(model.config), "training": extra or {}}
-    write_text_atomic(path.with_suffix(".json"), json.dumps(doc, indent=1) + "\n")
-    return path
-
-
-def load_lite_sam(weights: str | Path) -> LiteSam:
-    """Load a model written by :func:`save_lite_sam` (eval mode, CPU).
-
-    Raises :class:`PromptModelError` when the file or its JSON is missing, or when the
-    checkpoint belongs to another architecture.
-    """
-    from medseg.models.promptable import load_promptable
-
-    net = load_promptable(Path(weights)).sam
-    if not isinstance(net, LiteSam):
-        raise PromptModelError(f"{weights}: holds {type(net).__name__}, not the lite model; "
-                               "load it with load_promptable")
-    return net.eval()

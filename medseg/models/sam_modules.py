@@ -199,13 +199,6 @@ def assemble_sam(image_encoder: torch.nn.Module, *, image_size: int, embed_size:
     return sam
 
 
-def build_sam_vit_from_dict(**arch: Any) -> torch.nn.Module:
-    """:func:`build_sam_vit` from :class:`VitArch` fields (a ``save_promptable`` builder)."""
-    if "global_attn_indexes" in arch:
-        arch["global_attn_indexes"] = tuple(arch["global_attn_indexes"])
-    return build_sam_vit(VitArch(**arch))
-
-
 def decode_aligned(decoder: Any, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
                    sparse: torch.Tensor, dense: torch.Tensor,
                    multimask_output: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

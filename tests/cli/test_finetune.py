@@ -38,7 +38,8 @@ def test_finetune_cli_with_overrides(tmp_path: Path, capsys: pytest.CaptureFixtu
     ckpt = tmp_path / "run/lite_sam.safetensors"
     assert ckpt.is_file() and (tmp_path / "run/lite_sam.json").is_file()
     model = load_promptable(ckpt)
-    assert model.spec.image_size == 64
+    assert model.recipe.image_size == 64 and model.name == "medseg-lite-sam"
+    assert model.version.startswith("ft-")  # the training config's hash names the weights
     assert '"iteration": 2' in (tmp_path / "run/train_log.jsonl").read_text()
 
 

@@ -1,4 +1,5 @@
-"""PromptSession: voxel-coordinate prompts, embedding cache, objects, undo, typed errors."""
+"""PromptSession: voxel-coordinate prompts, embedding cache, masks as label maps, the modality
+decision, typed errors. The session keeps no masks (the caller owns them)."""
 
 from __future__ import annotations
 
@@ -50,12 +51,13 @@ def test_box_lands_on_the_prompted_voxels_axis2() -> None:
     assert mask.shape == (64, 80) and score > 0.9
     truth = vol.array[:, :, 3] > 0
     assert _iou(mask, truth) > 0.85
-    labels = s.label_volume()
-    assert labels.shape == vol.shape and labels.labels == {1: "object_1"}
+    labels = s.to_volume({3: mask}, 1, "rect")
+    assert labels.shape == vol.shape and labels.labels == {1: "rect"}
     assert np.nonzero(labels.array.any(axis=(0, 1)))[0].tolist() == [3]
     assert labels.grid_differences(vol) == []
+    assert not hasattr(s, "objects") and not hasattr(s, "undo")  # no second store of masks
     # the same numbers with x and y swapped select nothing bright
-    empty, _ = s.predict(3, box=(38, 8, 47, 22), record=False)
+    empty, _ = s.predict(3, box=(38, 8, 47, 22))
     assert not empty.any()
 
 
@@ -68,7 +70,8 @@ def test_box_on_axis0_uses_the_remaining_axes_as_x_and_y() -> None:
     assert mask.shape == (80, 6)
     assert np.array_equal(np.nonzero(mask.any(axis=1))[0], np.arange(40, 46))
     assert np.nonzero(mask.any(axis=0))[0].tolist() == [3]
-    assert np.array_equal(s.object_array(1)[15], mask) and s.object_array(1).sum() == mask.sum()
+    arr = s.to_volume({15: mask}).array > 0
+    assert np.array_equal(arr[15], mask) and arr.sum() == mask.sum()
 
 
 def test_real_tumour_slice_with_box_and_tiny_sam() -> None:
@@ -86,7 +89,7 @@ def test_real_tumour_slice_with_box_and_tiny_sam() -> None:
     s.set_volume(img)
     mask2, score = s.predict(k, box=box, points=[(xs[0], ys[0], True)])
     assert mask2.shape == img.shape[:2] and np.isfinite(score)
-    out = s.label_volume()
+    out = s.to_volume({k: mask2})
     assert out.array[:, :, :k].max() == 0 and out.array[:, :, k + 1:].max() == 0
     assert out.array[:, :, k].sum() == mask2.sum()
 
@@ -105,12 +108,12 @@ def test_embeddings_are_cached_and_the_lru_respects_its_budget() -> None:
     small = PromptSession(model, cache_bytes=int(2.5 * one))
     small.set_volume(vol)
     for k in range(4):
-        small.predict(k, box=(8, 38, 22, 47), record=False)
+        small.predict(k, box=(8, 38, 22, 47))
     assert len(small.cache) == 2 and small.cache.nbytes <= small.cache.budget_bytes
     assert small.embeddings_computed == 4
-    small.predict(3, box=(8, 38, 22, 47), record=False)  # most recent: still cached
+    small.predict(3, box=(8, 38, 22, 47))  # most recent: still cached
     assert small.embeddings_computed == 4
-    small.predict(0, box=(8, 38, 22, 47), record=False)  # evicted: recomputed
+    small.predict(0, box=(8, 38, 22, 47))  # evicted: recomputed
     assert small.embeddings_computed == 5
     small.embed_slices([4, 5, 4])  # batched, duplicates computed once
     assert small.embeddings_computed == 7 and len(small.cache) == 2
@@ -127,24 +130,27 @@ def test_cache_unit_eviction_order() -> None:
     assert "huge" not in c and c.nbytes == 1200
 
 
-def test_undo_restores_previous_masks_per_object() -> None:
+def test_click_refinement_takes_the_callers_mask_as_mask_prompt() -> None:
+    """A click alone on a slice with a mask refines that mask: the caller passes it as
+    ``mask_input`` (the session keeps no masks)."""
     vol = _rect_volume()
-    s = PromptSession(ThresholdModel(image_size=128, level=100))
+    s = PromptSession(tiny_prompt_model())
     s.set_volume(vol)
-    first, _ = s.predict(3, box=(8, 38, 22, 47), object_id=1)
-    s.predict(3, box=(8, 38, 14, 47), object_id=1)
-    other, _ = s.predict(1, box=(38, 3, 52, 16), object_id=2)
-    s.object(2, "lesion")
-    assert s.undo(1) == [3]
-    assert np.array_equal(s.objects[1].masks[3], first)
-    assert np.array_equal(s.objects[2].masks[1], other)  # other object untouched
-    labels = s.label_volume()
-    assert labels.labels == {1: "object_1", 2: "lesion"}
-    assert set(np.unique(labels.array[:, :, 1])) == {0, 2}
-    s.undo(1)
-    assert 3 not in s.objects[1].masks
-    with pytest.raises(PromptError, match="Nothing to undo"):
-        s.undo(1)
+    first, _ = s.predict(3, box=(8, 38, 22, 47))
+    seen = []
+    inner = s.model.decode
+
+    def spy(embedding: torch.Tensor, **kw: object) -> object:
+        seen.append(kw.get("mask_input"))
+        return inner(embedding, **kw)  # type: ignore[arg-type]
+
+    s.model.decode = spy  # type: ignore[method-assign]
+    s.predict(3, points=[(15, 42, True)], mask_input=first)
+    s.predict(3, points=[(15, 42, True)])
+    assert seen[0] is not None and seen[0].shape == (1, 1, 32, 32) and seen[1] is None
+    torch.testing.assert_close(seen[0], s.mask_prompt(first))
+    with pytest.raises(PromptError, match="mask_input has shape"):
+        s.predict(3, points=[(15, 42, True)], mask_input=first[:10])
 
 
 def test_prompt_errors_are_typed_and_explain_the_fix() -> None:
@@ -167,6 +173,8 @@ def test_prompt_errors_are_typed_and_explain_the_fix() -> None:
     with pytest.raises(PromptError, match="only negative clicks.*positive click"):
         s.predict(3, points=[(10, 10, False), (12, 12, False)])
     s.predict(3, box=(0, 0, 20, 20), points=[(10, 10, False)])  # with a box: fine
+    with pytest.raises(PromptError, match="positive integer"):
+        s.to_volume({3: np.zeros((64, 80), bool)}, 0)
     with pytest.raises(PromptError, match=r"A point is \(x, y, positive\)"):
         s.predict(3, points=[(10, 10)])  # was a bare IndexError
     with pytest.raises(PromptError, match="axis"):
@@ -175,14 +183,25 @@ def test_prompt_errors_are_typed_and_explain_the_fix() -> None:
         assert issubclass(exc, MedsegError)
 
 
-def test_modality_override_selects_the_ct_window() -> None:
+def test_modality_decision_selects_the_window() -> None:
+    """The session's window follows the one modality decision: the header's modality, else the
+    data (HU air means CT), else the override; the recipe's CT window for CT, percentiles
+    otherwise."""
     import dataclasses
 
     model = tiny_prompt_model()
-    model.spec = dataclasses.replace(model.spec, window=(-160.0, 240.0))
-    vol = _rect_volume()
+    model.recipe = dataclasses.replace(model.recipe, ct_window=(-160.0, 240.0))
+    vol = _rect_volume()  # header MR, values 0..1000
     s = PromptSession(model)
-    s.set_volume(vol)  # MR: volume percentiles
-    assert s._window == pytest.approx(tuple(np.percentile(vol.array, [0.5, 99.5])))
-    s.set_volume(vol, modality="CT")
-    assert s.modality == "CT" and s._window == (-160.0, 240.0)
+    s.set_volume(vol)
+    assert s.modality.source == "header" and s.window == pytest.approx(
+        tuple(np.percentile(vol.array, [0.5, 99.5])))
+    s.set_volume(vol, modality="ct")
+    assert s.modality.modality == "CT" and s.modality.source == "override"
+    assert s.window == (-160.0, 240.0)
+    ct = dataclasses.replace(vol, array=vol.array - 1024.0, modality=None)  # NIfTI-like CT
+    s.set_volume(ct)
+    assert (s.modality.modality, s.modality.source) == ("CT", "data")
+    assert s.window == (-160.0, 240.0)
+    s.set_volume(dataclasses.replace(vol, modality=None))  # no header, no air: not CT
+    assert s.modality.modality is None and s.window[1] == pytest.approx(1000.0)

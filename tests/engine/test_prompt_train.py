@@ -13,7 +13,7 @@ import torch
 from medseg.data.prompt_slices import LabelledVolume, PromptSampler, SliceTable
 from medseg.engine.prompt_config import parse_finetune_config
 from medseg.engine.prompt_train import (
-    build_net,
+    build_model,
     dice_bce_loss,
     load_sources,
     prompt_forward,
@@ -21,12 +21,15 @@ from medseg.engine.prompt_train import (
 )
 from medseg.errors import ConfigError, DatasetError
 from medseg.models.lite_sam import LiteSam
-from medseg.models.promptable import load_promptable
+from medseg.models.prompt_recipe import PromptRecipe, lite_recipe, medsam_recipe
+from medseg.models.promptable import PromptModel, load_promptable, save_promptable
 
 torch.set_num_threads(1)
 DS = Path(__file__).resolve().parents[2] / "data_samples"
 TINY = {"image_size": 64, "embed_dim": 32, "widths": [8, 16, 16, 32], "attn_heads": 2,
         "decoder_mlp_dim": 64, "decoder_heads": 2}
+#: a 64 px recipe whose normalisation leaves 0..255 as is, prompts on pixel edges
+EDGES = PromptRecipe(64, pixel_mean=(0.0, 0.0, 0.0), pixel_std=(1.0, 1.0, 1.0), coords="edges")
 
 
 def _raw(tmp_path: Path, **train: Any) -> dict[str, Any]:
@@ -57,7 +60,7 @@ def test_slice_table_min_area_exclude_and_boxes() -> None:
     assert table.names() == ["a"]
     assert {(e.axis, e.index, e.value, e.area) for e in table.entries} == {
         (2, 1, 1, 70), (2, 2, 1, 70), (2, 3, 1, 70)}
-    sampler = PromptSampler(table, 64, (0.0,) * 3, (1.0,) * 3, 32, seed=0)
+    sampler = PromptSampler(table, EDGES, 32, seed=0)
     b = sampler.batch(3)
     assert b.image.shape == (3, 3, 64, 64) and b.mask.shape == (3, 1, 64, 64)
     # image [y, x] = (30, 40) -> scale 1.6: x = i 5..14 -> 8..24, y = j 5..11 -> 8..19.2
@@ -70,35 +73,32 @@ def test_slice_table_min_area_exclude_and_boxes() -> None:
         SliceTable([_synthetic_source()], min_area=500)
 
 
-def test_edges_coordinates_hand_the_model_prompts_as_training_drew_them() -> None:
-    """Training draws boxes on pixel edges ([min, max + 1) of the resized mask) and clicks at
-    pixel centres; a spec with coords "edges" maps the same voxels' inclusive box and a
-    voxel's click to the same model pixels. With "indices" (SAM's convention, and the one the
-    shipped lite weights were validated with) the box ends a voxel (1.6 px here) short."""
+@pytest.mark.parametrize("coords", ["indices", "edges"])
+def test_training_prompts_follow_the_recipes_coordinate_convention(coords: str) -> None:
+    """Training draws the tight box and clicks in the recipe's convention: the runtime maps the
+    structure's inclusive voxel box (and a click on a voxel) to the same model pixels."""
     from medseg.data.prompt_slices import AugmentSettings
-    from medseg.models.lite_sam import LiteSamConfig, lite_spec
-    from medseg.models.promptable import PromptModel
-    from tests.prompt_factory import tiny_prompt_model
 
     table = SliceTable([_synthetic_source()], min_area=20, exclude=("held_out",))
     none = AugmentSettings(flip=0, scale=(1.0, 1.0), aspect=0, rotate_deg=0, elastic=0,
                            intensity=0, noise=0)
-    b = PromptSampler(table, 64, (0.0,) * 3, (1.0,) * 3, 32, seed=0).batch(8)  # tight boxes
-    spec = lite_spec(LiteSamConfig(image_size=64), coords="edges")
-    rs = PromptModel(tiny_prompt_model().sam, spec).resize_for((30, 40))  # [y, x] of a slice
+    recipe = dataclasses.replace(EDGES, coords=coords)
+    b = PromptSampler(table, recipe, 32, seed=0).batch(8)  # tight boxes, no augmentation
+    rs = recipe.resize_for((30, 40))  # [y, x] of a slice: 1.6 model px per voxel
     box = rs.box_to_model((5, 5, 14, 11))  # the structure's voxels: i 5..14, j 5..11
     for i in range(8):
         torch.testing.assert_close(torch.as_tensor(box, dtype=torch.float64),
                                    b.boxes[i].double(), atol=0.61, rtol=0)
-    indices = dataclasses.replace(rs, edges=False).box_to_model((5, 5, 14, 11))
-    assert indices[2] == pytest.approx(box[2] - 1.6) and indices[3] == pytest.approx(box[3] - 1.6)
-    # a click on voxel (7, 9) lands on that voxel's centre, where training clicks sit
-    assert rs.points_to_model(np.array([[7, 9]]))[0].tolist() == pytest.approx([7.5 * 1.6,
-                                                                                 9.5 * 1.6])
-    clicks = PromptSampler(table, 64, (0.0,) * 3, (1.0,) * 3, 32, seed=0, augment=none,
-                           point_prob=1.0).batch(8)
+    edges = dataclasses.replace(rs, edges=True).box_to_model((5, 5, 14, 11))
+    assert (box[2], box[3]) == pytest.approx((edges[2] - (coords == "indices") * 1.6,
+                                              edges[3] - (coords == "indices") * 1.6))
+    clicks = PromptSampler(table, recipe, 32, seed=0, augment=none, point_prob=1.0).batch(8)
     pos = clicks.points[clicks.point_labels == 1]
-    assert pos.numel() and torch.allclose(pos % 1, torch.full_like(pos, 0.5))  # pixel centres
+    if coords == "edges":  # a voxel's centre
+        assert pos.numel() and torch.allclose(pos % 1, torch.full_like(pos, 0.5))
+    else:  # a voxel's index scaled: a multiple of 1.6 model px
+        ratio = pos / 1.6
+        assert pos.numel() and torch.allclose(ratio, ratio.round(), atol=1e-4)
 
 
 def test_propagation_step_samples_teach_where_a_structure_ends() -> None:
@@ -109,8 +109,8 @@ def test_propagation_step_samples_teach_where_a_structure_ends() -> None:
     table = SliceTable([_synthetic_source()], min_area=20, exclude=("held_out",))
     none = AugmentSettings(flip=0, scale=(1.0, 1.0), aspect=0, rotate_deg=0, elastic=0,
                            intensity=0, noise=0)
-    sampler = PromptSampler(table, 64, (0.0,) * 3, (1.0,) * 3, 32, seed=0, augment=none,
-                            propagate_prob=1.0, point_prob=1.0)
+    sampler = PromptSampler(table, EDGES, 32, seed=0, augment=none, propagate_prob=1.0,
+                            point_prob=1.0)
     b = sampler.batch(40)
     assert bool(b.has_mask_input.all()) and b.points is None
     areas = b.mask.sum((1, 2, 3))
@@ -132,7 +132,7 @@ def test_box_only_propagation_steps_have_no_mask_prompt_and_the_given_margin() -
     table = SliceTable([_synthetic_source()], min_area=20, exclude=("held_out",))
     none = AugmentSettings(flip=0, scale=(1.0, 1.0), aspect=0, rotate_deg=0, elastic=0,
                            intensity=0, noise=0)
-    sampler = PromptSampler(table, 64, (0.0,) * 3, (1.0,) * 3, 32, seed=0, augment=none,
+    sampler = PromptSampler(table, EDGES, 32, seed=0, augment=none,
                             propagate_prob=1.0, mask_prompt_prob=1.0,
                             propagate_margin=(1.0, 1.0), propagate_mask_prompt=False)
     b = sampler.batch(20)
@@ -187,8 +187,7 @@ def test_lesion_samples_replace_the_target_and_carry_no_mask_prompt() -> None:
     table = SliceTable([_synthetic_source()], min_area=20, exclude=("held_out",))
     none = AugmentSettings(flip=0, scale=(1.0, 1.0), aspect=0, rotate_deg=0, elastic=0,
                            intensity=0, noise=0, lesion=1.0)
-    sampler = PromptSampler(table, 64, (0.0,) * 3, (1.0,) * 3, 32, seed=0, augment=none,
-                            mask_prompt_prob=1.0)
+    sampler = PromptSampler(table, EDGES, 32, seed=0, augment=none, mask_prompt_prob=1.0)
     b = sampler.batch(8)
     assert not bool(b.has_mask_input.any())
     structure = torch.zeros(64, 64, dtype=torch.bool)  # structure "a": x 8..24, y 8..19
@@ -218,7 +217,7 @@ def test_jittered_boxes_stay_in_image_and_near_the_structure(slice_px: float) ->
     from medseg.data.prompt_slices import AugmentSettings
 
     table = SliceTable([_synthetic_source()], min_area=20)
-    sampler = PromptSampler(table, 64, (0.0,) * 3, (1.0,) * 3, 32, box_jitter=20,
+    sampler = PromptSampler(table, EDGES, 32, box_jitter=20,
                             point_prob=1.0, augment=AugmentSettings(), seed=1,
                             box_jitter_slice_px=slice_px)
     b = sampler.batch(16)
@@ -234,7 +233,8 @@ def test_jittered_boxes_stay_in_image_and_near_the_structure(slice_px: float) ->
 def _eval_loss(net: torch.nn.Module, cfg: Any) -> float:
     from medseg.engine.prompt_train import _sampler
 
-    sampler = _sampler(cfg, net, load_sources(cfg), rank=0)
+    model = PromptModel(net, lite_recipe(64), name="eval", version="0")
+    sampler = _sampler(cfg, model, load_sources(cfg), rank=0)
     sampler.aug = None
     sampler.rng = np.random.default_rng(123)
     b = sampler.batch(8)
@@ -249,7 +249,7 @@ def test_finetune_lowers_the_loss_and_writes_a_loadable_checkpoint(
         tmp_path: Path, freeze_image_encoder: bool) -> None:
     cfg = parse_finetune_config(_raw(tmp_path, freeze_image_encoder=freeze_image_encoder))
     torch.manual_seed(3)
-    before_net, _ = build_net(cfg)
+    before_net = build_model(cfg).sam
     before = _eval_loss(before_net, cfg)
     result = run_finetune(cfg, log=lambda _m: None)
     assert result.iterations == 12 and result.checkpoint.is_file()
@@ -268,17 +268,18 @@ def test_roi_decoder_stage_trains_only_the_new_decoder_on_a_frozen_checkpoint(
         tmp_path: Path) -> None:
     """model.checkpoint + model.arch {roi_decoder: true}: the checkpoint's tensors are kept
     (and stay frozen), the RoI decoder learns, the result loads and decodes on the model grid."""
-    from medseg.models.lite_sam import build_lite_sam, save_lite_sam
+    from medseg.models.lite_sam import build_lite_sam
 
     torch.manual_seed(0)
-    base = save_lite_sam(build_lite_sam(**TINY), tmp_path / "base.safetensors")
+    base = save_promptable(PromptModel(build_lite_sam(**TINY), lite_recipe(64), name="base",
+                                       version="0"), tmp_path / "base")[0]
     raw = _raw(tmp_path, iterations=24, freeze_image_encoder=True, mask_prompt_prob=0.5,
                point_prob=0.5)
     raw["model"] = {"backend": "lite", "checkpoint": str(base),
                     "arch": {"roi_decoder": True, "roi_size": 32, "roi_width": 8}}
     cfg = parse_finetune_config(raw)
     torch.manual_seed(3)
-    before_net, _ = build_net(cfg)
+    before_net = build_model(cfg).sam
     before = _eval_loss(before_net, cfg)
     result = run_finetune(cfg, log=lambda _m: None)
     net = load_promptable(result.checkpoint).sam
@@ -303,10 +304,10 @@ def test_sam_backend_finetunes_a_checkpoint_in_the_official_layout(tmp_path: Pat
     raw["model"] = {"backend": "sam", "checkpoint": str(tmp_path / "tiny_medsam.pth")}
     result = run_finetune(parse_finetune_config(raw), log=lambda _m: None)
     model = load_promptable(result.checkpoint)
-    assert model.spec.recipe == "medsam" and model.spec.image_size == 64
+    assert model.recipe == medsam_recipe(64) and model.name == "medsam_vit_32x2"
     raw["model"] = {"backend": "lite", "checkpoint": str(tmp_path / "tiny_medsam.pth")}
     with pytest.raises(ConfigError, match="backend is 'lite'"):
-        build_net(parse_finetune_config(raw))
+        build_model(parse_finetune_config(raw))
 
 
 def test_bad_configs_name_the_key(tmp_path: Path) -> None:
@@ -342,7 +343,7 @@ def test_loader_workers_draw_distinct_batches_from_reseeded_samplers() -> None:
     from medseg.engine.prompt_train import _batches
 
     table = SliceTable([_synthetic_source()], min_area=20)
-    sampler = PromptSampler(table, 64, (0.0,) * 3, (1.0,) * 3, 16, seed=0,
+    sampler = PromptSampler(table, EDGES, 16, seed=0,
                             augment=AugmentSettings())  # random affine: images never repeat
     it = _batches(sampler, 3, workers=2, seed=5)
     batches = [next(it) for _ in range(6)]
@@ -359,7 +360,7 @@ def test_unfrozen_encoder_trains_at_its_scaled_learning_rate_with_loader_workers
 
     cfg = parse_finetune_config(_raw(tmp_path, iterations=4, workers=2, encoder_lr_scale=0.1,
                                      freeze_image_encoder=False))
-    net, _ = build_net(cfg)
+    net = build_model(cfg).sam
     groups = _freeze(net, cfg)
     enc = {id(p) for p in net.image_encoder.parameters()}
     assert [g["lr_scale"] for g in groups] == [0.1, 1.0]

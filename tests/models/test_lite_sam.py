@@ -11,13 +11,9 @@ import torch
 
 from medseg import io as mio
 from medseg.errors import PromptModelError
-from medseg.models.lite_sam import (
-    LiteSamConfig,
-    build_lite_sam,
-    load_lite_sam,
-    save_lite_sam,
-)
-from medseg.models.promptable import LITE_STEM, load_promptable
+from medseg.models.lite_sam import LiteSam, LiteSamConfig, build_lite_sam
+from medseg.models.prompt_recipe import PromptRecipe, lite_recipe
+from medseg.models.promptable import LITE_STEM, PromptModel, load_promptable, save_promptable
 
 torch.set_num_threads(1)
 DS = Path(__file__).resolve().parents[2] / "data_samples"
@@ -42,15 +38,24 @@ def test_forward_shapes_and_parameter_budget() -> None:
     assert net.prompt_encoder.mask_input_size == (low.shape[-2], low.shape[-1])
 
 
+TINY = LiteSamConfig(image_size=64, embed_dim=32, widths=(8, 16, 16, 32), attn_heads=2,
+                    decoder_mlp_dim=64, decoder_heads=2)
+
+
+def _save(net: LiteSam, path: Path, recipe: PromptRecipe | None = None) -> Path:
+    model = PromptModel(net, recipe or lite_recipe(net.config.image_size), name="lite-test",
+                        version="0")
+    return save_promptable(model, path, {"note": "test"})[0]
+
+
 def test_save_load_roundtrip_and_wrong_architecture(tmp_path: Path) -> None:
-    cfg = LiteSamConfig(image_size=64, embed_dim=32, widths=(8, 16, 16, 32), attn_heads=2,
-                        decoder_mlp_dim=64, decoder_heads=2)
-    net = build_lite_sam(cfg).eval()
-    path = save_lite_sam(net, tmp_path / "m.safetensors", extra={"note": "test"})
+    net = build_lite_sam(TINY).eval()
+    path = _save(net, tmp_path / "m")
     doc = json.loads(path.with_suffix(".json").read_text())
     assert doc["builder"] == "medseg.models.lite_sam:build_lite_sam"
-    assert doc["training"] == {"note": "test"}
-    back = load_lite_sam(path)
+    assert doc["training"] == {"note": "test"} and doc["recipe"]["ct_window"] == [-160, 240]
+    back = load_promptable(path).sam
+    assert isinstance(back, LiteSam)
     x = torch.randn(1, 3, 64, 64)
     with torch.inference_mode():
         assert torch.equal(net.image_encoder(x), back.image_encoder(x))
@@ -58,64 +63,59 @@ def test_save_load_roundtrip_and_wrong_architecture(tmp_path: Path) -> None:
     doc["arch"] = {}
     path.with_suffix(".json").write_text(json.dumps(doc))
     with pytest.raises(PromptModelError, match="do not fit"):
-        load_lite_sam(path)
+        load_promptable(path)
     with pytest.raises(PromptModelError, match="unknown keys"):
         LiteSamConfig.from_dict({"image_sise": 64})
+    with pytest.raises(PromptModelError, match="unknown keys"):  # a recipe field, not arch
+        LiteSamConfig.from_dict({"mask_threshold": 1.0})
     with pytest.raises(PromptModelError, match="mask_threshold must be a finite number"):
-        LiteSamConfig.from_dict({"mask_threshold": "high"})
+        PromptRecipe.from_dict({"image_size": 64, "mask_threshold": "high"})
 
 
-def test_prompt_coordinate_convention_is_saved_and_loaded(tmp_path: Path) -> None:
-    """The prompt-coordinate convention travels in a lite model's JSON; a JSON written before
-    the key existed loads with the convention it was always used with ("indices"), "edges"
-    is kept, and a bad value is a clear error."""
-    cfg = LiteSamConfig(image_size=64, embed_dim=32, widths=(8, 16, 16, 32), attn_heads=2,
-                        decoder_mlp_dim=64, decoder_heads=2)
-    path = save_lite_sam(build_lite_sam(cfg).eval(), tmp_path / "m.safetensors")
+def test_prompt_coordinate_convention_travels_in_the_recipe(tmp_path: Path) -> None:
+    """The prompt-coordinate convention is a recipe field in the weights JSON: "edges" is kept
+    and used, a bad value is a clear error; the shipped weights use SAM's "indices"."""
+    path = _save(build_lite_sam(TINY).eval(), tmp_path / "m")
     meta = path.with_suffix(".json")
     doc = json.loads(meta.read_text())
-    assert doc["spec"]["coords"] == "indices" and load_promptable(path).spec.coords == "indices"
-    del doc["spec"]["coords"]
+    assert doc["recipe"]["coords"] == "indices" and not load_promptable(path).resize_for(
+        (10, 20)).edges
+    doc["recipe"]["coords"] = "edges"
     meta.write_text(json.dumps(doc))
-    assert load_promptable(path).spec.coords == "indices"
-    doc["spec"]["coords"] = "edges"
-    meta.write_text(json.dumps(doc))
-    model = load_promptable(path)
-    assert model.spec.coords == "edges" and model.resize_for((10, 20)).edges
-    doc["spec"]["coords"] = "corners"
+    assert load_promptable(path).resize_for((10, 20)).edges
+    doc["recipe"]["coords"] = "corners"
     meta.write_text(json.dumps(doc))
     with pytest.raises(PromptModelError, match="coords"):
         load_promptable(path)
-    assert load_promptable("lite").spec.coords == "indices"
+    assert load_promptable("lite").recipe.coords == "indices"
 
 
 def test_mask_threshold_is_saved_loaded_and_used_by_the_session(tmp_path: Path) -> None:
-    """A lite model's calibrated ``mask_threshold`` travels in its JSON, and the session's
-    masks are the logits above it (not above SAM's 0)."""
+    """A model's calibrated mask threshold travels in its recipe, and the session's masks are
+    the logits above it (not above SAM's 0)."""
     from medseg.engine.prompt import PromptSession
 
-    cfg = LiteSamConfig(image_size=64, embed_dim=32, widths=(8, 16, 16, 32), attn_heads=2,
-                        decoder_mlp_dim=64, decoder_heads=2, roi_decoder=True, roi_size=16,
-                        roi_width=4)
+    cfg = LiteSamConfig(**{**TINY.__dict__, "roi_decoder": True, "roi_size": 16,
+                           "roi_width": 4})
     torch.manual_seed(0)
-    path = save_lite_sam(build_lite_sam(cfg).eval(), tmp_path / "m.safetensors")
+    path = _save(build_lite_sam(cfg).eval(), tmp_path / "m")
     img = mio.read(DS / "pyradiomics/brain1_image.nrrd")
     session = PromptSession(load_promptable(path))
     session.set_volume(img, axis=2)
     low, _ = session.predict_low_res(12, box=(80, 80, 160, 150))
     full = session.resize.logits_to_slice(low.float()[None, None])[0, 0].numpy().T
     t = float(np.quantile(full[full > -20], 0.5))  # a threshold that splits this mask
-    assert json.loads(path.with_suffix(".json").read_text())["arch"]["mask_threshold"] == 0.0
     doc = json.loads(path.with_suffix(".json").read_text())
-    doc["arch"]["mask_threshold"] = t
+    assert doc["recipe"]["mask_threshold"] == 0.0
+    doc["recipe"]["mask_threshold"] = t
     path.with_suffix(".json").write_text(json.dumps(doc))
     model = load_promptable(path)
     assert model.mask_threshold == t
     session = PromptSession(model)
     session.set_volume(img, axis=2)
-    mask, _ = session.predict(12, box=(80, 80, 160, 150), record=False)
+    mask, _ = session.predict(12, box=(80, 80, 160, 150))
     assert np.array_equal(mask, full > t) and 0 < mask.sum() < (full > 0).sum()
-    shipped = json.loads(SHIPPED.with_suffix(".json").read_text())["arch"]["mask_threshold"]
+    shipped = json.loads(SHIPPED.with_suffix(".json").read_text())["recipe"]["mask_threshold"]
     assert load_promptable("lite").mask_threshold == shipped
 
 
@@ -148,7 +148,7 @@ def test_shipped_weights_segment_a_real_held_in_slice(image: str, label: str, va
     xs, ys = np.nonzero(gt[..., k])
     session = PromptSession(load_promptable("lite"))
     session.set_volume(img, axis=2)
-    mask, score = session.predict(k, box=(xs.min(), ys.min(), xs.max(), ys.max()), record=False)
+    mask, score = session.predict(k, box=(xs.min(), ys.min(), xs.max(), ys.max()))
     assert mask.shape == gt.shape[:2]
     assert _dice(mask, gt[..., k]) > 0.8
     assert 0.0 < score <= 1.5

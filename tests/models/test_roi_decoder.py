@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from medseg.models.lite_sam import LiteSamConfig, build_lite_sam, load_lite_sam, save_lite_sam
+from medseg.models.lite_sam import LiteSamConfig, build_lite_sam
+from medseg.models.prompt_recipe import lite_recipe
+from medseg.models.promptable import PromptModel, load_promptable, save_promptable
 from medseg.models.roi_decoder import (
     RoiDecoder,
     _roi_grid,
@@ -27,6 +29,11 @@ def _net(**kw: object) -> torch.nn.Module:
     torch.manual_seed(0)
     return build_lite_sam(LiteSamConfig(**{**SMALL, "roi_decoder": True, "roi_size": 32,
                                            "roi_width": 8, **kw})).eval()
+
+
+def _save(net: torch.nn.Module, path: Path) -> Path:
+    model = PromptModel(net, lite_recipe(64), name="roi-test", version="0")
+    return save_promptable(model, path)[0]
 
 
 def test_the_embedding_carries_the_model_input_exactly() -> None:
@@ -108,8 +115,7 @@ def test_save_load_roundtrip_and_extending_a_checkpoint(tmp_path: Path) -> None:
     from medseg.errors import ConfigError
 
     net = _net()
-    path = save_lite_sam(net, tmp_path / "roi.safetensors")
-    back = load_lite_sam(path)
+    back = load_promptable(_save(net, tmp_path / "roi")).sam
     x = torch.randn(1, 3, 64, 64)
     box = torch.tensor([[10.0, 12.0, 40.0, 30.0]])
     with torch.inference_mode():
@@ -130,47 +136,40 @@ def test_prompt_session_and_propagation_run_on_a_roi_model(tmp_path: Path) -> No
     from medseg import io as mio
     from medseg.engine.prompt import PromptSession
     from medseg.engine.propagate import Propagator
-    from medseg.models.promptable import load_promptable
-
     ds = Path(__file__).resolve().parents[2] / "data_samples"
     net = _net()
     with torch.no_grad():  # a head that says "foreground" over the whole RoI
         net.roi_decoder.head.weight.zero_()
         net.roi_decoder.head.bias.fill_(5.0)
-    path = save_lite_sam(net, tmp_path / "roi.safetensors")
+    path = _save(net, tmp_path / "roi")
     img = mio.read(ds / "pyradiomics/brain1_image.nrrd")
     img.modality = "MR"
     session = PromptSession(load_promptable(path))
     session.set_volume(img, axis=2)
     nx, ny = session.slice_shape
-    mask, score = session.predict(12, box=(60, 70, 140, 150), object_id=1)
+    mask, score = session.predict(12, box=(60, 70, 140, 150))
     assert mask.shape == (nx, ny) and np.isfinite(score)
     xs, ys = np.nonzero(mask)  # the RoI: a square around the box, 1.5 x its side + margin
     assert xs.min() < 60 and xs.max() > 140 and ys.min() < 70 and ys.max() > 150
     assert not mask[:10].any() and not mask[:, 200:].any()
-    click, _ = session.predict(12, points=[(100, 110, True)], record=False)
+    click, _ = session.predict(12, points=[(100, 110, True)])
     assert click.shape == (nx, ny)
-    res = Propagator(session).propagate(1)
+    res = Propagator(session).propagate({12: mask})
     assert np.asarray(res.mask.array).shape == np.asarray(img.array).shape
 
 
-def test_roi_modalities_route_other_modalities_to_the_sam_decoder() -> None:
-    from medseg.models.lite_sam import lite_spec
-    from medseg.models.promptable import PromptModel
-
-    net = _net(roi_modalities=("CT",))
-    assert net.uses_roi("ct") and not net.uses_roi("MR") and not net.uses_roi(None)
-    assert _net().uses_roi("MR")  # empty tuple: every modality
-    model = PromptModel(net, lite_spec(net.config))
+def test_every_prompt_of_a_roi_model_goes_to_the_roi_decoder() -> None:
+    """A lite model with the RoI decoder decodes every prompt with it, whatever the image's
+    modality (the runtime passes no modality to decode)."""
+    net = _net()
+    model = PromptModel(net, lite_recipe(64), name="r", version="0")
     with torch.inference_mode():
         emb = model.embed(torch.randn(1, 3, 64, 64))
         box = np.array([10.0, 12.0, 40.0, 30.0], np.float32)
-        ct, _ = model.decode(emb, box=box, modality="CT")
-        mr, _ = model.decode(emb, box=box, modality="MR")
-        sam, _ = net.decode(emb, torch.from_numpy(box)[None], roi=False)
-    assert ct.shape == (1, 1, 64, 64)  # RoI decoder: the model-input grid
-    assert mr.shape == (1, 1, 32, 32)  # SAM decoder: low-res logits
-    torch.testing.assert_close(mr, sam)
+        low, _ = model.decode(emb, box=box)
+        roi, _ = net.roi_decode(emb, torch.from_numpy(box)[None])
+    assert low.shape == (1, 1, 64, 64)  # RoI decoder: the model-input grid
+    torch.testing.assert_close(low, roi)
 
 
 def test_click_padding_does_not_stretch_the_derived_box() -> None:
@@ -180,11 +179,11 @@ def test_click_padding_does_not_stretch_the_derived_box() -> None:
     far away does not stretch it."""
     net = _net()
     pts = (torch.tensor([[[40.0, 44.0], [0.0, 0.0]]]), torch.tensor([[1, -1]]))
-    box = net._prompt_box(pts, None, 1, torch.device("cpu"))[0]
+    box = net._prompt_box(pts, None, 1, torch.device("cpu"), 1 / 6)[0]
     h = 64 / 12
     torch.testing.assert_close(box, torch.tensor([40 - h, 44 - h, 40 + h, 44 + h]))
     pts = (torch.tensor([[[30.0, 44.0], [50.0, 40.0], [20.0, 20.0]]]), torch.tensor([[1, 1, 0]]))
-    box = net._prompt_box(pts, None, 1, torch.device("cpu"))[0]
+    box = net._prompt_box(pts, None, 1, torch.device("cpu"), 1 / 6)[0]
     # centred on the positives' extent (40, 42), grown over the positive clicks at x 30 / 50;
     # the negative click at (20, 20) is left outside
     torch.testing.assert_close(box, torch.tensor([28.0, 42 - h, 52.0, 42 + h]))
@@ -223,61 +222,28 @@ def test_click_only_prompts_refit_the_roi_on_the_first_mask() -> None:
     assert len(calls) == 1
 
 
-def test_click_only_prompts_fit_the_second_box_at_the_models_mask_threshold() -> None:
-    """The first pass's mask is cut at the model's ``mask_threshold`` (what the user is shown),
-    not at logit 0, before its box is grown for the second pass."""
+def test_click_only_prompts_fit_the_second_box_at_the_recipes_mask_threshold() -> None:
+    """The first pass's mask is cut at the recipe's ``mask_threshold`` (what the user is shown),
+    not at logit 0, before its box is grown for the second pass; the recipe's click settings
+    size both boxes."""
+    import dataclasses
+
     net = _net()
-    net.mask_threshold = 3.0
+    recipe = dataclasses.replace(lite_recipe(64), mask_threshold=3.0, click_grow=0.5)
+    model = PromptModel(net, recipe, name="r", version="0")
     first = torch.full((1, 1, 64, 64), -20.0)
     first[0, 0, 5:40, 10:40] = 1.0  # above 0, below the threshold: not part of the mask
     first[0, 0, 10:30, 20:28] = 5.0  # the mask: x 20..27, y 10..29
     calls = _answer_every_roi_decode_with(net, first)
-    net.decode(torch.zeros(1, 32 + 64, 8, 8),
-               points=(torch.tensor([[[24.0, 20.0]]]), torch.tensor([[1]])))
+    model.decode(torch.zeros(1, 32 + 64, 8, 8), points=np.array([[24.0, 20.0]]),
+                 point_labels=np.array([1]))
     w, h = 8.0, 20.0
     torch.testing.assert_close(calls[1][0], torch.tensor(
-        [20 - w / 4 - 2, 10 - h / 4 - 2, 28 + w / 4 + 2, 30 + h / 4 + 2]))
+        [20 - w / 2 - 2, 10 - h / 2 - 2, 28 + w / 2 + 2, 30 + h / 2 + 2]))
 
 
-def test_click_only_prompts_grow_the_roi_while_the_mask_touches_it() -> None:
-    """A structure larger than the RoI (the mask fills its box): up to CLICK_MORE_PASSES more
-    decodes (none by default), each in a larger box; a mask inside its box stops them."""
-    net = _net()
-    boxes_seen: list[torch.Tensor] = []
-
-    def fills_box(emb: torch.Tensor, boxes: torch.Tensor, *a: object) -> tuple[torch.Tensor, ...]:
-        boxes_seen.append(boxes.clone())
-        out = torch.full((1, 1, 64, 64), -20.0)
-        x0, y0, x1, y1 = (int(v) for v in boxes[0].clamp(0, 64).round())
-        out[0, 0, y0:y1, x0:x1] = 5.0
-        return out, torch.ones(1, 1)
-
-    net.roi_decode = fills_box  # type: ignore[method-assign]
-    emb = torch.zeros(1, 32 + 64, 8, 8)
-    pts = (torch.tensor([[[32.0, 32.0]]]), torch.tensor([[1]]))
-    net.decode(emb, points=pts)
-    assert len(boxes_seen) == 2  # the shipped default: no further passes
-    boxes_seen.clear()
-    net.CLICK_MORE_PASSES = 2
-    net.decode(emb, points=pts)
-    assert len(boxes_seen) == 4
-    sides = [float(b[0, 2] - b[0, 0]) for b in boxes_seen]
-    assert sides == sorted(sides) and sides[-1] > sides[0] * 2
-    mask = torch.full((2, 1, 64, 64), -20.0)
-    mask[:, 0, 20:30, 20:30] = 5.0
-    inside, edge = torch.tensor([10.0, 10.0, 40.0, 40.0]), torch.tensor([20.0, 20.0, 40.0, 40.0])
-    assert net._touches_box(mask, torch.stack([inside, edge])).tolist() == [False, True]
-    # a box side on (or past) the input's border does not count: nothing lies beyond it
-    corner = torch.full((1, 1, 64, 64), -20.0)
-    corner[0, 0, 0:10, 0:10] = 5.0
-    on_border = torch.tensor([[[0.0, 0.0, 20.0, 20.0]], [[-4.0, -4.0, 20.0, 20.0]],
-                              [[2.0, 2.0, 20.0, 20.0]]])
-    assert [bool(net._touches_box(corner, b)[0]) for b in on_border] == [False, False, True]
-
-
-def test_bad_roi_settings_are_typed_errors_and_modalities_are_normalised() -> None:
+def test_bad_roi_settings_are_typed_errors() -> None:
     from medseg.errors import PromptModelError
 
     with pytest.raises(PromptModelError, match="multiple of 8"):
         LiteSamConfig(roi_decoder=True, roi_size=50)
-    assert LiteSamConfig(roi_modalities=("ct", "Mr")).roi_modalities == ("CT", "MR")
