@@ -12,8 +12,9 @@ Baseline: ``monai.bundle.run(config_file=configs/inference.json, datalist=[CT])`
 ``python -m monai.bundle run`` calls: MONAI's own ConfigParser, SupervisedEvaluator and
 transforms), in the MONAI tool venv ``.tools/monai`` (``make tools-monai``: the same MONAI 1.6.1,
 torch 2.13.0 and nibabel as medseg's venv, plus pytorch-ignite). medseg: ``medseg predict
-BUNDLE CT --out`` (the allow-listed lean path). Whole processes under ``/usr/bin/time -v``;
-medians of --repeats runs; labels compared. Writes bench/results/monai_bundle_vs_own.{json,md}.
+BUNDLE CT --out`` (the allow-listed lean path). Whole processes under ``/usr/bin/time -v``,
+the two tools alternating; medians of --repeats runs; labels compared. Writes
+bench/results/monai_bundle_vs_own.{json,md}.
 
     nice -n 10 .venv/bin/python bench/monai_bundle_vs_own.py --repeats 3
 """
@@ -57,8 +58,11 @@ def main() -> int:
     args = ap.parse_args()
     image = resampled_ct((512, 512, 300))
     with tempfile.TemporaryDirectory(prefix="bench-monai-") as tmp:
-        ours = [run_medseg(image, Path(tmp) / "medseg", args.limit) for _ in range(args.repeats)]
-        base = [run_bundle(image, Path(tmp) / "bundle", args.limit) for _ in range(args.repeats)]
+        ours: list[dict[str, object]] = []
+        base: list[dict[str, object]] = []
+        for _ in range(args.repeats):  # interleaved: both see the same machine load
+            ours.append(run_medseg(image, Path(tmp) / "medseg", args.limit))
+            base.append(run_bundle(image, Path(tmp) / "bundle", args.limit))
         stem = image.name.replace(".nii.gz", "")
         res: dict[str, object] = {
             "input": f"{image.name} (sample CT zoomed, order 1)",

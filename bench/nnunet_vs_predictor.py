@@ -15,9 +15,9 @@ splits the same work over worker processes). medseg: ``medseg predict MODEL_FOLD
 Both with test-time mirroring (nnU-Net's default) and without (``--disable_tta``).
 
 Each run is its own process under ``/usr/bin/time -v`` (imports, reading and writing included);
-wall time and peak RSS are the medians of --repeats runs. The labels of both tools are compared
-(identical voxels, Dice per class). The 512x512x900 case runs once per tool under --limit
-seconds. Writes bench/results/nnunet_vs_predictor.{json,md}.
+the two tools alternate; wall time and peak RSS are the medians of --repeats runs. The labels
+of both tools are compared (identical voxels, Dice per class). The 512x512x900 case runs once
+per tool under --limit seconds. Writes bench/results/nnunet_vs_predictor.{json,md}.
 
     nice -n 10 .venv/bin/python bench/nnunet_vs_predictor.py --repeats 3
 """
@@ -121,9 +121,11 @@ def median_of(runs: list[dict[str, object]], key: str) -> float | None:
 def bench_setting(image: Path, tta: bool, repeats: int, limit: float, work: Path
                   ) -> dict[str, object]:
     name = image.name.replace(".nii.gz", "")
-    ours = [run_medseg(image, work / "medseg", tta, limit) for _ in range(repeats)]
-    base = [run_nnunet(image, work / "nnunet" / f"{name}.nii.gz", tta, limit)
-            for _ in range(repeats)]
+    ours: list[dict[str, object]] = []
+    base: list[dict[str, object]] = []
+    for _ in range(repeats):  # interleaved, so both tools see the same machine load
+        ours.append(run_medseg(image, work / "medseg", tta, limit))
+        base.append(run_nnunet(image, work / "nnunet" / f"{name}.nii.gz", tta, limit))
     row: dict[str, object] = {"tta": tta, "medseg_runs": ours, "nnunet_runs": base}
     for tool, runs in (("medseg", ours), ("nnunet", base)):
         row[f"{tool}_wall_s"] = median_of(runs, "wall_s")
