@@ -1,27 +1,42 @@
-"""The editable annotation of a case: a label table and a label map with undo/redo.
+"""The editable annotation of a case: the one store of its masks, with one undo/redo history.
 
-The label map ``array`` lives on the **display grid** (the case image exactly reoriented to
-LPS, ``Case.image_lps``, indexed ``[i, j, k]``); :meth:`Annotation.to_volume` brings it back to
-the image's own grid exactly (``Volume.conform_to``) for saving and export. Every edit is one
-:class:`Patch` (the changed bounding box before and after), so undo/redo costs memory in
-proportion to the edit, not to the volume.
+It holds, on the **display grid** (the case image exactly reoriented to LPS, ``Case.image_lps``,
+indexed ``[i, j, k]``):
+
+* ``array``: the label map (uint16) and its label table;
+* ``proposal``: masks proposed by the promptable model (prompts and propagation), per label
+  value, not yet accepted; with ``meta.prompts`` the prompts that made its key slices;
+* ``meta.provenance``: how each label was made (:class:`medseg.provenance.Provenance`).
+
+Every change is one :class:`Patch`: the changed bounding box of each layer before and after
+(memory in proportion to the edit, not the volume) and, when they changed, the provenance and
+prompts before and after. Brush strokes, prompts, propagations, accepting a proposal and
+auto-segmentation all go through :meth:`Annotation.apply`, so one Undo reverts any of them.
+:meth:`Annotation.to_volume` brings the label map back to the image's own grid exactly.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from app import render
+from medseg.engine.prompt import SlicePrompt
 from medseg.errors import MedsegError
+from medseg.provenance import Provenance
 from medseg.volume import Volume
 
 MAX_UNDO = 50
+LAYERS = ("labels", "proposal")
 #: Names offered when adding a label (any other name can be typed).
 COMMON_LABELS = ("liver", "spleen", "kidney_right", "kidney_left", "pancreas", "stomach",
                  "gallbladder", "aorta", "lung_right", "lung_left", "heart", "bladder",
                  "tumour", "lesion", "oedema", "necrosis")
+Region = tuple[slice, slice, slice]
+#: prompts of a label's proposal: ``(axis, slice) -> SlicePrompt``
+Prompts = Mapping[tuple[int, int], SlicePrompt]
 
 
 class AnnotationError(MedsegError):
@@ -40,17 +55,35 @@ class LabelDef:
         return {"value": self.value, "name": self.name, "color": list(self.color)}
 
 
-@dataclass
-class Patch:
-    """One undoable edit: ``before``/``after`` of the box ``region`` of the label map."""
+@dataclass(frozen=True)
+class Meta:
+    """Provenance per label value and the prompts of each label's proposal."""
 
-    region: tuple[slice, slice, slice]
+    provenance: Mapping[int, Provenance] = field(default_factory=dict)
+    prompts: Mapping[int, Prompts] = field(default_factory=dict)
+
+
+@dataclass
+class Part:
+    """One layer's changed box ``region``: its values before and after."""
+
+    layer: str
+    region: Region
     before: np.ndarray
     after: np.ndarray
+
+
+@dataclass
+class Patch:
+    """One undoable edit: its layer parts and, when they changed, the meta before/after."""
+
     action: str
+    parts: list[Part]
+    meta_before: Meta | None = None
+    meta_after: Meta | None = None
 
 
-def _bbox(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
+def _bbox(mask: np.ndarray) -> Region | None:
     """Smallest box (3 slices) holding every True voxel of ``mask``; None if empty."""
     if not mask.any():
         return None
@@ -62,15 +95,21 @@ def _bbox(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
     return out[0], out[1], out[2]
 
 
+def _on_slice(axis: int, k: int) -> tuple[slice | int, ...]:
+    return (slice(None),) * axis + (int(k),)
+
+
 @dataclass
 class Annotation:
-    """Label table + label map ``array`` (uint16 ``[i, j, k]`` on the LPS display grid)."""
+    """Label table + label map ``array`` + proposal layer (uint16 ``[i, j, k]``, display grid)."""
 
     array: np.ndarray
     labels: list[LabelDef] = field(default_factory=list)
     undo_stack: list[Patch] = field(default_factory=list)
     redo_stack: list[Patch] = field(default_factory=list)
     edits: int = 0
+    proposal: np.ndarray | None = None
+    meta: Meta = field(default_factory=Meta)
 
     @classmethod
     def empty(cls, shape: tuple[int, ...]) -> Annotation:
@@ -119,26 +158,63 @@ class Annotation:
         """Remove label ``value`` from the table and its voxels from the map (undoable)."""
         lab = self.label(value)
         self.set_voxels(self.array == value, 0, f"delete label {lab.name}")
-        self.labels.remove(lab)
+        self.labels.remove(lab)  # the table is not undoable; a new label starts manual
+        self.meta = replace(self.meta, provenance={v: p for v, p in self.meta.provenance.items()
+                                                   if v != value})
 
-    # ------------------------------------------------------------------ edits
-    def _record(self, region: tuple[slice, slice, slice], new: np.ndarray, action: str) -> bool:
-        before = self.array[region].copy()
-        if np.array_equal(before, new):
+    def provenance(self, value: int) -> Provenance:
+        """How label ``value`` was made (manual when nothing says otherwise)."""
+        return self.meta.provenance.get(int(value), Provenance())
+
+    # ------------------------------------------------------------------ the one edit path
+    def layer(self, name: str) -> np.ndarray:
+        """The ``labels`` map or the ``proposal`` layer (allocated on first use)."""
+        if name == "labels":
+            return self.array
+        if self.proposal is None or self.proposal.shape != self.array.shape:
+            self.proposal = np.zeros(self.array.shape, dtype=np.uint16)
+        return self.proposal
+
+    def apply(self, action: str, changes: list[tuple[str, Region, np.ndarray]],
+              meta: Meta | None = None) -> bool:
+        """Write each ``(layer, region, new values)`` and, when given, ``meta`` as one undoable
+        edit. Returns whether anything changed (nothing is recorded otherwise)."""
+        parts = []
+        for name, region, new in changes:
+            target = self.layer(name)
+            before = target[region].copy()
+            if not np.array_equal(before, new):
+                parts.append(Part(name, region, before, np.array(new, dtype=target.dtype)))
+        meta_changed = meta is not None and meta != self.meta
+        if not parts and not meta_changed:
             return False
-        self.array[region] = new
-        self.undo_stack.append(Patch(region, before, new.copy(), action))
+        for p in parts:
+            self.layer(p.layer)[p.region] = p.after
+        patch = Patch(action, parts, self.meta if meta_changed else None,
+                      meta if meta_changed else None)
+        if meta_changed and meta is not None:
+            self.meta = meta
+        self.undo_stack.append(patch)
         del self.undo_stack[:-MAX_UNDO]
         self.redo_stack.clear()
         self.edits += 1
         return True
 
-    def set_voxels(self, mask: np.ndarray, value: int, action: str,
-                   only: int | None = None) -> bool:
+    def _edited(self, values: set[int], keep: Mapping[int, Provenance] | None = None) -> Meta:
+        """Meta after labels ``values`` changed by hand, except those ``keep`` sets."""
+        prov = dict(self.meta.provenance)
+        for v in values - {0}:
+            prov[v] = self.provenance(v).after_edit()
+        prov.update(keep or {})
+        return replace(self.meta, provenance=prov)
+
+    def set_voxels(self, mask: np.ndarray, value: int, action: str, only: int | None = None,
+                   provenance: Provenance | None = None) -> bool:
         """Set the voxels of bool ``mask`` (display grid) to ``value`` as one undoable edit.
 
-        With ``only`` just the voxels currently holding that value change (the eraser).
-        Returns whether anything changed.
+        With ``only`` just the voxels currently holding that value change (the eraser). The
+        labels that gain or lose voxels count as edited by hand (their provenance follows
+        :meth:`Provenance.after_edit`) unless ``provenance`` says how ``value``'s were made.
         """
         if value:
             self.label(value)
@@ -147,8 +223,10 @@ class Annotation:
             return False
         new = self.array[box].copy()
         m = mask[box] if only is None else mask[box] & (new == only)
+        touched = {int(v) for v in np.unique(new[m])} | {int(value)}
         new[m] = value
-        return self._record(box, new, action)
+        keep = {int(value): provenance} if provenance is not None and value else None
+        return self.apply(action, [("labels", box, new)], self._edited(touched, keep))
 
     def brush(self, plane: str, index: int, row: int, col: int, radius_mm: float,
               value: int, erase: bool, spacing: tuple[float, float, float]) -> bool:
@@ -180,33 +258,120 @@ class Annotation:
             return self.set_voxels(mask, 0, action, only=value)
         return self.set_voxels(mask, value, action)
 
-    def replace(self, new_array: np.ndarray, action: str) -> bool:
-        """Replace the whole map (auto-segmentation, accepted propagation) as one edit."""
+    def replace(self, new_array: np.ndarray, action: str,
+                provenance: Mapping[int, Provenance] | None = None) -> bool:
+        """Replace the whole map (auto-segmentation, a merge) as one edit; labels whose voxels
+        change take ``provenance[value]`` when given, else count as edited by hand."""
         if new_array.shape != self.array.shape:
             raise AnnotationError(f"New label map shape {new_array.shape} differs from the "
                                   f"case's {self.array.shape}.")
         diff = _bbox(new_array != self.array)
         if diff is None:
             return False
-        return self._record(diff, new_array[diff].astype(self.array.dtype), action)
+        old, new = self.array[diff], new_array[diff].astype(self.array.dtype)
+        changed = old != new
+        touched = {int(v) for v in np.unique(old[changed])} | \
+            {int(v) for v in np.unique(new[changed])}
+        keep = {v: p for v, p in (provenance or {}).items() if v in touched}
+        return self.apply(action, [("labels", diff, new)], self._edited(touched, keep))
+
+    # ------------------------------------------------------------------ proposals
+    def proposal_mask(self, value: int) -> np.ndarray | None:
+        """Bool mask of label ``value``'s proposal on the display grid (None when empty)."""
+        if self.proposal is None:
+            return None
+        mask = self.proposal == value
+        return mask if mask.any() else None
+
+    def proposal_slice(self, value: int, axis: int, k: int) -> np.ndarray:
+        """Bool ``[x, y]`` proposal of ``value`` on slice ``k`` across array ``axis``."""
+        if self.proposal is None:
+            return np.zeros([s for a, s in enumerate(self.array.shape) if a != axis], bool)
+        return np.asarray(self.proposal[_on_slice(axis, k)] == value)
+
+    def prompts(self, value: int) -> Prompts:
+        """The prompts of ``value``'s proposal: ``(axis, slice) -> SlicePrompt``."""
+        return self.meta.prompts.get(int(value), {})
+
+    def propose(self, value: int, axis: int, changes: Mapping[int, np.ndarray | None],
+                prompts: Prompts, action: str) -> bool:
+        """Set ``value``'s proposal on the slices of ``changes`` (``k -> [x, y]`` bool, None
+        = none) and its prompts to ``prompts``, as one undoable edit."""
+        self.label(value)
+        layer = self.layer("proposal")
+        ks = sorted(int(k) for k in changes)
+        region: list[slice] = [slice(None)] * 3
+        if ks:
+            region[axis] = slice(ks[0], ks[-1] + 1)
+        slab = layer[tuple(region)].copy()
+        for k, mask in changes.items():
+            sl = _on_slice(axis, int(k) - ks[0])
+            plane = slab[sl]
+            plane[plane == value] = 0
+            if mask is not None:
+                plane[np.asarray(mask, bool)] = value
+        box = _bbox(slab != layer[tuple(region)]) if ks else None
+        edits = []
+        if box is not None:
+            full = tuple(slice(r.start + (region[a].start or 0), r.stop + (region[a].start or 0))
+                         for a, r in enumerate(box))
+            edits.append(("proposal", full, slab[box]))
+        meta = replace(self.meta, prompts={**self.meta.prompts, int(value): dict(prompts)})
+        return self.apply(action, edits, meta)  # type: ignore[arg-type]
+
+    def accept_proposal(self, value: int, provenance: Provenance, action: str) -> bool:
+        """Write ``value``'s proposal into the label map (over any label) and clear it, as one
+        edit; the label becomes ``provenance`` (labels it overwrites count as edited)."""
+        mask = self.proposal_mask(value)
+        if mask is None:
+            return False
+        box = _bbox(mask)
+        assert box is not None
+        labels, prop = self.array[box].copy(), self.layer("proposal")[box].copy()
+        touched = {int(v) for v in np.unique(labels[mask[box]])} | {int(value)}
+        labels[mask[box]] = value
+        prop[mask[box]] = 0
+        meta = self._edited(touched, {int(value): provenance})
+        meta = replace(meta, prompts={k: v for k, v in meta.prompts.items() if k != value})
+        return self.apply(action, [("labels", box, labels), ("proposal", box, prop)], meta)
+
+    def clear_proposal(self, value: int, action: str) -> bool:
+        """Drop ``value``'s proposal and its prompts as one edit."""
+        mask = self.proposal_mask(value)
+        box = None if mask is None else _bbox(mask)
+        edits = []
+        if box is not None and mask is not None:
+            prop = self.layer("proposal")[box].copy()
+            prop[mask[box]] = 0
+            edits.append(("proposal", box, prop))
+        meta = replace(self.meta, prompts={k: v for k, v in self.meta.prompts.items()
+                                           if k != value})
+        return self.apply(action, edits, meta)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ undo
+    def _revert(self, patch: Patch, before: bool) -> None:
+        for p in patch.parts:
+            self.layer(p.layer)[p.region] = p.before if before else p.after
+        meta = patch.meta_before if before else patch.meta_after
+        if meta is not None:
+            self.meta = meta
+        self.edits += 1
 
     def undo(self) -> str | None:
         """Revert the last edit; returns its description (None when there is nothing)."""
         if not self.undo_stack:
             return None
         p = self.undo_stack.pop()
-        self.array[p.region] = p.before
+        self._revert(p, before=True)
         self.redo_stack.append(p)
-        self.edits += 1
         return p.action
 
     def redo(self) -> str | None:
         if not self.redo_stack:
             return None
         p = self.redo_stack.pop()
-        self.array[p.region] = p.after
+        self._revert(p, before=False)
         self.undo_stack.append(p)
-        self.edits += 1
         return p.action
 
     # ------------------------------------------------------------------ geometry

@@ -3,6 +3,7 @@ editable labels (merged into the label table by name, one undoable edit)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
@@ -17,6 +18,8 @@ from app.sources import resolve_in_roots
 from app.uploads import stored_upload
 from medseg.errors import MedsegError
 from medseg.models import bundle as bundle_mod
+from medseg.models.catalog import model_identity
+from medseg.provenance import Provenance
 from medseg.volume import Volume
 
 
@@ -72,6 +75,22 @@ def merge_prediction(ann: Annotation, pred_lps: np.ndarray, names: dict[int, str
     return new
 
 
+def provenance_of(seg: object, path: Path, ann: Annotation, names: dict[int, str],
+                  replace: bool) -> dict[int, Provenance]:
+    """Per annotation label value the prediction writes (matched by name): automatic with the
+    bundle's name and version (:func:`medseg.models.catalog.model_identity`), or, when the
+    prediction only fills the background of a label that already has voxels, semi-automatic
+    (the label mixes the model's voxels with earlier ones). Call before the edit."""
+    name, version = model_identity(seg.meta, path)  # type: ignore[attr-defined]
+    inv, counts = ann.names_inv(), ann.voxel_counts()
+    out = {}
+    for n in names.values():
+        if n in inv:
+            mixed = not replace and counts.get(inv[n], 0) > 0
+            out[inv[n]] = Provenance("semiautomatic" if mixed else "automatic", name, version)
+    return out
+
+
 def _choose_bundle(settings: AppSettings) -> Path | None:
     shipped = shipped_bundles()
     options = [str(p) for p in shipped] + ["Server path", "Upload a bundle"]
@@ -111,14 +130,17 @@ def autoseg_panel(settings: AppSettings) -> None:
         seg = _segmenter(str(path), path.stat().st_mtime)
         info = model_info(seg, path)
         bar.progress(0.2, text="Segmenting (sliding window over the volume)")
-        pred = seg.predict(case.image)  # type: ignore[attr-defined]
+        decided = session.modality(case).modality  # the case's one modality decision
+        pred = seg.predict(dataclasses.replace(case.image, modality=decided))  # type: ignore[attr-defined]
         assert isinstance(pred, Volume)
         bar.progress(0.85, text="Merging the result into the label table")
         pred_lps = pred.conform_to(case.image_lps).array
         new = merge_prediction(ann, np.asarray(pred_lps), dict(pred.labels or {}), replace)
-        changed = ann.replace(new, f"auto-segment {path.name}")
+        made = provenance_of(seg, path, ann, dict(pred.labels or {}), replace)
+        changed = ann.replace(new, f"auto-segment {path.name}", provenance=made)
         session.commit(settings, "auto-segment", extra={"model": info}, model=info,
-                       changed=changed, seconds=seg.last_stats)  # type: ignore[attr-defined]
+                       changed=changed, seconds=seg.last_stats,  # type: ignore[attr-defined]
+                       provenance={ann.label(v).name: p.as_dict() for v, p in made.items()})
         bar.progress(1.0, text="Done")
     except MedsegError as exc:
         st.error(str(exc))

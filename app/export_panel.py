@@ -45,18 +45,21 @@ def file_name(case: Case, names: list[str], fmt: str) -> str:
     return f"{slug(case.name)}_{part}{ext}"
 
 
-def build_export(case: Case, ann: Annotation, fmt: str, values: list[int], out_dir: Path,
-                 manual: bool) -> tuple[str, bytes, dict[str, object]]:
-    """Export the chosen labels; returns (download name, bytes, medseg's summary)."""
-    from medseg.export import Algorithm, export
+def build_export(case: Case, ann: Annotation, fmt: str, values: list[int], out_dir: Path
+                 ) -> tuple[str, bytes, dict[str, object]]:
+    """Export the chosen labels; returns (download name, bytes, medseg's summary). DICOM-SEG
+    and RTSTRUCT identify the algorithm from the labels' provenance (manual, or
+    semi-automatic / automatic with the model's name and version)."""
+    from medseg.export import export
+    from medseg.provenance import export_algorithm
 
     mask = ann.to_volume(case.image_lps, case.image)
     names = [ann.label(v).name for v in values]
     name = file_name(case, names, fmt)
     target = out_dir / (name[: -len("_stl.zip")] + "_" + fmt if fmt in ("stl", "obj") else name)
-    algorithm = Algorithm(type="manual" if manual else "semiautomatic", name="medseg app")
-    summary = export(mask, case.image, fmt, target, labels=values,
-                     algorithm=algorithm if fmt in DICOM_ONLY else None)
+    algorithm = export_algorithm({ann.label(v).name: ann.provenance(v) for v in values}) \
+        if fmt in DICOM_ONLY else None
+    summary = export(mask, case.image, fmt, target, labels=values, algorithm=algorithm)
     if fmt in ("stl", "obj"):
         buf = _io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -91,15 +94,16 @@ def export_panel(settings: AppSettings) -> None:
         out_dir = settings.workspace / "cases" / source.key / "export"
         try:
             with st.spinner(f"Writing {fmt_name}"):
-                manual = "model" not in (session.workspace(settings).read_state(source.key) or {})
-                name, data, _ = build_export(case, ann, fmt, values, out_dir, manual)
+                name, data, _ = build_export(case, ann, fmt, values, out_dir)
         except MedsegError as exc:
             st.error(str(exc))
             return
         st.session_state["export"] = (source.key, fmt, name, data)
         session.workspace(settings).audit(session.annotator(), "export", source.key,
                                           format=fmt, labels=picked, file=name,
-                                          bytes=len(data))
+                                          bytes=len(data), provenance={
+                                              n: ann.provenance(ann.names_inv()[n]).as_dict()
+                                              for n in picked})
     ready = st.session_state.get("export")
     if ready and ready[0] == source.key and ready[1] == fmt:
         st.download_button(f"Download {ready[2]}", ready[3], ready[2],

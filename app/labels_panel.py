@@ -1,4 +1,6 @@
-"""Labels panel: the label table (add/rename/delete, colours), tools, brush, undo/redo.
+"""Labels panel: the label table (add/rename/delete, colours, provenance), tools, brush, and
+the page's one undo/redo (brush strokes, prompts, propagations, accepted proposals and
+auto-segmentation are all edits of the one annotation, :mod:`app.annotation`).
 
 Every change goes through :func:`app.session.commit`, which autosaves and audits it. The brush
 has a plain-number seam (plane row/column inputs and an "Apply brush" button) besides clicks
@@ -49,7 +51,8 @@ def label_table(settings: AppSettings, ann: Annotation) -> int | None:
         st.session_state["active_label"] = names[0]
     active = st.radio("Active label", names, key="active_label")
     lab = ann.label(ann.names_inv()[active])
-    st.caption(" · ".join(f"{n}: {counts[ann.names_inv()[n]]} voxels" for n in names))
+    st.caption(" · ".join(f"{n}: {counts[ann.names_inv()[n]]} voxels, "
+                          f"{ann.provenance(ann.names_inv()[n]).describe()}" for n in names))
     with st.expander(f"Edit '{lab.name}'"):
         new_name = st.text_input("Name", value=lab.name, key=f"rename_{lab.value}")
         color = st.color_picker("Colour", value=_hex(lab.color), key=f"color_{lab.value}")
@@ -80,13 +83,17 @@ def tools(prompt_tools: tuple[str, ...]) -> tuple[str, float]:
 
 
 def undo_redo(settings: AppSettings, ann: Annotation) -> None:
+    """The page's one Undo/Redo; each button names the edit it reverts or reapplies."""
     c1, c2 = st.columns(2)
-    if c1.button(f"Undo ({len(ann.undo_stack)})", key="undo",
-                 disabled=not ann.undo_stack):
+    last = ann.undo_stack[-1].action if ann.undo_stack else None
+    nxt = ann.redo_stack[-1].action if ann.redo_stack else None
+    if c1.button(f"Undo ({len(ann.undo_stack)})", key="undo", disabled=last is None,
+                 help=f"Undo: {last}" if last else "Nothing to undo"):
         what = ann.undo()
         session.commit(settings, "undo", reverted=what)
         st.rerun()
-    if c2.button(f"Redo ({len(ann.redo_stack)})", key="redo", disabled=not ann.redo_stack):
+    if c2.button(f"Redo ({len(ann.redo_stack)})", key="redo", disabled=nxt is None,
+                 help=f"Redo: {nxt}" if nxt else "Nothing to redo"):
         what = ann.redo()
         session.commit(settings, "redo", reapplied=what)
         st.rerun()
@@ -113,4 +120,4 @@ def apply_brush(settings: AppSettings, ann: Annotation, click: Click, value: int
     if changed:
         session.commit(settings, "erase" if erase else "brush", label=ann.label(value).name,
                        plane=click.plane, slice=click.index, row=click.row, col=click.col,
-                       radius_mm=radius_mm)
+                       radius_mm=radius_mm, provenance=ann.provenance(value).as_dict())

@@ -1,19 +1,19 @@
-"""Prompt panel: boxes and points on the edit plane answered by a promptable model
-(:class:`medseg.engine.prompt.PromptSession`), 3D propagation
-(:class:`medseg.engine.propagate.Propagator`) with per-slice confidence, accept/reject.
+"""Prompt panel: boxes and clicks on the edit plane answered by a promptable model, 3D
+propagation with per-slice confidence, accept/reject.
 
-The session works on the LPS display volume (``Case.image_lps``) sliced along the edit
-plane's axis, so a displayed pixel maps to a session ``(x, y)`` by dropping that axis from
-:func:`app.render.display_to_voxel`. The proposal (the session's masks of the active label)
-is drawn as a yellow outline and written into the annotation only on *Accept*, as one
-undoable edit.
+The panel is a thin caller of :class:`app.prompt_state.PromptState` (typed, kept in
+``st.session_state["prompt"]``), which works on the LPS display volume (``Case.image_lps``)
+sliced along the edit plane's axis, with the case's one modality decision
+(:func:`app.session.modality`). A displayed pixel maps to a session ``(x, y)`` by dropping
+that axis from :func:`app.render.display_to_voxel`. The proposal lives in the case's
+annotation (drawn as a yellow outline); every prompt, propagation, accept and reject is one
+edit of it, undone by the page's one Undo.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import numpy as np
 import streamlit as st
 
 from app import render, session
+from app.prompt_state import PromptState
 from app.settings import AppSettings
 from app.viewer import Click
 from medseg.errors import MedsegError
@@ -49,19 +50,15 @@ def load_model(source: str) -> Any:
     return load_promptable(source, device="cpu")
 
 
-def _state(case_key: str, plane: str) -> dict[str, Any]:
-    """The prompt session of this case and plane (rebuilt when either changes)."""
-    from medseg.engine.prompt import PromptSession
-    from medseg.engine.propagate import Propagator
-
-    case, _, _ = session.current()
-    axis = render.plane_axis(plane)
+def state(plane: str) -> PromptState:
+    """The prompt state of the open case, this plane's axis and the modality decision
+    (rebuilt when any of them changes)."""
+    case, source, _ = session.current()
+    axis, override = render.plane_axis(plane), session.modality_override()
     st_ = st.session_state.get("prompt")
-    if st_ is None or st_["case"] != case_key or st_["axis"] != axis:
-        ps = PromptSession(load_model(model_source() or "lite"))
-        ps.set_volume(case.image_lps, axis=axis)
-        st_ = {"case": case_key, "axis": axis, "session": ps, "prop": Propagator(ps),
-               "points": {}, "box": {}, "result": None, "last": None}
+    if not isinstance(st_, PromptState) or not st_.matches(source.key, axis, override):
+        st_ = PromptState.open(load_model(model_source() or "lite"), source.key, case.image_lps,
+                               axis, override)
         st.session_state["prompt"] = st_
     return st_
 
@@ -69,11 +66,9 @@ def _state(case_key: str, plane: str) -> dict[str, Any]:
 def prefetch(plane: str, index: int) -> None:
     """Embed the displayed slice before the user prompts on it (the model's image encoder
     runs once per slice; a box or click then only runs the light prompt decoder)."""
-    _, source, _ = session.current()
-    st_ = _state(source.key, plane)
-    ps = st_["session"]
+    st_ = state(plane)
     with st.spinner(f"Preparing slice {index} for prompting (image encoder)"):
-        ps.embedding(int(index))  # a cache hit when the slice was embedded before
+        st_.runtime.embedding(int(index))  # a cache hit when the slice was embedded before
 
 
 def to_xy(shape: tuple[int, ...], plane: str, index: int, row: int, col: int
@@ -86,55 +81,52 @@ def to_xy(shape: tuple[int, ...], plane: str, index: int, row: int, col: int
 
 
 def proposal(case_shape: tuple[int, ...], value: int | None) -> np.ndarray | None:
-    """The session's current 3D proposal of label ``value`` on the display grid (or None)."""
-    st_ = st.session_state.get("prompt")
-    if st_ is None or value is None or value not in st_["session"].objects:
+    """The annotation's proposal of label ``value`` on the display grid (or None)."""
+    if value is None or "ann" not in st.session_state:
         return None
-    mask = st_["session"].object_array(value)
-    return mask if mask.shape == case_shape and mask.any() else None
+    mask = st.session_state["ann"].proposal_mask(value)
+    return mask if mask is not None and mask.shape == case_shape else None
+
+
+def _model_record(st_: PromptState) -> dict[str, str]:
+    return {"name": st_.runtime.model.name, "version": st_.runtime.model.version}
 
 
 def handle_click(settings: AppSettings, tool: str, click: Click, value: int) -> None:
     """A box drag or a point click on the edit plane -> predict on that slice."""
     case, source, ann = session.current()
-    st_ = _state(source.key, click.plane)
-    ps = st_["session"]
-    ps.object(value, ann.label(value).name)
-    shape = case.image_lps.shape
-    k = click.index
+    st_ = state(click.plane)
+    shape, k = case.image_lps.shape, click.index
+    box = point = None
     if tool == "Box":
         if click.row2 is None:
             return
         xa, ya = to_xy(shape, click.plane, k, click.row, click.col)
         xb, yb = to_xy(shape, click.plane, k, click.row2, click.col2 or click.col)
-        st_["box"][k] = (min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb))
-        st_["points"][k] = []
+        box = (min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb))
     else:
         x, y = to_xy(shape, click.plane, k, click.row, click.col)
-        st_["points"].setdefault(k, []).append((x, y, tool == "Point +"))
-    box, points = st_["box"].get(k), st_["points"].get(k) or None
-    t0 = time.perf_counter()
-    _, score = ps.predict(k, box=box, points=points, object_id=value,
-                          mask_input="previous" if points and box is None else None)
-    seconds = time.perf_counter() - t0
-    st_["last"] = (k, score, seconds)
-    spec = ps.model.spec
+        point = (x, y, tool == "Point +")
+    answer = st_.prompt(ann, value, k, box=box, point=point)  # type: ignore[arg-type]
+    prompt = st_.prompts(ann, value).get(k)
     session.workspace(settings).audit(
         session.annotator(), "prompt", source.key, label=ann.label(value).name,
-        plane=click.plane, slice=k, box=box, points=points, score=round(score, 4),
-        seconds=round(seconds, 4), model={"name": spec.name, "version": spec.version})
+        plane=click.plane, slice=k, box=prompt.box if prompt else None,
+        points=list(prompt.points) if prompt else None, score=round(answer.score, 4),
+        seconds=round(answer.seconds, 4), repropagated=answer.result is not None,
+        model=_model_record(st_), modality=st_.runtime.modality.describe())
 
 
-def _propagate(st_: dict[str, Any], value: int) -> Any:
+def _propagate(st_: PromptState, value: int) -> Any:
     """Run propagation in a thread, showing a progress bar fed by the slices embedded."""
-    ps = st_["session"]
-    n = ps.n_slices
-    start = ps.embeddings_computed
+    ps = st_.runtime
+    n, start = ps.n_slices, ps.embeddings_computed
     out: dict[str, Any] = {}
+    _, _, ann = session.current()
 
     def work() -> None:
         try:
-            out["result"] = st_["prop"].propagate(value)
+            out["result"] = st_.propagate(ann, value)
         except MedsegError as exc:
             out["error"] = exc
 
@@ -152,56 +144,58 @@ def _propagate(st_: dict[str, Any], value: int) -> Any:
 
 
 def prompt_panel(settings: AppSettings, active: int | None, index: int, plane: str) -> None:
-    case, source, ann = session.current()
+    case, _, _ = session.current()
     if active is None:
         st.info("Add a label first; prompts segment the active label.")
         return
     try:
-        st_ = _state(source.key, plane)
+        st_ = state(plane)
     except MedsegError as exc:
         st.error(str(exc))
         return
-    ps = st_["session"]
-    spec = ps.model.spec
-    st.caption(f"Model {spec.name} ({spec.version}). Tools **Box** (drag on the {plane} view, "
-               "tight around the structure: the model fills a loose box and stops at a box "
-               "that cuts in), **Point +/-** (click). The proposal is outlined in yellow; "
-               "accept it to edit.")
-    if st_["last"] is not None:
-        k, score, seconds = st_["last"]
-        st.markdown(f"Slice {k}: mask in **{seconds * 1000:.0f} ms**, predicted IoU {score:.2f}")
+    model = st_.runtime.model
+    lo, hi = st_.runtime.window
+    st.caption(f"Model {model.name} ({model.version}); modality "
+               f"{st_.runtime.modality.describe()}, intensities {lo:g}..{hi:g} to the model. "
+               f"Tools **Box** (drag on the {plane} view, tight around the structure: the "
+               "model fills a loose box and stops at a box that cuts in), **Point +/-** "
+               "(click). The proposal is outlined in yellow; after a propagation a prompt on "
+               "any slice corrects it and propagates again from there. Undo (left) reverts "
+               "prompts too.")
+    if st_.last is not None:
+        a = st_.last
+        st.markdown(f"Slice {a.slice_index}: mask in **{a.seconds * 1000:.0f} ms**, predicted "
+                    f"IoU {a.score:.2f}" + (" (re-propagated)" if a.result is not None else ""))
     _box_seam(settings, active, index, plane, case.image_lps.shape)
-    c1, c2, c3, c4 = st.columns(4)
-    has = active in ps.objects and bool(ps.objects[active].masks)
+    _actions(settings, st_, active)
+    _show_result(st_, active)
+
+
+def _actions(settings: AppSettings, st_: PromptState, active: int) -> None:
+    _, source, ann = session.current()
+    name, has = ann.label(active).name, ann.proposal_mask(active) is not None
+    c1, c2, c3 = st.columns(3)
     if c1.button("Propagate", key="propagate", disabled=not has):
         try:
             res = _propagate(st_, active)
         except MedsegError as exc:
             st.error(str(exc))
             return
-        st_["result"] = res
         session.workspace(settings).audit(
-            session.annotator(), "propagate", source.key, label=ann.label(active).name,
-            keys=res.keys, to_check=res.to_check, model={"name": spec.name,
-                                                          "version": spec.version})
+            session.annotator(), "propagate", source.key, label=name, keys=res.keys,
+            to_check=res.to_check, model=_model_record(st_))
     if c2.button("Accept", key="accept_prompt", disabled=not has, type="primary"):
-        mask = ps.object_array(active)
-        ann.set_voxels(mask, active, f"accept prompt {ann.label(active).name}")
-        session.commit(settings, "accept prompt", label=ann.label(active).name,
-                       voxels=int(mask.sum()), model={"name": spec.name,
-                                                      "version": spec.version})
-        _clear(st_, active)
+        mask = ann.proposal_mask(active)
+        st_.accept(ann, active)
+        session.commit(settings, "accept prompt", label=name,
+                       voxels=int(0 if mask is None else mask.sum()),
+                       model=_model_record(st_), provenance=st_.provenance.as_dict())
         st.rerun()
     if c3.button("Reject", key="reject_prompt", disabled=not has):
-        _clear(st_, active)
+        st_.reject(ann, active)
         session.workspace(settings).audit(session.annotator(), "reject prompt", source.key,
-                                          label=ann.label(active).name)
+                                          label=name)
         st.rerun()
-    if c4.button("Undo prompt", key="undo_prompt",
-                 disabled=not (active in ps.objects and ps.objects[active].history)):
-        ps.undo(active)
-        st.rerun()
-    _show_result(st_, active)
 
 
 def _box_seam(settings: AppSettings, active: int, index: int, plane: str,
@@ -225,14 +219,10 @@ def _box_seam(settings: AppSettings, active: int, index: int, plane: str,
             st.rerun()
 
 
-def _clear(st_: dict[str, Any], value: int) -> None:
-    st_["session"].objects.pop(value, None)
-    st_["points"], st_["box"], st_["result"], st_["last"] = {}, {}, None, None
-
-
-def _show_result(st_: dict[str, Any], value: int) -> None:
-    res = st_["result"]
-    if res is None or value not in st_["session"].objects:
+def _show_result(st_: PromptState, value: int) -> None:
+    res = st_.results.get(value)
+    _, _, ann = session.current()
+    if res is None or ann.proposal_mask(value) is None:
         return
     conf = np.nan_to_num(res.confidence, nan=0.0)
     st.markdown("**Confidence per slice** (0 = no mask)")
@@ -244,7 +234,7 @@ def _show_result(st_: dict[str, Any], value: int) -> None:
         for col, k in zip(cols, res.to_check, strict=False):
             if col.button(f"Go to {k}", key=f"goto_{k}"):
                 cur = list(st.session_state["cursor"])
-                cur[st_["axis"]] = int(k)
+                cur[st_.axis] = int(k)
                 st.session_state["pending_cursor"] = tuple(cur)
                 st.rerun()
     for stop in res.stops:

@@ -34,6 +34,11 @@ from app.workspace import (
     default_annotator,
 )
 from medseg.errors import MedsegError
+from medseg.modality import ModalityDecision, decide_modality
+
+#: the modality selector's widget key and its choices ("Auto": the library's decision)
+MODALITY_KEY = "modality_choice"
+MODALITY_CHOICES = ("Auto", "CT", "MR", "PT", "US", "OT")
 
 
 @dataclass(frozen=True)
@@ -52,11 +57,43 @@ def annotator() -> str:
     return str(st.session_state.get("annotator") or default_annotator())
 
 
+def modality_override() -> str | None:
+    """The modality the user chose in the selector (None: decided from the case)."""
+    choice = st.session_state.get(MODALITY_KEY, "Auto")
+    return None if choice in (None, "Auto") else str(choice)
+
+
+def modality(case: Case) -> ModalityDecision:
+    """The one modality decision of the open case (:func:`medseg.modality.decide_modality`
+    with the selector's override): it drives the viewer's window presets, the prompt model's
+    intensity window and what the auto-segmentation model is told."""
+    return decide_modality(case.image, modality_override())
+
+
+@dataclass(frozen=True)
+class _History:
+    """What the server process keeps of a case between browser sessions: the undo/redo
+    stacks, the edit count they belong to, and the proposal they were made on."""
+
+    undo: list[Any]
+    redo: list[Any]
+    edits: int
+    proposal: Any
+    meta: Any
+
+
 @st.cache_resource(show_spinner=False)
-def _histories() -> dict[str, tuple[list[Any], list[Any], int]]:
-    """Undo/redo stacks per case key, kept by the server process across browser sessions
-    (a refresh keeps the history; an app restart keeps the labels but not the history)."""
+def _histories() -> dict[str, _History]:
+    """Histories per case key, kept by the server process across browser sessions (a
+    refresh keeps the history and a pending proposal; an app restart keeps the labels and
+    their provenance, not the history)."""
     return {}
+
+
+def _remember(ws: Workspace, key: str, ann: Annotation) -> None:
+    proposal = None if ann.proposal is None else ann.proposal.copy()
+    _histories()[f"{ws.root}|{key}"] = _History(list(ann.undo_stack), list(ann.redo_stack),
+                                                ann.edits, proposal, ann.meta)
 
 
 def upload_root(path: Path, settings: AppSettings) -> Path:
@@ -103,15 +140,17 @@ def open_source(source: CaseSource, settings: AppSettings, case: Case | None = N
     ann, revision = ws.restore(source.key, case)
     restored = ann is not None
     history = _histories().get(f"{ws.root}|{source.key}")
-    if ann is not None and history is not None and history[2] == ann.edits:
-        ann.undo_stack, ann.redo_stack = list(history[0]), list(history[1])
+    if ann is not None and history is not None and history.edits == ann.edits:
+        ann.undo_stack, ann.redo_stack = list(history.undo), list(history.redo)
+        ann.proposal = None if history.proposal is None else history.proposal.copy()
+        ann.meta = history.meta
     st.session_state["case"] = case
     st.session_state["case_source"] = source
     st.session_state["ann"] = ann or Annotation.empty(case.image_lps.shape)
     st.session_state["revision"] = revision
     st.session_state["cursor"] = tuple(s // 2 for s in case.image_lps.shape)
-    for key in ("slider_axial", "slider_coronal", "slider_sagittal", "prompt", "propagation",
-                "conflict"):
+    for key in ("slider_axial", "slider_coronal", "slider_sagittal", "prompt", "conflict",
+                MODALITY_KEY):
         st.session_state.pop(key, None)
     st.query_params["case"] = source.key
     ws.audit(annotator(), "open case", source.key, source=asdict(source), restored=restored,
@@ -176,8 +215,7 @@ def commit(settings: AppSettings, action: str, status: str | None = None,
             st.session_state["conflict"] = conflict
         else:
             st.session_state["revision"] = revision
-            _histories()[f"{ws.root}|{source.key}"] = (list(ann.undo_stack),
-                                                        list(ann.redo_stack), ann.edits)
+            _remember(ws, source.key, ann)
             ws.audit(who, action, source.key, undo_depth=len(ann.undo_stack),
                      revision=revision, **details)
             return

@@ -10,7 +10,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from app import render
+from app import render, session
 from app.annotation import Annotation
 from app.case import Case
 
@@ -31,8 +31,15 @@ class Click:
 
 
 def window_controls(case: Case) -> tuple[float, float]:
-    is_ct = (case.image.modality or "").upper() == "CT" or case.image.array.min() < -500
-    presets = [*render.CT_PRESETS, "Auto (percentiles)", "Manual"] if is_ct else [
+    """Modality selector and display window. The modality is the case's one decision
+    (:func:`app.session.modality`): CT offers the HU presets, and the same decision sets the
+    prompt model's window and what auto-segmentation is told."""
+    st.selectbox("Modality", session.MODALITY_CHOICES, key=session.MODALITY_KEY,
+                 help="Auto: from the file's header, else from the data (a voxel below -500 "
+                      "means CT in HU).")
+    decision = session.modality(case)
+    st.caption(f"Modality: {decision.describe()}")
+    presets = [*render.CT_PRESETS, "Auto (percentiles)", "Manual"] if decision.is_ct else [
         "Auto (percentiles)", "Manual"]
     preset = st.selectbox("Window", presets, key="preset")
     auto = render.auto_window(case.image_lps.array)

@@ -5,7 +5,9 @@ Layout under ``MEDSEG_WORKSPACE`` (see docs/app.md)::
     audit.jsonl                    one JSON object per line: who did what, when
     uploads/<sha256[:16]>/<name>   uploaded files (so a restart can reopen them)
     cases/<key>/labels.nii.gz      the annotation on the image's exact grid (+ .labels.json)
-    cases/<key>/state.json         label table, colours, case source, status, revision...
+    cases/<key>/state.json         label table, colours, provenance per label (manual,
+                                   semiautomatic or automatic + model), case source, status,
+                                   revision...
     cases/<key>/.lock              flock'ed while the case is saved or restored
     cases/<key>/conflicts/<utc>-<annotator>/   refused stale saves (app.conflicts)
     cases/<key>/report/            the last comparison report
@@ -34,13 +36,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from app.annotation import Annotation, LabelDef
+from app.annotation import Annotation, LabelDef, Meta
 from app.case import Case
 from app.locks import append_line, file_lock
 from app.reading import read_volume
 from medseg import io
 from medseg.errors import MedsegError
 from medseg.io.atomic import write_text_atomic
+from medseg.provenance import Provenance
 from medseg.volume import present_values
 
 STATE_VERSION = 1
@@ -170,6 +173,9 @@ class Workspace:
                            "origin_lps_mm": [float(o) for o in case.image.origin]},
             "labels": [lab.as_dict() for lab in ann.labels],
             "voxels": {str(k): v for k, v in ann.voxel_counts().items()},
+            "provenance": {str(lab.value): {"label": lab.name,
+                                            **ann.provenance(lab.value).as_dict()}
+                           for lab in ann.labels},
             "status": status or (old.get("status") if old.get("status") == "done"
                                  else "in progress"),
             "undo_depth": len(ann.undo_stack),
@@ -233,6 +239,7 @@ class Workspace:
                 return None, 0
             ann = Annotation.empty(case.image_lps.shape)
             ann.labels = _label_table(state, self.state_path(key))
+            ann.meta = Meta(provenance=_provenance(state, self.state_path(key)))
             ann.edits = int(state.get("edits", 0))
             path = self.labels_path(key)
             vol = read_volume(path, (self.case_dir(key),), label=True) \
@@ -283,4 +290,15 @@ def _label_table(state: dict[str, Any], path: Path) -> list[LabelDef]:
                 for d in state.get("labels", [])]
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise WorkspaceError(f"{path}: malformed label table ({exc!r}). Move the case folder "
+                             "away to start this case afresh.") from exc
+
+
+def _provenance(state: dict[str, Any], path: Path) -> dict[int, Provenance]:
+    """Per label value, how it was made (states saved before provenance existed: none, so
+    every label reads as manual)."""
+    try:
+        return {int(v): Provenance.from_dict(d)
+                for v, d in (state.get("provenance") or {}).items()}
+    except (MedsegError, TypeError, ValueError, AttributeError) as exc:
+        raise WorkspaceError(f"{path}: malformed provenance ({exc}). Move the case folder "
                              "away to start this case afresh.") from exc

@@ -84,10 +84,13 @@ def prompt_model(tmp: Path) -> tuple[Path, str]:
         return shipped, "shipped lite weights"
     import torch
 
-    from medseg.models.lite_sam import build_lite_sam, save_lite_sam
+    from medseg.models.lite_sam import build_lite_sam
+    from medseg.models.prompt_recipe import lite_recipe
+    from medseg.models.promptable import PromptModel, save_promptable
 
     torch.manual_seed(0)
-    return (save_lite_sam(build_lite_sam(), tmp / "lite_random.safetensors"),
+    random = PromptModel(build_lite_sam(), lite_recipe(), name="medseg-lite-sam", version="0")
+    return (save_promptable(random, tmp / "lite_random")[0],
             "random-init lite network (no shipped weights yet; same architecture and cost)")
 
 

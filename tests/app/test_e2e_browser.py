@@ -126,8 +126,9 @@ def test_annotate_refresh_export(browser: object, tmp_path: Path) -> None:
 def _lite_model(tmp_path: Path) -> Path:
     """The shipped lite weights when installed, else a random-init lite network (same
     architecture and cost; its masks are arbitrary, so only the flow is checked then)."""
-    from medseg.models.lite_sam import build_lite_sam, save_lite_sam
-    from medseg.models.promptable import LITE_STEM
+    from medseg.models.lite_sam import build_lite_sam
+    from medseg.models.prompt_recipe import lite_recipe
+    from medseg.models.promptable import LITE_STEM, PromptModel, save_promptable
 
     shipped = LITE_STEM.with_suffix(".safetensors")
     if shipped.is_file():
@@ -135,7 +136,8 @@ def _lite_model(tmp_path: Path) -> Path:
     import torch
 
     torch.manual_seed(0)
-    return save_lite_sam(build_lite_sam(), tmp_path / "lite_random.safetensors")
+    random = PromptModel(build_lite_sam(), lite_recipe(), name="medseg-lite-sam", version="0")
+    return save_promptable(random, tmp_path / "lite_random")[0]
 
 
 def test_box_prompt_in_browser(browser: object, tmp_path: Path) -> None:
@@ -181,8 +183,8 @@ def test_box_prompt_in_browser(browser: object, tmp_path: Path) -> None:
         chart.wait_for(timeout=30_000)
         chart.scroll_into_view_if_needed()
         page.screenshot(path=str(SHOTS / "5_propagated.png"), full_page=True)
-        accept.click()
-        page.get_by_role("button", name="Undo (1)").wait_for(timeout=30_000)
+        accept.click()  # box, propagation, accept: three edits of the page's one history
+        page.get_by_role("button", name="Undo (3)").wait_for(timeout=30_000)
         assert _state(ws)["voxels"]["1"] > 0  # type: ignore[index]
         page.close()
 
