@@ -1,6 +1,6 @@
 """How the lite model's 2D Dice depends on how tightly the user draws the box.
 
-For every validation slice with >= 50 px of the structure (bench/prompt_accuracy.py's
+For every validation slice with >= 50 px of the structure (bench/prompt_cases.py's
 validation set: CT and MR spleen, gallbladder, urinary bladder; the BRATS validation and train
 tumours when ../shared/data is present), the box is the structure's tight box grown by ``g``
 voxels on every side (negative: shrunk into it), clipped to the slice; median 2D Dice per
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import prompt_accuracy as pa
+import prompt_cases as pc
 
 from medseg.engine.prompt import PromptSession
 from medseg.io.atomic import write_text_atomic
@@ -47,24 +47,24 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     session = PromptSession("lite")
     dice: dict[str, list[list[float]]] = {}
-    for case in pa._cases("validation"):
-        session.set_volume(case.image, axis=pa.AXIS)
-        for k in np.flatnonzero(case.mask.sum(axis=(0, 1)) >= pa.MIN_AREA):
+    for case in pc.cases("validation"):
+        session.set_volume(case.image, axis=pc.AXIS)
+        for k in np.flatnonzero(case.mask.sum(axis=(0, 1)) >= pc.MIN_AREA):
             gt = case.mask[..., int(k)]
-            row = [pa._dice(session.predict(int(k), box=grown_box(gt, g), record=False)[0], gt)
+            row = [pc.dice(session.predict(int(k), box=grown_box(gt, g))[0], gt)
                    for g in GROWS]
             dice.setdefault(case.group, []).append(row)
         print(case.name, flush=True)
     doc = {"model": "lite", "mask_threshold": session.model.mask_threshold,
            "threads": args.threads, "grow_voxels": list(GROWS),
-           "brats_present": pa.BRATS_VAL.is_dir(),
+           "brats_present": pc.BRATS_VAL.is_dir(),
            "groups": {g: {"n_slices": len(rows),
                           "median_dice": [float(x) for x in np.median(np.array(rows), axis=0)]}
                       for g, rows in dice.items()}}
-    pa.OUT.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(pa.OUT / f"{STEM}.json", json.dumps(doc, indent=1) + "\n")
+    pc.OUT.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(pc.OUT / f"{STEM}.json", json.dumps(doc, indent=1) + "\n")
     md = markdown(doc)
-    write_text_atomic(pa.OUT / f"{STEM}.md", md)
+    write_text_atomic(pc.OUT / f"{STEM}.md", md)
     print(md)
 
 
@@ -74,7 +74,7 @@ def markdown(doc: dict) -> str:
              "", f"Model `{doc['model']}` (mask threshold {doc['mask_threshold']:g}). Box = the "
              "structure's tight box grown by the margin on every side (negative: cut into "
              "it); median Dice over the slices with >= 50 px. Validation structures of "
-             "bench/prompt_accuracy.py (val_organ = CT, val_organ_mr = MR, val_tumour = BRATS "
+             "bench/prompt_cases.py (val_organ = CT, val_organ_mr = MR, val_tumour = BRATS "
              "validation + train FLAIR).", "",
              "| group | slices | " + " | ".join(f"{g:+d} voxels" for g in grows) + " |",
              "|---|---|" + "---|" * len(grows)]

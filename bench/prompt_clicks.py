@@ -1,15 +1,14 @@
 """Click-only prompts (no box) of the lite model: shipped decoding against baselines.
 
-Structures as in bench/prompt_accuracy.py (``--structures validation``: spleen, gallbladder,
-urinary bladder, never sampled in training, used to choose the click-only settings of
-``LiteSam``; ``test``: the held-out structures). Every axial slice with >= 50 px of the
-structure; prompts: 1 click at its most interior pixel (maximum of the distance transform),
-or that click + 2 random positive pixels (seeded). Compared in the same run on the same
-clicks:
+Structures of bench/prompt_cases.py (``--structures validation``: spleen, gallbladder,
+urinary bladder, never sampled in training, used to choose the recipe's click settings;
+``test``: the held-out structures). Every axial slice with >= 50 px of the structure; prompts:
+1 click at its most interior pixel (maximum of the distance transform), or that click + 2
+random positive pixels (seeded). Compared in the same run on the same clicks:
 
-* ``shipped``: ``PromptSession.predict(points=...)`` (square RoI of 1/6 of the input around the
-  clicks, then a pass on the first mask's box grown 25 %; ``--passes N``: up to N more while
-  the mask touches its box);
+* ``shipped``: ``PromptSession.predict(points=...)`` (a square RoI of the recipe's
+  ``click_square`` of the input around the clicks, then a pass on the first mask's box grown
+  by ``click_grow``);
 * ``square only``: the first pass alone;
 * ``GrabCut``: cv2.grabCut initialised with the same square (the classical in-box baseline of
   bench/prompt_accuracy.py). It never sees more than the square, while the shipped path
@@ -30,7 +29,7 @@ import torch
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import prompt_accuracy as pa
+import prompt_cases as pc
 
 from medseg.engine.prompt import PromptSession
 from medseg.io.atomic import write_text_atomic
@@ -57,7 +56,7 @@ def _square_only(session: PromptSession, k: int, clicks: list[tuple[int, int, bo
     pts = (mp, torch.ones(1, len(clicks)))
     emb = session.embedding(k)
     with torch.inference_mode():
-        box = net._prompt_box(pts, None, 1, emb.device)
+        box = net._prompt_box(pts, None, 1, emb.device, session.model.recipe.click_square)
         low, _ = net.roi_decode(emb, box, pts)
     sx, sy = session.resize.scale_xy
     b = (box[0].numpy() / np.array([sx, sy, sx, sy])).round().astype(int)
@@ -71,28 +70,24 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--structures", choices=("validation", "test"), default="validation")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--passes", type=int, default=None,
-                    help="override LiteSam.CLICK_MORE_PASSES (0 = the first refit only)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     session = PromptSession("lite")
-    if args.passes is not None:
-        session.model.sam.CLICK_MORE_PASSES = args.passes
     rows: dict[str, dict[str, list[float]]] = {}
-    for case in pa._cases(args.structures):
-        session.set_volume(case.image, axis=pa.AXIS, modality=case.image.modality)
+    for case in pc.cases(args.structures):
+        session.set_volume(case.image, axis=pc.AXIS)
         areas = case.mask.sum(axis=(0, 1))
         for n in (1, 3):
             r = rows.setdefault(f"{n} click{'s' if n > 1 else ''}", {})
-            for k in np.flatnonzero(areas >= pa.MIN_AREA):
+            for k in np.flatnonzero(areas >= pc.MIN_AREA):
                 gt = case.mask[..., k]
                 clicks = _clicks(gt, n, int(k))
-                shipped, _ = session.predict(int(k), points=clicks, record=False)
+                shipped, _ = session.predict(int(k), points=clicks)
                 first, vbox = _square_only(session, int(k), clicks)
-                base = pa.grabcut(pa._u8(session, int(k)), vbox)
+                base = pc.grabcut(pc.u8(session, int(k)), vbox)
                 for name, m in (("shipped", shipped), ("square only", first),
                                 ("GrabCut in the square", base)):
-                    r.setdefault(name, []).append(pa._dice(m, gt))
+                    r.setdefault(name, []).append(pc.dice(m, gt))
         print(case.name, flush=True)
     summary = {p: {m: {"median_dice": float(np.median(v)), "slices": len(v)}
                    for m, v in r.items()} for p, r in rows.items()}
@@ -100,8 +95,7 @@ def main() -> None:
               for p, r in rows.items()}
     doc = {"structures": args.structures, "summary": summary, "shipped_better_than_grabcut":
            better, "dice": rows}
-    stem = pa.OUT / (f"prompt_clicks_{args.structures}"
-                     + (f"_passes{args.passes}" if args.passes is not None else ""))
+    stem = pc.OUT / f"prompt_clicks_{args.structures}"
     write_text_atomic(stem.with_suffix(".json"), json.dumps(doc, indent=1) + "\n")
     lines = [f"# Click-only prompts, {args.structures} structures", "",
              "`bench/prompt_clicks.py`: every axial slice with >= 50 px; pooled median 2D Dice.",

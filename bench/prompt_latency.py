@@ -69,10 +69,11 @@ def _load_lite() -> tuple[object, str]:
 
     if LITE_STEM.with_suffix(".safetensors").exists():
         return load_promptable("lite"), f"shipped weights {LITE_STEM.name}.safetensors"
-    from medseg.models.lite_sam import LiteSamConfig, build_lite_sam, lite_spec
+    from medseg.models.lite_sam import build_lite_sam
+    from medseg.models.prompt_recipe import lite_recipe
 
-    cfg = LiteSamConfig()
-    return (PromptModel(build_lite_sam(cfg), lite_spec(cfg, "random"), optimize=True),
+    return (PromptModel(build_lite_sam(), lite_recipe(), name="medseg-lite-sam",
+                        version="random", optimize=True),
             "medseg/weights/lite_sam.* not found: lite ARCHITECTURE with random weights "
             "(latency only)")
 
@@ -105,18 +106,17 @@ def bench_backend(model: object, n_embed: int, full_propagation: bool) -> dict[s
     s.set_volume(sub)
     emb = _median(lambda i: s.embedding((key + 1 + i) % N_PROP), n_embed)
     s.embedding(key)
-    ptm = _median(lambda i: s.predict(key, box=box, record=False), 20)
+    ptm = _median(lambda i: s.predict(key, box=box), 20)
     click = ((box[0] + box[2]) // 2, (box[1] + box[3]) // 2, True)  # one click, no box
-    ptm_click = _median(lambda i: s.predict(key, points=[click], record=False), 20)
+    ptm_click = _median(lambda i: s.predict(key, points=[click]), 20)
     no_stop = no_stop_config()
     reached: list[int] = []
 
     def propagate(fresh: bool) -> None:
         if fresh:
             s.set_volume(sub)
-        s.predict(key, box=box)
-        Propagator(s, no_stop).propagate()
-        reached.append(len(s.objects[1].masks))
+        mask, _ = s.predict(key, box=box)
+        reached.append(len(Propagator(s, no_stop).propagate({key: mask}).masks))
 
     out: dict[str, object] = {"embed": emb, "prompt_to_mask": ptm,
                               "click_to_mask": ptm_click,
@@ -126,7 +126,7 @@ def bench_backend(model: object, n_embed: int, full_propagation: bool) -> dict[s
                                 "kind": "measured, cold cache"}
     else:
         for k in range(N_PROP):  # pre-fill the cache with one real embedding per slice slot
-            s.cache.put((s._epoch, s.axis, k), s.embedding(key))
+            s.cache.put((s.epoch, s.axis, k), s.embedding(key))
         warm = _median(lambda i: propagate(False), 3)
         out["propagate_warm"] = warm
         out["propagate_100"] = {

@@ -20,6 +20,12 @@ ROOT = Path(__file__).resolve().parents[1]
 #: The training configs (configs/ also holds other commands' configs, e.g. medseg finetune).
 CONFIGS = [ROOT / "configs" / f"{n}.yaml" for n in ("ct_organs_3d", "unet_2d", "mri_tumour",
                                                      "demo")]
+#: every config a user runs: ``medseg train`` configs and ``medseg finetune`` configs
+FINETUNE = ["lite_sam_finetune.yaml", "medsam_finetune.yaml",
+            *(f"lite_sam/{n}.yaml" for n in ("01_scratch", "02_box_jitter", "03_roi_decoder",
+                                              "04_propagation_steps", "05_intensity_curves",
+                                              "06_gpu_encoder", "07_gpu_batch64",
+                                              "08_gpu_half_lr", "10_lesions"))]
 
 
 def _raw(**extra: object) -> dict:
@@ -34,6 +40,39 @@ def test_shipped_configs_validate() -> None:
         assert isinstance(cfg, MedsegConfig)
         assert len(cfg.roi_size) == cfg.model.spatial_dims
     assert load_config(ROOT / "configs/unet_2d.yaml").preprocess.spacing == (1.0, 1.0, None)
+
+
+def test_configs_holds_only_configs_that_load() -> None:
+    """configs/ is what users run: each file loads under ``medseg train --config`` or
+    ``medseg finetune --config``, and nothing else is there (candidate and rejected configs
+    live in bench/experiments/)."""
+    from medseg.engine.prompt_config import FinetuneConfig, load_finetune_config
+
+    found = sorted(str(p.relative_to(ROOT / "configs"))
+                   for p in (ROOT / "configs").rglob("*") if p.is_file())
+    assert found == sorted([p.name for p in CONFIGS] + ["brats_wt.yaml", *FINETUNE])
+    for name in found:
+        path = ROOT / "configs" / name
+        if name in FINETUNE:
+            assert isinstance(load_finetune_config(path), FinetuneConfig), name
+        else:
+            assert isinstance(load_config(path), MedsegConfig), name
+
+
+def test_the_lite_chain_runs_stage_after_stage_and_never_trains_on_held_out_data() -> None:
+    """Each stage of configs/lite_sam/ starts from the previous stage's output, and none
+    samples the held-out kidneys or reads BRATS / brain2 / breast1."""
+    from medseg.engine.prompt_config import load_finetune_config
+
+    chain = [load_finetune_config(ROOT / "configs" / n) for n in FINETUNE[2:]]
+    assert chain[0].model.checkpoint is None
+    for prev, cfg in zip(chain, chain[1:], strict=False):
+        assert cfg.model.checkpoint == prev.train.output_dir / "lite_sam.safetensors"
+    for cfg in chain:
+        assert {"kidney_left", "kidney_right"} <= set(cfg.data.exclude)
+        assert not any(t in str(s.image).lower() for s in cfg.data.sources
+                       for t in ("brats", "brain2", "breast1"))
+    assert chain[-1].model.recipe == {"mask_threshold": 1.0}
 
 
 def test_demo_config_trains_on_the_prepared_sample_cts(tmp_path: Path) -> None:

@@ -83,18 +83,17 @@ def main() -> None:
         s = PromptSession(load_promptable(args.model, device=dev), cache_bytes=2**31)
         s.set_volume(vol)
         mask2d, score = s.predict(key, box=box)
-        Propagator(s, NO_STOP).propagate()
-        masks[dev] = (np.asarray(mask2d, bool), s.object_array(1).astype(bool), float(score))
+        volume = Propagator(s, NO_STOP).propagate({key: mask2d}).mask.array > 0
+        masks[dev] = (np.asarray(mask2d, bool), volume, float(score))
         if dev == dev_t:
             s.cache.clear()
             res["cuda_embed_ms"] = _ms(lambda i, s=s: s.embedding((key + 1 + i) % N), 20)
             res["cuda_prompt_to_mask_ms"] = _ms(
-                lambda i, s=s: s.predict(key, box=box, record=False), 20)
+                lambda i, s=s: s.predict(key, box=box), 20)
 
             def prop(i: int, s: PromptSession = s) -> None:
                 s.set_volume(vol)
-                s.predict(key, box=box)
-                Propagator(s, NO_STOP).propagate()
+                Propagator(s, NO_STOP).propagate({key: s.predict(key, box=box)[0]})
             res["cuda_propagate_100_ms"] = _ms(prop, 5)
     res["key_slice_dice_cpu_vs_cuda"] = round(_dice(masks["cpu"][0], masks[dev_t][0]), 4)
     res["volume_dice_cpu_vs_cuda"] = round(_dice(masks["cpu"][1], masks[dev_t][1]), 4)
@@ -115,7 +114,7 @@ def main() -> None:
         s.cache.clear()
         s.embedding(key)
         res["cuda_sam_vit_b_prompt_to_mask_ms"] = _ms(
-            lambda i: s.predict(key, box=box, record=False), 20)
+            lambda i: s.predict(key, box=box), 20)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1) + "\n")
     print(json.dumps(res))

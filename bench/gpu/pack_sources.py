@@ -6,7 +6,7 @@ are read here, with medseg's readers and the same label conforming as ``medseg f
 ``bench/gpu/finetune_packed.py`` trains from them there. Integral images are stored as int16
 (exact), others as float32.
 
-    .venv/bin/python bench/gpu/pack_sources.py --config configs/lite_sam_train_gpu.yaml \\
+    .venv/bin/python bench/gpu/pack_sources.py --config configs/lite_sam/06_gpu_encoder.yaml \\
         --out .gpu/sources.npz
 """
 

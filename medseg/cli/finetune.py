@@ -13,11 +13,13 @@ from medseg.cli import app
 @app.command()
 def finetune(
     config: Annotated[Path, typer.Option(
-        "--config", "-c", help="configs/medsam_finetune.yaml or configs/lite_sam_train.yaml")],
+        "--config", "-c", help="configs/lite_sam_finetune.yaml (the shipped lite model on your "
+                               "data), configs/medsam_finetune.yaml (SAM/MedSAM), or a stage "
+                               "of configs/lite_sam/ (the shipped model's training)")],
     overrides: Annotated[list[str] | None, typer.Option(
         "--set", help="Dotted override, e.g. --set train.iterations=200 (repeatable).")] = None,
 ) -> None:
-    """Train or fine-tune a promptable model (MedSAM recipe: jittered GT boxes, Dice + BCE).
+    """Train or fine-tune a promptable model (MedSAM's scheme: jittered GT boxes, Dice + BCE).
 
     Works for the lite backend and for SAM/MedSAM checkpoints (model.backend: sam). Under
     torchrun it trains with DDP; AMP is used only on CUDA. Writes safetensors checkpoints to

@@ -27,7 +27,7 @@ This module imports neither.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,6 +37,7 @@ from torch import nn
 from medseg.errors import PromptModelError
 from medseg.models.roi_decoder import RoiDecoder, pack_image, unpack_image
 from medseg.models.sam_modules import decode_aligned, sam_modeling
+from medseg.models.strict import from_mapping
 
 __all__ = ["LiteImageEncoder", "LiteSam", "LiteSamConfig", "build_lite_sam"]
 
@@ -74,14 +75,7 @@ class LiteSamConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LiteSamConfig:
         """Build from a JSON dict; unknown keys raise :class:`PromptModelError`."""
-        names = {f.name for f in fields(cls)}
-        extra = sorted(set(data) - names)
-        if extra:
-            raise PromptModelError(f"lite model config has unknown keys {extra}; "
-                                   f"allowed: {sorted(names)}")
-        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
-                                  for k, v in data.items()}
-        return cls(**kwargs)
+        return from_mapping(cls, data, "lite model config")
 
 
 def _conv_bn(cin: int, cout: int, stride: int = 1, act: bool = True) -> nn.Sequential:

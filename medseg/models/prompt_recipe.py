@@ -41,7 +41,7 @@ read and converted; only version 2 is written.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -51,6 +51,7 @@ import torch.nn.functional as F
 
 from medseg.errors import PromptModelError
 from medseg.io.atomic import write_text_atomic
+from medseg.models.strict import from_mapping
 
 __all__ = ["FORMAT", "SAM_PIXEL_MEAN", "SAM_PIXEL_STD", "ModelDescription", "PromptRecipe",
            "Resize", "check_builder", "lite_recipe", "medsam_recipe", "read_description",
@@ -250,17 +251,7 @@ class PromptRecipe:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PromptRecipe:
         """From a JSON/YAML mapping; unknown keys or bad values raise PromptModelError."""
-        names = {f.name for f in fields(cls)}
-        extra = sorted(set(data) - names)
-        if extra:
-            raise PromptModelError(f"prompt recipe has unknown keys {extra}; allowed: "
-                                   f"{sorted(names)}")
-        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
-                                  for k, v in data.items()}
-        try:
-            return cls(**kwargs)
-        except TypeError as exc:
-            raise PromptModelError(f"prompt recipe: {exc}") from None
+        return from_mapping(cls, data, "prompt recipe")
 
     def with_overrides(self, overrides: dict[str, Any]) -> PromptRecipe:
         """This recipe with some fields replaced (validated as :meth:`from_dict`)."""

@@ -3,7 +3,7 @@
 Every tensor is interpolated (BatchNorm running statistics included; integer tensors such as
 ``num_batches_tracked`` are taken from B). The JSON (architecture, spec) is B's, with a
 ``training.interpolation`` record. Used to trade the stage-8 weights' organ gains against
-stage 5's tumour accuracy (bench/notes/lite_model_selection.md).
+stage 5's tumour accuracy (bench/experiments/notes/lite_model_selection.md).
 
     .venv/bin/python bench/interpolate_weights.py A.safetensors B.safetensors --a 0.5 \
         --out OUT.safetensors
