@@ -298,25 +298,25 @@ class Annotation:
         """Set ``value``'s proposal on the slices of ``changes`` (``k -> [x, y]`` bool, None
         = none) and its prompts to ``prompts``, as one undoable edit."""
         self.label(value)
-        layer = self.layer("proposal")
+        meta = replace(self.meta, prompts={**self.meta.prompts, int(value): dict(prompts)})
         ks = sorted(int(k) for k in changes)
+        if not ks:
+            return self.apply(action, [], meta)
+        layer = self.layer("proposal")
         region: list[slice] = [slice(None)] * 3
-        if ks:
-            region[axis] = slice(ks[0], ks[-1] + 1)
+        region[axis] = slice(ks[0], ks[-1] + 1)
         slab = layer[tuple(region)].copy()
         for k, mask in changes.items():
-            sl = _on_slice(axis, int(k) - ks[0])
-            plane = slab[sl]
+            plane = slab[_on_slice(axis, int(k) - ks[0])]
             plane[plane == value] = 0
             if mask is not None:
                 plane[np.asarray(mask, bool)] = value
-        box = _bbox(slab != layer[tuple(region)]) if ks else None
+        box = _bbox(slab != layer[tuple(region)])
         edits = []
         if box is not None:
             full = tuple(slice(r.start + (region[a].start or 0), r.stop + (region[a].start or 0))
                          for a, r in enumerate(box))
             edits.append(("proposal", full, slab[box]))
-        meta = replace(self.meta, prompts={**self.meta.prompts, int(value): dict(prompts)})
         return self.apply(action, edits, meta)  # type: ignore[arg-type]
 
     def accept_proposal(self, value: int, provenance: Provenance, action: str) -> bool:

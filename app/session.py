@@ -91,7 +91,8 @@ def _histories() -> dict[str, _History]:
 
 
 def _remember(ws: Workspace, key: str, ann: Annotation) -> None:
-    proposal = None if ann.proposal is None else ann.proposal.copy()
+    pending = ann.proposal is not None and bool(ann.proposal.any())
+    proposal = ann.proposal.copy() if pending and ann.proposal is not None else None
     _histories()[f"{ws.root}|{key}"] = _History(list(ann.undo_stack), list(ann.redo_stack),
                                                 ann.edits, proposal, ann.meta)
 

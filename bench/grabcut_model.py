@@ -92,6 +92,7 @@ class GrabCutModel(PromptModel):
             return gc != cv2.GC_BGD
         bgr = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        cv2.setRNGSeed(0)  # as prompt_cases.grabcut: independent of earlier calls
         with contextlib.suppress(cv2.error):  # too few samples of a class: initial labels
             cv2.grabCut(bgr, gc, None, bgd, fgd, ITERATIONS, cv2.GC_INIT_WITH_MASK)
         return (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)

@@ -11,6 +11,8 @@ figures.
 
 Baseline: OpenCV GrabCut (``cv2.grabCut``, rectangle init, 5 iterations; Otsu inside the box
 when GrabCut labels everything background) on the slice windowed exactly as the model sees it.
+GrabCut initialises its colour models with k-means on OpenCV's global random generator, so
+each call first seeds it (0): a slice's result does not depend on the calls before it.
 """
 
 from __future__ import annotations
@@ -131,6 +133,7 @@ def grabcut(img_u8: np.ndarray, box: Box) -> np.ndarray:
     gc = np.zeros(crop.shape, np.uint8)
     rect = (x0 - a0, y0 - b0, x1 - x0 + 1, y1 - y0 + 1)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)
     try:
         cv2.grabCut(bgr, gc, rect, bgd, fgd, 5, cv2.GC_INIT_WITH_RECT)
     except cv2.error:
