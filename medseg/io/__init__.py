@@ -231,7 +231,8 @@ def write(volume: Volume, path: str | Path, reference: Volume | None = None) -> 
 
     With ``reference``, the grids must match (else :class:`GeometryMismatchError`) and the file
     gets the reference's geometry exactly. Label maps are written as uint8/uint16 with their
-    names in the file and in a ``.labels.json`` sidecar.
+    names in the file and in a ``.labels.json`` sidecar; the two are renamed into place
+    together (:func:`medseg.io.atomic.staged_files`), so a failure leaves neither.
     """
     p = Path(path)
     if reference is not None:
@@ -241,21 +242,29 @@ def write(volume: Volume, path: str | Path, reference: Volume | None = None) -> 
                         volume.modality, volume.labels, volume.meta)
     if volume.is_label:
         volume = as_label_map(volume)
-    if _has_suffix(p, NIFTI_EXT):
-        from medseg.io import nifti
-
-        nifti.write_nifti(volume, p)
-    elif _has_suffix(p, (".nrrd", ".mha")):
-        from medseg.io import itk
-
-        itk.write_itk(volume, p)
-    else:
+    if not _has_suffix(p, (*NIFTI_EXT, ".nrrd", ".mha")):
         raise UnsupportedFormatError(
             f"{p}: cannot write this extension. Use one of {', '.join(WRITE_EXTENSIONS)} "
             "(DICOM-SEG, RTSTRUCT and meshes are written by `medseg export`)."
         )
-    if volume.labels is not None:
-        from medseg.io.labels import write_sidecar
+    if volume.labels is None:
+        _write_image(volume, p)
+        return p
+    from medseg.io.atomic import staged_files
+    from medseg.io.labels import write_sidecar
 
-        write_sidecar(p, volume.labels)
+    with staged_files(p.parent) as stage:  # the image and its label sidecar land together
+        _write_image(volume, stage / p.name)
+        write_sidecar(stage / p.name, volume.labels)
     return p
+
+
+def _write_image(volume: Volume, p: Path) -> None:
+    if _has_suffix(p, NIFTI_EXT):
+        from medseg.io import nifti
+
+        nifti.write_nifti(volume, p)
+    else:
+        from medseg.io import itk
+
+        itk.write_itk(volume, p)
