@@ -60,7 +60,7 @@ class GrabCutModel(PromptModel):
                                self._rect(box, pts[labels == 1], size)).T
         if not len(pts):
             return self._logits(start)
-        gc = np.where(start, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+        gc = np.ascontiguousarray(np.where(start, cv2.GC_PR_FGD, cv2.GC_PR_BGD), np.uint8)
         for (x, y), lab in zip(pts, labels, strict=True):
             cv2.circle(gc, (round(x), round(y)), SEED_RADIUS,
                        int(cv2.GC_FGD if lab == 1 else cv2.GC_BGD), -1)
