@@ -18,20 +18,43 @@ from app.sources import resolve_in_roots
 from app.uploads import stored_upload
 from medseg.errors import MedsegError
 from medseg.models import bundle as bundle_mod
-from medseg.models.catalog import model_identity
+from medseg.models.catalog import ModelEntry, describe_bundle, model_identity, models_dir
 from medseg.provenance import Provenance
 from medseg.volume import Volume
 
 
 def shipped_bundles(env: dict[str, str] | None = None) -> list[Path]:
     """Model bundles installed with medseg (``medseg/weights/*.safetensors`` other than the
-    promptable lite model) plus ``MEDSEG_DEFAULT_BUNDLE`` when set."""
+    promptable lite model) plus ``MEDSEG_DEFAULT_BUNDLE`` when set, plus the operator's
+    imported models (``medseg import-model`` outputs in ``MEDSEG_MODELS_DIR``)."""
     env = dict(os.environ if env is None else env)
     out = []
     if env.get("MEDSEG_DEFAULT_BUNDLE"):
         out.append(Path(env["MEDSEG_DEFAULT_BUNDLE"]).expanduser().resolve())
     out += list(bundle_mod.shipped_bundles().values())
+    imported = models_dir(env)
+    if imported is not None and imported.is_dir():
+        out += sorted(imported.glob("*.safetensors"))
     return [p for p in out if p.is_file()]
+
+
+def _describe(entry: ModelEntry | None, option: str) -> str:
+    """A bundle's name and version, then its file, in the picker (other options as they are)."""
+    if entry is None or entry.error:
+        return option
+    return f"{entry.name} ({entry.version}): {option}" if entry.version else \
+        f"{entry.name}: {option}"
+
+
+def _model_caption(entry: ModelEntry) -> str:
+    prov = entry.provenance
+    names = [entry.labels[k] for k in sorted(entry.labels)]
+    source = ", ".join(str(prov[k]) for k in ("source_format", "dataset", "configuration")
+                       if prov.get(k))
+    return (f"{len(names)} labels: {', '.join(names[:12])}{' ...' if len(names) > 12 else ''}; "
+            f"modality {entry.modality or 'any'}"
+            + (f"; from {source}" if source else "")
+            + (f"; licence: {prov['licence']}" if prov.get("licence") else ""))
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)
@@ -98,7 +121,11 @@ def _choose_bundle(settings: AppSettings) -> Path | None:
         st.info("No default model is installed (nothing in medseg/weights/ and "
                 "MEDSEG_DEFAULT_BUNDLE is unset). Use a bundle written by `medseg train`: give "
                 "its path inside the data folders or upload the .safetensors file.")
-    pick = st.selectbox("Model bundle", options, key="bundle_pick")
+    entries = {str(p): describe_bundle(p) for p in shipped}
+    pick = st.selectbox("Model bundle", options, key="bundle_pick",
+                        format_func=lambda o: _describe(entries.get(o), o))
+    if pick in entries and not entries[pick].error:
+        st.caption(_model_caption(entries[pick]))
     if pick == "Server path":
         text = st.text_input("Bundle path (inside the data folders)", key="bundle_path")
         return resolve_in_roots(text, settings.data_roots) if text else None

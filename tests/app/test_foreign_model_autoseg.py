@@ -53,3 +53,27 @@ def test_autoseg_with_imported_nnunet_model_and_seg_export(tmp_path: Path, app_w
     assert version.AlgorithmVersion == "nnUNetTrainer__nnUNetPlans__3d_fullres folds 0"
     res = subprocess.run([require_tool("dciodvfy"), str(out)], capture_output=True, text=True)
     assert [ln for ln in (res.stdout + res.stderr).splitlines() if ln.startswith("Error")] == []
+
+
+def test_imported_models_are_offered_by_name_with_labels_and_provenance(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bundles in MEDSEG_MODELS_DIR (the operator's import-model outputs) appear in the
+    Auto-segment picker with their name and version; picking one shows its labels, modality and
+    provenance. Nothing runs until the button is pressed."""
+    models = tmp_path / "models"
+    bundle = import_model(ROOT / "tests/fixtures/monai_bundle/ct_organs_unet",
+                          models / "ct_organs_unet.safetensors")
+    monkeypatch.setenv("MEDSEG_MODELS_DIR", str(models))
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    at.sidebar.selectbox(key="sample").select("CT abdomen, NIfTI 3 mm").run()
+    at.sidebar.button(key="open_sample").click().run()
+    at.radio(key="panel").set_value("Auto-segment").run()
+    picker = at.selectbox(key="bundle_pick")
+    label = f"CT organs UNet (medseg test fixture) (0.1.0): {bundle}"
+    assert label in picker.options
+    picker.select(str(bundle)).run()
+    caption = " ".join(c.value for c in at.caption)
+    assert "4 labels: spleen, kidney_right, kidney_left, liver" in caption
+    assert "modality CT" in caption and "from MONAI bundle" in caption
+    assert "licence: Apache-2.0" in caption
+    assert not at.exception and not at.error
