@@ -77,3 +77,27 @@ def test_imported_models_are_offered_by_name_with_labels_and_provenance(
     assert "modality CT" in caption and "from MONAI bundle" in caption
     assert "licence: Apache-2.0" in caption
     assert not at.exception and not at.error
+
+
+def test_payload_checkpoint_refused_by_the_app(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app loads only medseg bundles; a pickled checkpoint carrying a payload, given as a
+    server path (or renamed .safetensors), is refused in the page and never unpickled."""
+    from tests.models.test_nnunet import hostile_folder
+
+    marker = tmp_path / "pwned"
+    folder = hostile_folder(tmp_path / "src", marker)
+    ckpt = folder / "fold_0/checkpoint_final.pth"
+    disguised = tmp_path / "src" / "model.safetensors"
+    disguised.write_bytes(ckpt.read_bytes())
+    monkeypatch.setenv("MEDSEG_DATA_ROOTS", f"{tmp_path}:{SAMPLES}")
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    at.sidebar.selectbox(key="sample").select("CT abdomen, NIfTI 3 mm").run()
+    at.sidebar.button(key="open_sample").click().run()
+    at.radio(key="panel").set_value("Auto-segment").run()
+    for path in (ckpt, folder, disguised):
+        at.selectbox(key="bundle_pick").select("Server path").run()
+        at.text_input(key="bundle_path").input(str(path)).run()
+        at.button(key="run_autoseg").click().run()
+        assert not at.exception and at.error, path
+    assert not marker.exists()
