@@ -113,7 +113,7 @@ class Segmenter:
         self._softmax = bool(recipe.get("softmax", True))
         self._nnunet = NnUnetRunner(
             self.net, NnUnetRecipe.model_validate(recipe), device=self.device, amp=amp,
-            batch=sw_batch_size or 1) if self.kind == "nnunet" else None
+            batch=sw_batch_size) if self.kind == "nnunet" else None
         intensity = (bundle_intensity_transforms(recipe["intensity"])
                      if self.kind == "monai_bundle"
                      else intensity_transform(self.meta.preprocess.intensity))

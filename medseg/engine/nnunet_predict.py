@@ -73,7 +73,7 @@ class NnUnetRunner:
     """One loaded nnU-Net configuration (network with its folds) and its recipe."""
 
     def __init__(self, net: nn.Module, recipe: NnUnetRecipe, *, device: torch.device,
-                 amp: bool = True, batch: int = 1) -> None:
+                 amp: bool = True, batch: int | None = None) -> None:
         self.net, self.recipe, self.device = net, recipe, device
         self.amp = amp and device.type == "cuda"
         self.batch = batch

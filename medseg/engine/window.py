@@ -109,14 +109,28 @@ def _mirror_combinations(axes: Sequence[int] | None) -> list[tuple[int, ...]]:
 
 
 def _window_logits(net: nn.Module, x: torch.Tensor, flips: list[tuple[int, ...]],
-                   device: torch.device, amp: bool) -> torch.Tensor:
-    """Logits of ``x`` ``(B, C, *w)`` averaged over ``flips`` (test-time mirroring), float32 CPU."""
+                   device: torch.device, amp: bool, max_samples: int) -> torch.Tensor:
+    """Logits of ``x`` ``(B, C, *w)`` averaged over ``flips`` (test-time mirroring), float32 CPU.
+
+    The ``B * len(flips)`` flipped copies go through the network ``max_samples`` at a time
+    (one batched forward instead of nnU-Net's one window, one flip at a time: the same
+    arithmetic per sample, several times faster on a CPU for small windows); each window's
+    outputs are summed in nnU-Net's order (unflipped first, then each flip), then averaged."""
     ctx = torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext()
     x = x.to(device)
-    with ctx:
-        acc = net(x).float()
-        for dims in flips[1:]:
-            acc += torch.flip(net(torch.flip(x, dims)), dims).float()
+    jobs = [(f, b) for f in range(len(flips)) for b in range(x.shape[0])]
+    outs: dict[tuple[int, int], torch.Tensor] = {}
+    for j0 in range(0, len(jobs), max(1, max_samples)):
+        chunk = jobs[j0:j0 + max(1, max_samples)]
+        batch = torch.stack([torch.flip(x[b], [d - 1 for d in flips[f]]) if flips[f] else x[b]
+                             for f, b in chunk])
+        with ctx:
+            res = net(batch).float()
+        for (f, b), r in zip(chunk, res, strict=True):
+            outs[(f, b)] = torch.flip(r, [d - 1 for d in flips[f]]) if flips[f] else r
+    acc = torch.stack([outs[(0, b)] for b in range(x.shape[0])])
+    for f in range(1, len(flips)):
+        acc += torch.stack([outs[(f, b)] for b in range(x.shape[0])])
     if len(flips) > 1:
         acc /= len(flips)
     return acc.cpu()
@@ -126,7 +140,8 @@ def _window_logits(net: nn.Module, x: torch.Tensor, flips: list[tuple[int, ...]]
 def nnunet_sliding_logits(net: nn.Module, data: torch.Tensor, *, patch: Sequence[int],
                           step: float = 0.5, mirror_axes: Sequence[int] | None = None,
                           device: torch.device | str = "cpu", amp: bool = False,
-                          batch: int = 1, dtype: torch.dtype = torch.float16) -> torch.Tensor:
+                          batch: int | None = None, dtype: torch.dtype = torch.float16,
+                          max_voxels: int = 1 << 21) -> torch.Tensor:
     """nnU-Net's sliding-window prediction (``predict_sliding_window_return_logits``).
 
     Args:
@@ -137,7 +152,10 @@ def nnunet_sliding_logits(net: nn.Module, data: torch.Tensor, *, patch: Sequence
         step: tile step as a fraction of the patch (plans: 0.5).
         mirror_axes: the trainer's allowed mirroring axes (spatial, 0-based), averaged per
             window as nnU-Net does; ``None`` or empty: no test-time mirroring.
-        batch: windows per forward pass (results equal to one at a time up to float rounding).
+        batch: windows per group (default: as many as fit ``max_voxels`` with their
+            mirrorings); every group's windows and flips go through the network in forwards of
+            at most ``max_voxels`` input voxels (at least one sample). Results equal nnU-Net's
+            one-sample forwards up to float rounding.
         dtype: accumulator dtype. nnU-Net stitches in float16 (half the memory); the default
             does the same, window by window in nnU-Net's order, so the stitched logits round
             as nnU-Net's do.
@@ -160,6 +178,9 @@ def nnunet_sliding_logits(net: nn.Module, data: torch.Tensor, *, patch: Sequence
         else list(itertools.product(*steps))
     gauss = nnunet_gaussian(tuple(int(p) for p in patch))
     flips = _mirror_combinations(mirror_axes)
+    per_sample = int(np.prod(patch)) * data.shape[0]
+    max_samples = max(1, max_voxels // per_sample)
+    batch = batch or max(1, max_samples // len(flips))
     amp = amp and dev.type == "cuda"
     logits: torch.Tensor | None = None
     weight = torch.zeros(x.shape[1:], dtype=dtype)
@@ -167,7 +188,7 @@ def nnunet_sliding_logits(net: nn.Module, data: torch.Tensor, *, patch: Sequence
         group = starts[b0:b0 + max(1, batch)]
         sls = [_window_slices(s, patch, two_d) for s in group]
         out = _window_logits(net, torch.stack([x[(slice(None), *sl)] for sl in sls]), flips,
-                             dev, amp)
+                             dev, amp, max_samples)
         if logits is None:
             logits = torch.zeros((out.shape[1], *x.shape[1:]), dtype=dtype)
         for o, sl in zip(out, sls, strict=True):
