@@ -104,6 +104,11 @@ class Segmenter:
         inf = self.meta.inference
         self.overlap = inf.overlap if overlap is None else overlap
         self.sw_batch_size = sw_batch_size or inf.sw_batch_size
+        if self.kind == "monai_bundle" and sw_batch_size is None and inf.roi_size:
+            # a bundle's window batch is a speed setting, not part of its result: batch up to
+            # 2M input voxels per forward (faster on a CPU), never fewer than the bundle asks
+            per = int(np.prod(inf.roi_size)) * self.meta.network.in_channels
+            self.sw_batch_size = max(inf.sw_batch_size, (1 << 21) // per)
         self.mode = mode or inf.mode
         invert = invert or recipe.get("invert", "probabilities")
         if invert not in ("probabilities", "labels"):
