@@ -90,6 +90,7 @@ def timed(cmd: list[str], limit: float) -> dict[str, object]:
 
 
 def run_nnunet(image: Path, out: Path, tta: bool, limit: float) -> dict[str, object]:
+    out.parent.mkdir(parents=True, exist_ok=True)  # nnU-Net writes its run arguments there
     return timed([str(TOOL), "-c", NNUNET_RUN, str(MODEL), str(image),
                   str(out.parent / out.name.replace(".nii.gz", "")), "1" if tta else "0"], limit)
 
