@@ -197,3 +197,7 @@ class PacsStoreError(PacsError):
 class ProvenanceError(MedsegError):
     """Labels whose provenance an output cannot record as asked (e.g. one DICOM algorithm
     identification for labels made by different means)."""
+
+
+class ModalityError(MedsegError):
+    """An explicitly chosen modality (``--modality``) that is not a DICOM modality code."""

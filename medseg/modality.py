@@ -24,12 +24,16 @@ import numpy as np
 
 from medseg.volume import Volume
 
-__all__ = ["CT_AIR_HU", "ModalityDecision", "decide_modality", "looks_like_ct",
-           "normalize_modality"]
+__all__ = ["CT_AIR_HU", "KNOWN_MODALITIES", "ModalityDecision", "check_modality",
+           "decide_modality", "looks_like_ct", "normalize_modality"]
 
 #: a CT holds air (about -1000 HU); no MR, PET or normalised image goes this far below zero
 CT_AIR_HU = -500.0
 _ALIASES = {"MRI": "MR", "PET": "PT"}
+#: DICOM's defined terms for image modalities (PS3.3 C.7.3.1.1.1) an override may name
+KNOWN_MODALITIES = ("CT", "MR", "PT", "NM", "US", "XA", "RF", "CR", "DX", "MG", "IO", "PX",
+                    "OT", "SC", "OPT", "OCT", "ES", "XC", "GM", "SM", "RG", "BDUS", "IVUS",
+                    "IVOCT")
 
 Source = Literal["override", "header", "data"]
 
@@ -49,6 +53,23 @@ def looks_like_ct(array: np.ndarray) -> bool:
         finite = values[np.isfinite(values)]
         return bool(finite.size) and float(finite.min()) < CT_AIR_HU
     return float(values.min()) < CT_AIR_HU
+
+
+def check_modality(modality: str | None, option: str = "--modality") -> str | None:
+    """The normalised override, or :class:`~medseg.errors.ModalityError` for an unknown code.
+
+    A typo (``XRAY``, ``C T``) would otherwise silently mean "not CT" and window a CT by
+    percentiles; an explicit choice must name a DICOM modality.
+    """
+    chosen = normalize_modality(modality)
+    if chosen is not None and chosen not in KNOWN_MODALITIES:
+        from medseg.errors import ModalityError
+
+        raise ModalityError(
+            f"{option} {modality!r} is not a DICOM modality; give one of "
+            f"{', '.join(KNOWN_MODALITIES[:6])}, ... (MRI and PET are accepted as MR and PT), "
+            "or leave it out to decide from the file.")
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -75,7 +96,7 @@ class ModalityDecision:
 
 def decide_modality(volume: Volume, override: str | None = None) -> ModalityDecision:
     """The modality of ``volume``: ``override``, else its header's, else the data rule."""
-    chosen = normalize_modality(override)
+    chosen = check_modality(override)
     if chosen is not None:
         return ModalityDecision(chosen, "override")
     header = normalize_modality(volume.modality)

@@ -57,3 +57,15 @@ def test_non_finite_and_integer_voxels() -> None:
     assert not looks_like_ct(np.zeros((0, 2, 2)))
     vol = dataclasses.replace(_vol(np.zeros((2, 2, 2))), modality="")
     assert decide_modality(vol).source == "data"  # an empty header value is no modality
+
+
+def test_unknown_override_is_refused_with_the_codes() -> None:
+    import pytest
+
+    from medseg.errors import ModalityError
+    from medseg.modality import check_modality
+
+    assert check_modality("mri") == "MR"
+    assert check_modality(None) is None
+    with pytest.raises(ModalityError, match="'XRAY' is not a DICOM modality"):
+        check_modality("XRAY")

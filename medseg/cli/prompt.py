@@ -101,7 +101,10 @@ def prompt(
     from medseg.io.atomic import check_writable, staged_files
     from medseg.io.labels import check_label_names
 
+    from medseg.modality import check_modality
+
     check_label_names({1: label_name}, "nifti", fix="Give another --label-name.")
+    modality = check_modality(modality)
     check_writable(out.parent, file=out)  # before the model runs
     from medseg.pacs.uri import resolve_input
 
