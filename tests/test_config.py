@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -66,7 +67,7 @@ def test_the_lite_chain_runs_stage_after_stage_and_never_trains_on_held_out_data
 
     chain = [load_finetune_config(ROOT / "configs" / n) for n in FINETUNE[2:]]
     assert chain[0].model.checkpoint is None
-    for prev, cfg in zip(chain, chain[1:], strict=False):
+    for prev, cfg in itertools.pairwise(chain):
         assert cfg.model.checkpoint == prev.train.output_dir / "lite_sam.safetensors"
     for cfg in chain:
         assert {"kidney_left", "kidney_right"} <= set(cfg.data.exclude)

@@ -100,7 +100,6 @@ def prompt(
         raise PromptError("Give at least one --box or --points prompt. " + COORDS_HELP)
     from medseg.io.atomic import check_writable, staged_files
     from medseg.io.labels import check_label_names
-
     from medseg.modality import check_modality
 
     check_label_names({1: label_name}, "nifti", fix="Give another --label-name.")
