@@ -201,3 +201,8 @@ class ProvenanceError(MedsegError):
 
 class ModalityError(MedsegError):
     """An explicitly chosen modality (``--modality``) that is not a DICOM modality code."""
+
+
+class NothingToFillError(MedsegError):
+    """An editing operation has nothing to work from (fill between slices with a label
+    painted on a single slice)."""
