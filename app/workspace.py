@@ -254,6 +254,7 @@ class Workspace:
         unknown = set(present_values(ann.array)) - {0} - set(ann.names())
         for v in sorted(unknown):  # a value without a table entry stays visible and editable
             ann.add_label(f"label_{v}", value=int(v))
+        ann.settle()  # the restored table is where the next edit starts from
         return ann, self.revision_of(state)
 
     # ------------------------------------------------------------------ audit

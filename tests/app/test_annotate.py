@@ -136,3 +136,70 @@ def test_autosave_audit_and_refresh_restore(app_workspace: Path) -> None:
     fresh.button(key="redo").click().run()
     assert int((fresh.session_state["ann"].array == 1).sum()) == n
     assert fresh.sidebar.text_input(key="annotator").value == "Dr Ada"
+
+
+def test_undo_of_a_label_deletion_brings_back_name_colour_provenance_and_voxels() -> None:
+    from medseg.provenance import Provenance
+
+    ann = Annotation.empty((10, 10, 4))
+    liver = ann.add_label("liver", action="add label liver")
+    spleen = ann.add_label("spleen", color=(1, 2, 3), action="add label spleen")
+    mask = np.zeros(ann.array.shape, bool)
+    mask[2:6, 2:6, 1:3] = True
+    ann.set_voxels(mask, spleen.value, "paint", provenance=Provenance("automatic", "m", "1"))
+    ann.edit_label(liver.value, name="hepar", color=(9, 9, 9), action="edit label liver")
+    before = (ann.array.copy(), ann.names(), ann.colors(), dict(ann.meta.provenance))
+    assert ann.delete_label(spleen.value)
+    assert ann.names() == {liver.value: "hepar"} and not ann.array.any()
+    assert len(ann.undo_stack) == 5  # add, add, paint, edit, delete: one step each
+    assert ann.undo() == "delete label spleen"
+    np.testing.assert_array_equal(ann.array, before[0])
+    assert (ann.names(), ann.colors(), dict(ann.meta.provenance)) == before[1:]
+    assert ann.voxel_counts()[spleen.value] == 32
+    assert ann.redo() and spleen.value not in ann.names() and not ann.array.any()
+    ann.undo()
+    assert ann.undo() == "edit label liver"
+    assert ann.names()[liver.value] == "liver" and ann.colors()[liver.value] != (9, 9, 9)
+    ann.undo()
+    ann.undo()
+    assert ann.names() == {liver.value: "liver"}  # Undo of "add label spleen"
+    ann.undo()
+    assert ann.names() == {} and ann.undo() is None
+
+
+def test_labels_added_with_an_auto_segmentation_leave_with_its_undo() -> None:
+    from app.autoseg_panel import merge_prediction
+
+    ann = Annotation.empty((10, 10, 4))
+    ann.add_label("liver", action="add label liver")
+    pred = np.zeros(ann.array.shape, np.uint8)
+    pred[1:4, 1:4, 1] = 1
+    pred[6:9, 6:9, 2] = 2
+    new = merge_prediction(ann, pred, {1: "liver", 2: "spleen"}, replace=False)
+    assert ann.replace(new, "auto-segment")
+    assert ann.voxel_counts() == {1: 9, 2: 9}
+    assert ann.undo() == "auto-segment"
+    assert ann.names() == {1: "liver"} and not ann.array.any()  # no 0-voxel "spleen" left
+    assert ann.redo() and ann.names() == {1: "liver", 2: "spleen"}
+
+
+def test_a_stroke_paints_a_continuous_band_between_far_pointer_events() -> None:
+    vol = make_volume("anisotropic").reorient("LPS")  # 0.5 x 0.7 x 5 mm
+    ann = Annotation.empty((60, 60, 4))
+    value = ann.add_label("liver").value
+    spacing = (1.0, 1.0, 2.0)
+    # two pointer events 40 pixels apart: the band joins them with no gap
+    assert ann.stroke("axial", 2, [(10.0, 5.0), (10.0, 45.0)], 2.0, value, False, spacing)
+    band = ann.array[:, :, 2].T == value  # axial: rows = j, cols = i
+    assert band[10, 5:46].all() and band[8:13, 25].all() and not band[7, 25] | band[13, 25]
+    assert len(ann.undo_stack) == 1  # the whole drag is one edit
+    # erasing along a diagonal cuts the band where it crosses, nowhere else
+    assert ann.stroke("axial", 2, [(0.0, 20.0), (20.0, 30.0)], 1.0, value, True, spacing)
+    band = ann.array[:, :, 2].T == value
+    assert not band[10, 25] and band[10, 5] and band[10, 45]
+    # anisotropic coronal slice: the band is round in mm (5 mm rows, 0.5 mm columns)
+    ann2 = Annotation.empty(vol.shape)
+    v2 = ann2.add_label("x").value
+    ann2.stroke("coronal", 3, [(2.0, 4.0), (2.0, 10.0)], 2.5, v2, False, vol.spacing)
+    painted = np.argwhere(ann2.array == v2)
+    assert len(set(painted[:, 2])) == 1 and len(painted) == 16  # cols -1..15, clipped at 0
