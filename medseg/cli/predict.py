@@ -185,6 +185,13 @@ def predict(
             typer.echo(f"{path} -> {target} ({secs:.1f} s, peak RSS {st['peak_rss_mb']:.0f} MB)")
             if with_seg:
                 batch.wrote(str(path), out / f"{name}.seg.dcm")
+            if server is not None and not with_seg:
+                from medseg.errors import PacsStoreError
+
+                raise PacsStoreError(
+                    f"{path}: --send {send}: nothing was sent (no DICOM-SEG: see the line "
+                    f"above); the mask is in {target}. --send needs a DICOM series input and "
+                    "a non-empty mask.")
             if with_seg and server is not None:
                 send_and_print(server, [out / f"{name}.seg.dcm"])
     typer.echo(f"wrote {len(batch.written)} mask(s) to {out}")

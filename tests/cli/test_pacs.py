@@ -133,6 +133,10 @@ def test_cli_errors_are_one_line(server: Orthanc, tmp_path: Path,
     refused(medseg("info", "pacs://orthanc/1.2.3.4.5"), "no series or study with UID 1.2.3.4.5")
     refused(medseg("info", "pacs://orthanc/not-a-uid"), "is not a DICOM UID")
     refused(medseg("pacs", "search", "orthanc", "--date", "2024"), "study date '2024'")
+    ct = Path(__file__).resolve().parents[2] / "data_samples/totalsegmentator/example_ct.nii.gz"
+    nosend = medseg("predict", "default", ct, "--out", tmp_path / "ns", "--send", "orthanc")
+    refused(nosend, "nothing was sent")  # a NIfTI input has no series for a SEG to reference
+    assert (tmp_path / "ns" / "example_ct.nii.gz").is_file()  # the mask is kept and named
     ok = medseg("info", f"pacs://orthanc/{DCMQI_SERIES}")
     accepted(ok)
     assert "[512, 512, 3]" in ok.out and DCMQI_SERIES in ok.out
