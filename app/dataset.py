@@ -1,5 +1,6 @@
-"""Dataset mode: a folder of cases inside the data roots, each case's status from the
-workspace, and export of the annotated set as a Decathlon dataset ``medseg train`` reads.
+"""Dataset mode: the cases under a folder inside the data roots (found by
+:func:`medseg.data.discovery.discover`: label maps are references, collection folders are
+walked), each case's status from the workspace, and export of the annotated set as a Decathlon dataset ``medseg train`` reads.
 
 Export layout (``<workspace>/datasets/<name>/``)::
 
@@ -12,7 +13,7 @@ Export layout (``<workspace>/datasets/<name>/``)::
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,35 +22,52 @@ import streamlit as st
 from app import session
 from app.reading import read_volume
 from app.settings import AppSettings
-from app.sources import resolve_in_roots
-from app.workspace import CaseSource, Workspace, WorkspaceError, server_source
+from app.sources import SAMPLES, resolve_in_roots
+from app.workspace import CaseSource, Workspace, WorkspaceError, sample_source, server_source
 from medseg import io
+from medseg.data.discovery import discover
 from medseg.errors import MedsegError
 from medseg.io.atomic import write_text_atomic
-
-IMAGE_EXT = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".mgz", ".mgh")
 
 
 @dataclass(frozen=True)
 class DatasetCase:
+    """A discovered case: ``path`` the image (file or DICOM folder), ``name`` its path in
+    the cases folder, ``reference`` its best label map (or DICOM-SEG/RTSTRUCT), ``source``
+    how the app opens it (the same workspace key however the case is opened)."""
+
     path: Path
     source: CaseSource
     status: str
+    name: str = ""
+    reference: Path | None = None
+
+
+def source_for(path: Path, series: str | None = None, reference: Path | None = None
+               ) -> CaseSource:
+    """The case source of an image on the server. A bundled sample's image gets the
+    sample's source, so a case opened from *Sample*, from a server folder or in dataset
+    mode has one workspace key (one annotation, one status); any other path its server
+    source, with ``reference`` recorded."""
+    resolved = path.resolve()
+    for sample in SAMPLES:
+        if series is None and sample.image.resolve() == resolved:
+            return sample_source(sample.name, sample.labels)
+    src = server_source(path, series)
+    return replace(src, reference=str(reference)) if reference is not None else src
 
 
 def list_cases(folder: str | Path, roots: tuple[Path, ...], ws: Workspace) -> list[DatasetCase]:
-    """Image files and DICOM sub-folders of ``folder`` (inside ``roots``) with their status."""
+    """The cases under ``folder`` (inside ``roots``) found by
+    :func:`medseg.data.discovery.discover` (label maps are references, not cases; collection
+    folders are walked, not listed), each with its status in the workspace."""
     base = resolve_in_roots(folder, roots)
     if not base.is_dir():
         raise WorkspaceError(f"{folder}: not a folder inside the data roots.")
     out = []
-    for p in sorted(base.iterdir(), key=lambda e: e.name.lower()):
-        if p.name.startswith(".") or p.name.endswith(".labels.json"):
-            continue
-        if (p.is_file() and p.name.lower().endswith(IMAGE_EXT)) or \
-                (p.is_dir() and any(f.is_file() for f in p.iterdir())):
-            src = server_source(p)
-            out.append(DatasetCase(p, src, ws.status(src.key)))
+    for c in discover(base, list(roots)).cases:
+        src = source_for(c.image, c.series, c.reference)
+        out.append(DatasetCase(c.image, src, ws.status(src.key), c.name, c.reference))
     return out
 
 
@@ -117,11 +135,13 @@ def dataset_panel(settings: AppSettings) -> None:
         st.error(str(exc))
         return
     if not cases:
-        st.info("No image files or DICOM folders in this folder.")
+        st.info("No cases in this folder: no image file or DICOM series (label maps such as "
+                "*_seg.nii.gz are references, not cases).")
         return
     cur = st.session_state.get("case_source")
     cur_key = cur.key if cur is not None else None
-    st.dataframe([{"case": c.path.name, "status": c.status,
+    st.dataframe([{"case": c.name or c.path.name, "reference": c.reference.name
+                   if c.reference else "", "status": c.status,
                    "open": "◀" if c.source.key == cur_key else ""} for c in cases],
                  hide_index=True, key="dataset_table")
     done = sum(c.status == "done" for c in cases)
