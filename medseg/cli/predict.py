@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from tqdm.auto import tqdm
@@ -15,6 +15,9 @@ from medseg.cli.batch import Batch
 from medseg.errors import InputNotFoundError, MedsegError
 from medseg.io.atomic import check_writable, staged_files
 from medseg.volume import Volume
+
+if TYPE_CHECKING:
+    from medseg.models.bundle import BundleMeta
 
 _IMAGE_EXT = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
@@ -86,6 +89,18 @@ def _write_dicom_seg(mask: Volume, image: Volume, target: Path, model: tuple[str
     return True
 
 
+def _modality_warning(meta: BundleMeta, image: Volume, model: str) -> str | None:
+    """The model-vs-image modality warning (printed to stderr as ``warning: ...``), or None.
+    The mask is still written; ``<case>.warning.txt`` beside it records the warning."""
+    from medseg.modality import decide_modality
+    from medseg.models.bundle import modality_mismatch
+
+    text = modality_mismatch(meta, decide_modality(image), f"the model {model}")
+    if text is not None:
+        typer.echo(f"warning: {image.meta.get('path', 'input')}: {text}", err=True)
+    return text
+
+
 def shard_cases(cases: list[tuple[str, Path]], rank: int | None = None,
                 world_size: int | None = None) -> list[tuple[str, Path]]:
     """The cases of this process under ``torchrun`` (``RANK``/``WORLD_SIZE`` from the
@@ -143,6 +158,9 @@ def predict(
     Several cases form a batch: a case that fails is reported on its own line and the others
     go on; the command then exits with code 2, naming what failed and what was written.
 
+    An input whose modality is not the one the model was made for (a CT model on an image
+    that is not CT) gets a ``warning:`` line and ``<case>.warning.txt`` beside its mask.
+
     Under ``torchrun --nproc_per_node N -m medseg predict ...`` the cases are sharded across
     the N processes (round-robin by RANK).
     """
@@ -173,10 +191,13 @@ def predict(
             target = out / f"{name}{ext}"
             image = io.read(path, label=False)
             image.meta.setdefault("path", str(path))
+            warning = _modality_warning(seg.meta, image, seg.name)
             mask = seg.predict(image, tta=tta, postprocess=post)
             assert not isinstance(mask, tuple)
             with staged_files(out) as stage:  # mask, sidecar (and SEG) land together or not
                 io.write(mask, stage / target.name, reference=image)
+                if warning:
+                    (stage / f"{name}.warning.txt").write_text(warning + "\n", encoding="utf-8")
                 with_seg = (dicom_seg or server is not None) and _write_dicom_seg(
                     mask, image, stage / f"{name}.seg.dcm", (seg.name, seg.version))
             batch.wrote(str(path), target)
@@ -185,6 +206,8 @@ def predict(
             typer.echo(f"{path} -> {target} ({secs:.1f} s, peak RSS {st['peak_rss_mb']:.0f} MB)")
             if with_seg:
                 batch.wrote(str(path), out / f"{name}.seg.dcm")
+            if warning:
+                batch.wrote(str(path), out / f"{name}.warning.txt")
             if server is not None and not with_seg:
                 from medseg.errors import PacsStoreError
 

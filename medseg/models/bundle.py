@@ -4,13 +4,22 @@ The safetensors header metadata holds one key, ``"medseg"``, whose value is the 
 :class:`BundleMeta`: network name and constructor arguments, label names, preprocessing,
 sliding-window defaults (ROI size...), modality, training config hash and medseg version.
 ``medseg predict`` needs nothing else. Loading never unpickles: safetensors stores raw tensors.
+
+**What a model is for.** ``modality`` (a DICOM modality code: ``CT``, ``MR``...) and
+``body_region`` (free text, e.g. ``abdomen``) say which images a model was made for:
+trained models take the training data's modality, imported nnU-Net models their
+``dataset.json`` channel names / CT normalisation, MONAI bundles ``metadata.json``'s input
+modality; the shipped default model is ``CT`` / ``abdomen``. :func:`modality_mismatch`
+compares them with an image's modality decision (:mod:`medseg.modality`); the app asks
+before running on a mismatch and ``medseg predict`` prints a warning. ``body_region`` is
+written only when set, so bundles without it stay readable by older medseg versions.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -27,8 +36,12 @@ from medseg.errors import (
 from medseg.io.atomic import atomic_path
 from medseg.models.registry import build_network
 
+if TYPE_CHECKING:
+    from medseg.modality import ModalityDecision
+
 __all__ = ["BUNDLE_FORMAT_VERSION", "DEFAULT_BUNDLE", "BundleMeta", "NetworkSpec", "load_bundle",
-           "read_bundle_meta", "resolve_bundle", "save_bundle", "shipped_bundles"]
+           "modality_mismatch", "read_bundle_meta", "resolve_bundle", "save_bundle",
+           "shipped_bundles"]
 
 #: Increment when a bundle written by this version cannot be read by older code.
 #: 2: imported foreign models (``recipe`` and ``provenance``, medseg.models.importer).
@@ -90,6 +103,8 @@ class BundleMeta(BaseModel):
     network: NetworkSpec
     labels: dict[int, str]
     modality: str | None = None
+    #: the body region the model was made for (e.g. "abdomen"); None: not stated
+    body_region: str | None = None
     preprocess: PreprocessConfig
     inference: InferenceConfig
     config_hash: str = ""
@@ -105,6 +120,29 @@ class BundleMeta(BaseModel):
         if roi is None:
             raise BundleError("bundle has no inference.roi_size; re-save it with one.")
         return tuple(roi)
+
+    def made_for(self) -> str:
+        """``CT abdomen``, ``MR``, or ``any modality`` when the bundle names none."""
+        parts = [p for p in (self.modality, self.body_region) if p]
+        return " ".join(parts) if parts else "any modality"
+
+
+def modality_mismatch(meta: BundleMeta, decision: ModalityDecision,
+                      model_name: str = "This model") -> str | None:
+    """One line saying that an image is not of the modality ``meta`` was made for, or None.
+
+    None when the bundle names no modality, when the image's modality is the bundle's, or
+    when the image's modality is unknown and the bundle is not a CT model (an unknown
+    modality is known only not to be CT, :mod:`medseg.modality`)."""
+    from medseg.modality import normalize_modality
+
+    want = normalize_modality(meta.modality)
+    got = decision.modality
+    if want is None or got == want or (got is None and want != "CT"):
+        return None
+    return (f"{model_name} was made for {meta.made_for()} images, but this image is "
+            f"{decision.describe()}: its result will likely be wrong. Use a model made for "
+            "this modality, or check every label it adds.")
 
 
 def _current_version() -> str:
@@ -124,8 +162,11 @@ def save_bundle(path: str | Path, model: nn.Module, meta: BundleMeta) -> Path:
         raise BundleError(f"bundle has {meta.network.out_channels} output channels but "
                           f"{len(meta.labels)} label names (expected one per foreground channel)")
     tensors = {k: v.detach().to("cpu").clone().contiguous() for k, v in model.state_dict().items()}
+    described = meta.model_dump(mode="json")
+    if described.get("body_region") is None:
+        described.pop("body_region", None)  # readable by medseg versions without the field
     with atomic_path(p) as tmp:
-        save_file(tensors, str(tmp), metadata={_META_KEY: meta.model_dump_json()})
+        save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(described)})
     return p
 
 
