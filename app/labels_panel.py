@@ -13,6 +13,7 @@ import streamlit as st
 
 from app import session
 from app.annotation import COMMON_LABELS, Annotation
+from app.editor import Gesture
 from app.settings import AppSettings
 from app.viewer import Click
 from medseg.errors import MedsegError
@@ -37,7 +38,7 @@ def label_table(settings: AppSettings, ann: Annotation) -> int | None:
                             key="new_label_pick", accept_new_options=True)
         if st.form_submit_button("Add label", key="add_label") and name:
             try:
-                lab = ann.add_label(name)
+                lab = ann.add_label(name, action=f"add label {name.strip()}")
                 session.commit(settings, "add label", label=lab.as_dict())
                 st.session_state["active_label"] = lab.name
             except MedsegError as exc:
@@ -53,26 +54,48 @@ def label_table(settings: AppSettings, ann: Annotation) -> int | None:
     lab = ann.label(ann.names_inv()[active])
     st.caption(" · ".join(f"{n}: {counts[ann.names_inv()[n]]} voxels, "
                           f"{ann.provenance(ann.names_inv()[n]).describe()}" for n in names))
-    with st.expander(f"Edit '{lab.name}'"):
-        new_name = st.text_input("Name", value=lab.name, key=f"rename_{lab.value}")
-        color = st.color_picker("Colour", value=_hex(lab.color), key=f"color_{lab.value}")
-        c1, c2 = st.columns(2)
-        if c1.button("Save", key=f"save_label_{lab.value}"):
-            try:
-                old = lab.as_dict()
-                ann.rename(lab.value, new_name)
-                lab.color = _rgb(color)
-                session.commit(settings, "edit label", before=old, after=lab.as_dict())
-                st.session_state["active_label"] = lab.name
-                st.rerun()
-            except MedsegError as exc:
-                st.error(str(exc))
-        if c2.button("Delete", key=f"delete_label_{lab.value}"):
-            old = lab.as_dict()
-            ann.delete_label(lab.value)
-            session.commit(settings, "delete label", label=old)
-            st.rerun()
+    with st.expander(f"Edit '{lab.name}'", expanded=_confirming(lab.value)):
+        _edit_label(settings, ann, lab.value, counts[lab.value])
     return lab.value
+
+
+def _confirming(value: int) -> bool:
+    return st.session_state.get("confirm_delete") == value
+
+
+def _edit_label(settings: AppSettings, ann: Annotation, value: int, voxels: int) -> None:
+    """Rename/recolour (one undoable edit) and delete after a confirmation."""
+    lab = ann.label(value)
+    new_name = st.text_input("Name", value=lab.name, key=f"rename_{value}_{lab.name}")
+    color = st.color_picker("Colour", value=_hex(lab.color), key=f"color_{value}_{_hex(lab.color)}")
+    c1, c2 = st.columns(2)
+    if c1.button("Save", key=f"save_label_{value}"):
+        old = lab.as_dict()
+        try:
+            changed = ann.edit_label(value, new_name, _rgb(color), action=f"edit label {lab.name}")
+        except MedsegError as exc:
+            st.error(str(exc))
+            return
+        if changed:
+            session.commit(settings, "edit label", before=old, after=ann.label(value).as_dict())
+        st.session_state["active_label"] = ann.label(value).name
+        st.rerun()
+    if not _confirming(value):
+        if c2.button("Delete", key=f"delete_label_{value}"):
+            st.session_state["confirm_delete"] = value
+            st.rerun()
+        return
+    st.warning(f"Delete '{lab.name}' and its {voxels} voxels? Undo brings both back.")
+    y, n = st.columns(2)
+    if y.button("Yes, delete", key=f"confirm_delete_{value}", type="primary"):
+        st.session_state.pop("confirm_delete", None)
+        old = lab.as_dict()
+        ann.delete_label(value)
+        session.commit(settings, "delete label", label=old, voxels=voxels)
+        st.rerun()
+    if n.button("Cancel", key=f"cancel_delete_{value}"):
+        st.session_state.pop("confirm_delete", None)
+        st.rerun()
 
 
 def tools(prompt_tools: tuple[str, ...]) -> tuple[str, float]:
@@ -108,6 +131,20 @@ def brush_seam(plane: str, index: int, shape: tuple[int, int]) -> Click | None:
         if st.button("Apply brush", key="brush_apply"):
             return Click(plane, index, int(row), int(col))
     return None
+
+
+def apply_stroke(settings: AppSettings, ann: Annotation, g: Gesture, value: int, tool: str,
+                 radius_mm: float) -> None:
+    """Apply a brush/eraser drag (all its pointer positions, one edit), autosave + audit."""
+    case, _, _ = session.current()
+    erase = tool == "Eraser"
+    changed = ann.stroke(g.plane, g.index, list(g.points), radius_mm, value, erase,
+                         case.image_lps.spacing)
+    if changed:
+        r, c = g.pixel()
+        session.commit(settings, "erase" if erase else "brush", label=ann.label(value).name,
+                       plane=g.plane, slice=g.index, row=r, col=c, points=len(g.points),
+                       radius_mm=radius_mm, provenance=ann.provenance(value).as_dict())
 
 
 def apply_brush(settings: AppSettings, ann: Annotation, click: Click, value: int, tool: str,

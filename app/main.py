@@ -14,9 +14,11 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app import labels_panel, session, viewer
+from app import labels_panel, session, view_state, viewer
 from app.conflict_panel import conflict_banner, conflict_copies
-from app.guard import guarded, message_for
+from app.editor import Gesture
+from app.gestures import apply_gesture, mode_of
+from app.guard import guarded
 from app.open_panel import open_panel
 from app.panels import PANELS, prompt_tools, run_panel
 from app.settings import AppSettings, load_settings
@@ -39,37 +41,26 @@ def _sidebar() -> None:
     st.sidebar.caption(f"Workspace: {SETTINGS.workspace}")
 
 
-def _on_click(click: viewer.Click) -> None:
-    """Apply a click on the edit plane with the current tool (runs as a widget callback)."""
-    _, _, ann = session.current()
-    tool = st.session_state.get("tool", labels_panel.TOOLS[0])
-    active = ann.names_inv().get(st.session_state.get("active_label", ""))
-    if active is None:
-        st.session_state["click_error"] = "Add a label first: tools edit the active label."
-        return
-    try:
-        if tool in labels_panel.TOOLS:
-            labels_panel.apply_brush(SETTINGS, ann, click, active, tool,
-                                     float(st.session_state.get("radius", 5.0)))
-        else:
-            from app.prompt_panel import handle_click
-
-            handle_click(SETTINGS, tool, click, active)
-            st.session_state["panel"] = "Prompt"
-    except Exception as exc:  # a callback: shown on the run that follows
-        st.session_state["click_error"] = message_for(SETTINGS.workspace, "the click", exc)
+def _on_gesture(g: Gesture) -> None:
+    apply_gesture(SETTINGS, g)
 
 
 def _messages() -> None:
-    """What the last action left to say, and a refused stale save with its conflict copies."""
-    flash = st.session_state.pop("flash", None)
-    if flash:
-        st.success(flash)
-    warn = st.session_state.pop("click_error", None)
-    if warn:
-        st.warning(warn)
-    conflict_banner(SETTINGS)
-    conflict_copies(SETTINGS)
+    """What the last action left to say, and a refused stale save with its conflict copies.
+    Drawn in one container that is always there, so a message never shifts the widgets
+    below it (which made Streamlit redraw the Display panel collapsed)."""
+    with st.container():
+        flash = st.session_state.pop("flash", None)
+        if flash:
+            st.success(flash)
+        note = st.session_state.pop("restore_note", None)
+        if note:
+            st.info(note)
+        warn = st.session_state.pop("click_error", None)
+        if warn:
+            st.warning(warn)
+        conflict_banner(SETTINGS)
+        conflict_copies(SETTINGS)
 
 
 def _annotate() -> None:
@@ -84,10 +75,10 @@ def _annotate() -> None:
     left, right = st.columns([1, 4])
     with left:
         active = labels_panel.label_table(SETTINGS, ann)
-        tool, _ = labels_panel.tools(prompt_tools())
+        tool, radius = labels_panel.tools(prompt_tools())
         labels_panel.undo_redo(SETTINGS, ann)
-        with st.expander("Display"):
-            edit_plane = st.selectbox("Edit plane", ["axial", "coronal", "sagittal"],
+        with st.expander("Display", expanded=True):
+            edit_plane = st.selectbox("Edit plane", list(viewer.render.PLANES),
                                       key="edit_plane")
             window = viewer.window_controls(case)
             overlay = viewer.overlay_controls(case, ann)
@@ -98,18 +89,21 @@ def _annotate() -> None:
 
             prefetch(edit_plane, int(st.session_state["cursor"][
                 viewer.render.plane_axis(edit_plane)]))
-        if "prompt" in st.session_state:
+        if "prompt" in st.session_state or ann.proposal is not None:
             from app.prompt_panel import proposal
 
             outline = proposal(case.image_lps.shape, active)
-        viewer.viewer(case, ann, window, overlay, edit_plane, drag=tool == "Box",
-                      on_click=_on_click, outline=outline)
+        color = ann.label(active).color if active is not None else (255, 255, 255)
+        viewer.viewer(case, ann, window, overlay, edit_plane, mode_of(tool), _on_gesture,
+                      outline=outline, radius_mm=radius, color=color)
         index = int(st.session_state["cursor"][viewer.render.plane_axis(edit_plane)])
         view_shape = viewer.render.extract(case.image_lps, edit_plane, index).pixels.shape
         seam = labels_panel.brush_seam(edit_plane, index, view_shape)
         viewer.readout(case, ann)
+    view_state.save(case)
     if seam is not None:
-        _on_click(seam)
+        _on_gesture(Gesture("stroke", seam.plane, seam.index,
+                            ((float(seam.row), float(seam.col)),)))
         st.rerun()
     st.divider()
     panel = st.radio("Panel", PANELS, horizontal=True, key="panel")

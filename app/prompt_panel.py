@@ -115,6 +115,7 @@ def handle_click(settings: AppSettings, tool: str, click: Click, value: int) -> 
         points=list(prompt.points) if prompt else None, score=round(answer.score, 4),
         seconds=round(answer.seconds, 4), repropagated=answer.result is not None,
         model=_model_record(st_), modality=st_.runtime.modality.describe())
+    session.remember(settings)  # a refresh now comes back to this proposal
 
 
 def _propagate(st_: PromptState, value: int) -> Any:
@@ -184,6 +185,11 @@ def _actions(settings: AppSettings, st_: PromptState, active: int) -> None:
         session.workspace(settings).audit(
             session.annotator(), "propagate", source.key, label=name, keys=res.keys,
             to_check=res.to_check, model=_model_record(st_))
+        session.remember(settings)
+        n = int(np.count_nonzero(np.nan_to_num(res.confidence, nan=0.0)))
+        st.session_state["flash"] = (f"Propagated {name} to {n} slices: the views show the "
+                                     "3D proposal (yellow outline). Accept or correct it.")
+        st.rerun()  # the views above were drawn before the propagation: redraw them
     if c2.button("Accept", key="accept_prompt", disabled=not has, type="primary"):
         mask = ann.proposal_mask(active)
         st_.accept(ann, active)
@@ -195,6 +201,7 @@ def _actions(settings: AppSettings, st_: PromptState, active: int) -> None:
         st_.reject(ann, active)
         session.workspace(settings).audit(session.annotator(), "reject prompt", source.key,
                                           label=name)
+        session.remember(settings)
         st.rerun()
 
 

@@ -70,6 +70,19 @@ def display_to_voxel(vol_lps: Volume, plane: str, index: int, row: int, col: int
     return (index, col, nk - 1 - row)
 
 
+def voxel_to_display(shape: tuple[int, ...], plane: str, ijk: tuple[int, ...]
+                     ) -> tuple[int, int]:
+    """Pixel ``(row, col)`` of voxel ``ijk`` in ``plane``'s slice through it (the inverse of
+    :func:`display_to_voxel` for a volume of ``shape``, LPS-oriented)."""
+    i, j, k = (int(v) for v in ijk[:3])
+    nk = shape[2]
+    if plane == "axial":
+        return j, i
+    if plane == "coronal":
+        return nk - 1 - k, i
+    return nk - 1 - k, j
+
+
 def extract_shape(shape: tuple[int, ...], plane: str) -> tuple[int, int]:
     """(rows, cols) of :func:`extract`'s slice of a volume of ``shape`` (LPS-oriented)."""
     return {"axial": (shape[1], shape[0]), "coronal": (shape[2], shape[0]),

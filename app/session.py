@@ -73,13 +73,15 @@ def modality(case: Case) -> ModalityDecision:
 @dataclass(frozen=True)
 class _History:
     """What the server process keeps of a case between browser sessions: the undo/redo
-    stacks, the edit count they belong to, and the proposal they were made on."""
+    stacks, the edit count, the unaccepted proposal and meta (provenance, prompts), and the
+    saved revision they belong to (the label map of that revision is on disk)."""
 
     undo: list[Any]
     redo: list[Any]
     edits: int
     proposal: Any
     meta: Any
+    revision: int
 
 
 @st.cache_resource(show_spinner=False)
@@ -90,11 +92,18 @@ def _histories() -> dict[str, _History]:
     return {}
 
 
-def _remember(ws: Workspace, key: str, ann: Annotation) -> None:
+def _remember(ws: Workspace, key: str, ann: Annotation, revision: int) -> None:
     pending = ann.proposal is not None and bool(ann.proposal.any())
     proposal = ann.proposal.copy() if pending and ann.proposal is not None else None
     _histories()[f"{ws.root}|{key}"] = _History(list(ann.undo_stack), list(ann.redo_stack),
-                                                ann.edits, proposal, ann.meta)
+                                                ann.edits, proposal, ann.meta, revision)
+
+
+def remember(settings: AppSettings) -> None:
+    """Keep the open case's history and unaccepted proposal for a refresh, after an edit
+    that is not saved to disk (a prompt, a propagation, a rejected proposal)."""
+    _, source, ann = current()
+    _remember(workspace(settings), source.key, ann, int(st.session_state.get("revision", 0)))
 
 
 def upload_root(path: Path, settings: AppSettings) -> Path:
@@ -133,26 +142,43 @@ def case_from_source(source: CaseSource, settings: AppSettings) -> Case:
     return open_case(source.name, path, None, series=source.series, roots=roots)
 
 
+#: per-case widget state dropped when a case is opened (the next case starts afresh: the
+#: window preset of an MR must not wash out the CT opened after it)
+CASE_KEYS = ("slider_axial", "slider_coronal", "slider_sagittal", "prompt", "conflict",
+             MODALITY_KEY, "preset", "ww", "wl", "hidden", "visible_ref", "overlay",
+             "confirm_delete", "pending_cursor", "view_axial", "view_coronal", "view_sagittal")
+
+
 def open_source(source: CaseSource, settings: AppSettings, case: Case | None = None) -> None:
     """Open ``source`` (reading it unless ``case`` is given) and restore its saved annotation,
-    its revision and, when it still matches, the process's undo history of the case."""
+    its revision and, when it still belongs to that revision, the process's undo history and
+    unaccepted proposal of the case; when they are gone (an app restart) the page says so."""
     case = case or case_from_source(source, settings)
     ws = workspace(settings)
     ann, revision = ws.restore(source.key, case)
     restored = ann is not None
     history = _histories().get(f"{ws.root}|{source.key}")
-    if ann is not None and history is not None and history.edits == ann.edits:
+    kept = ann is not None and history is not None and history.revision == revision
+    if ann is not None and history is not None and kept:
         ann.undo_stack, ann.redo_stack = list(history.undo), list(history.redo)
         ann.proposal = None if history.proposal is None else history.proposal.copy()
-        ann.meta = history.meta
+        ann.meta, ann.edits = history.meta, history.edits
+    elif restored:
+        depth = int((ws.read_state(source.key) or {}).get("undo_depth", 0))
+        if depth:
+            st.session_state["restore_note"] = (
+                f"Restored the saved labels (version {revision}). Not kept: the undo history "
+                f"({depth} steps) and any unaccepted proposal: the app was restarted since.")
     st.session_state["case"] = case
     st.session_state["case_source"] = source
     st.session_state["ann"] = ann or Annotation.empty(case.image_lps.shape)
     st.session_state["revision"] = revision
     st.session_state["cursor"] = tuple(s // 2 for s in case.image_lps.shape)
-    for key in ("slider_axial", "slider_coronal", "slider_sagittal", "prompt", "conflict",
-                MODALITY_KEY):
+    for key in CASE_KEYS:
         st.session_state.pop(key, None)
+    for param in ("cur", "win", "ww", "wl"):
+        if param in st.query_params:
+            del st.query_params[param]
     st.query_params["case"] = source.key
     ws.audit(annotator(), "open case", source.key, source=asdict(source), restored=restored,
              revision=revision, labels=[lab.as_dict() for lab in st.session_state["ann"].labels])
@@ -181,16 +207,36 @@ def restore_from_url(settings: AppSettings) -> str | None:
     key = st.query_params.get("case")
     if not key or "case" in st.session_state:
         return None
+    view = dict(st.query_params)  # open_source resets the view: put this one back after
     try:
         state = workspace(settings).read_state(key)
         if state is None:
             return None
         open_source(CaseSource(**state["source"]), settings)
+        _restore_view(view)
     except (TypeError, KeyError) as exc:
         return f"Could not restore case {key}: its state.json names no valid source ({exc!r})."
     except MedsegError as exc:
         return f"Could not restore case {key}: {exc}"
     return None
+
+
+def _restore_view(params: dict[str, str]) -> None:
+    """Put a refreshed page's view (``params``: the URL's) back; say what was not kept."""
+    from app import view_state
+    from app.panels import PANELS, prompt_tools
+    from app.viewer import window_presets
+
+    for k, v in params.items():
+        st.query_params[k] = v
+    case = st.session_state["case"]
+    labels = tuple(lab.name for lab in st.session_state["ann"].labels)
+    dropped = view_state.restore(case, ("Brush", "Eraser", *prompt_tools()), PANELS,
+                                 window_presets(case), labels)
+    if dropped:
+        note = st.session_state.get("restore_note", "")
+        st.session_state["restore_note"] = (note + " " if note else "") + \
+            "Not restored: " + "; ".join(dropped) + "."
 
 
 def current() -> tuple[Case, CaseSource, Annotation]:
@@ -216,7 +262,7 @@ def commit(settings: AppSettings, action: str, status: str | None = None,
             st.session_state["conflict"] = conflict
         else:
             st.session_state["revision"] = revision
-            _remember(ws, source.key, ann)
+            _remember(ws, source.key, ann, revision)
             ws.audit(who, action, source.key, undo_depth=len(ann.undo_stack),
                      revision=revision, **details)
             return

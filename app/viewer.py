@@ -1,18 +1,18 @@
-"""The viewer: a large clickable edit plane, the two other planes, W/L, overlays, readout."""
+"""The viewer: a large edit view and the two other planes (any can be the edit view), each
+with zoom, pan and a crosshair linking them (:mod:`app.editor`); W/L, overlays, readout."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import streamlit as st
-from PIL import Image
 
 from app import render, session
 from app.annotation import Annotation
 from app.case import Case
+from app.editor import Gesture, slice_view
 
 EDIT_WIDTH = 560
 SIDE_WIDTH = 300
@@ -30,6 +30,14 @@ class Click:
     col2: int | None = None
 
 
+def window_presets(case: Case) -> tuple[str, ...]:
+    """The window presets offered for ``case``: the HU presets first for a CT (by the case's
+    one modality decision), else automatic percentiles; a manual window always."""
+    if session.modality(case).is_ct:
+        return (*render.CT_PRESETS, "Auto (percentiles)", "Manual")
+    return ("Auto (percentiles)", "Manual")
+
+
 def window_controls(case: Case) -> tuple[float, float]:
     """Modality selector and display window. The modality is the case's one decision
     (:func:`app.session.modality`): CT offers the HU presets, and the same decision sets the
@@ -39,8 +47,9 @@ def window_controls(case: Case) -> tuple[float, float]:
                       "means CT in HU).")
     decision = session.modality(case)
     st.caption(f"Modality: {decision.describe()}")
-    presets = [*render.CT_PRESETS, "Auto (percentiles)", "Manual"] if decision.is_ct else [
-        "Auto (percentiles)", "Manual"]
+    presets = list(window_presets(case))
+    if st.session_state.get("preset") not in presets:  # another modality's preset
+        st.session_state.pop("preset", None)
     preset = st.selectbox("Window", presets, key="preset")
     auto = render.auto_window(case.image_lps.array)
     width, level = render.CT_PRESETS.get(preset, auto)
@@ -74,10 +83,12 @@ def overlay_controls(case: Case, ann: Annotation) -> Overlay:
 OUTLINE_RGB = (255, 255, 0)
 
 
-def _draw(case: Case, labels: np.ndarray | None, plane: str, index: int,
-          window: tuple[float, float], overlay: tuple[dict[int, tuple[int, int, int]], set[int],
-                                                      float], width: int,
-          outline: np.ndarray | None = None) -> tuple[Image.Image, render.SliceView]:
+def draw_slice(case: Case, labels: np.ndarray | None, plane: str, index: int,
+               window: tuple[float, float],
+               overlay: tuple[dict[int, tuple[int, int, int]], set[int], float],
+               outline: np.ndarray | None = None) -> tuple[np.ndarray, render.SliceView]:
+    """RGB uint8 ``[rows, cols, 3]`` of slice ``index`` of ``plane`` (one pixel per voxel):
+    windowed grey, labels blended, a proposal's boundary in yellow."""
     view = render.extract(case.image_lps, plane, index)
     lab = render.view_plane(labels, plane, index) if labels is not None else None
     colors, visible, opacity = overlay
@@ -88,49 +99,7 @@ def _draw(case: Case, labels: np.ndarray | None, plane: str, index: int,
         m = render.view_plane(outline, plane, index)
         edge = m & ~ndimage.binary_erosion(m)
         rgb[edge] = OUTLINE_RGB
-    return render.to_image(rgb, render.physical_size(view, width)), view
-
-
-def click_from_value(value: dict[str, Any], plane: str, index: int, shape: tuple[int, int],
-                     drag: bool) -> Click:
-    """The component's value (displayed CSS pixels) -> :class:`Click` in slice pixels."""
-    rows, cols = shape
-    sy, sx = rows / float(value["height"]), cols / float(value["width"])
-
-    def rc(x: float, y: float) -> tuple[int, int]:
-        return (int(np.clip(int(y * sy), 0, rows - 1)), int(np.clip(int(x * sx), 0, cols - 1)))
-
-    if drag and "x1" in value:
-        r1, c1 = rc(value["x1"], value["y1"])
-        r2, c2 = rc(value["x2"], value["y2"])
-        return Click(plane, index, min(r1, r2), min(c1, c2), max(r1, r2), max(c1, c2))
-    r, c = rc(value["x"], value["y"])
-    return Click(plane, index, r, c)
-
-
-def _clickable(image: object, plane: str, index: int, shape: tuple[int, int], drag: bool,
-               on_click: Callable[[Click], None]) -> None:
-    """Show ``image`` as a clickable component. A click/drag calls ``on_click`` in a callback,
-    i.e. before the next script run, so the run that follows already draws its effect."""
-    from streamlit_image_coordinates import streamlit_image_coordinates
-
-    key = f"click_{plane}"
-
-    def callback() -> None:
-        value = st.session_state.get(key)
-        if not value:
-            return
-        click = click_from_value(value, plane, index, shape, drag)
-        if click.row2 is None:  # the other planes follow a point click
-            vox = render.display_to_voxel_arrays(st.session_state["case"].image_lps.shape,
-                                                 plane, index, np.asarray(click.row),
-                                                 np.asarray(click.col))
-            st.session_state["pending_cursor"] = tuple(int(v) for v in vox)
-        on_click(click)
-
-    streamlit_image_coordinates(image, key=key, click_and_drag=drag, cursor="crosshair",
-                                png_compression_level=1, width="stretch",
-                                on_click=callback)
+    return rgb, view
 
 
 def slice_slider(plane: str, n_slices: int, value: int) -> int:
@@ -143,10 +112,27 @@ def slice_slider(plane: str, n_slices: int, value: int) -> int:
                          key=f"slider_{plane}"))
 
 
-def viewer(case: Case, ann: Annotation, window: tuple[float, float],
-           overlay: Overlay, edit_plane: str, drag: bool, on_click: Callable[[Click], None],
-           outline: np.ndarray | None = None) -> None:
-    """Draw the planes; clicks/drags on the edit plane go to ``on_click`` (a callback)."""
+def _make_edit_plane(plane: str) -> None:
+    st.session_state["edit_plane"] = plane
+
+
+def move_cursor(g: Gesture) -> None:
+    """A click on a view moves the 3D cursor there (the other views follow)."""
+    r, c = g.pixel()
+    rows, cols = render.extract_shape(st.session_state["case"].image_lps.shape, g.plane)
+    r, c = int(np.clip(r, 0, rows - 1)), int(np.clip(c, 0, cols - 1))
+    vox = render.display_to_voxel_arrays(st.session_state["case"].image_lps.shape, g.plane,
+                                         g.index, np.asarray(r), np.asarray(c))
+    st.session_state["pending_cursor"] = tuple(int(v) for v in vox)
+
+
+def viewer(case: Case, ann: Annotation, window: tuple[float, float], overlay: Overlay,
+           edit_plane: str, mode: str, on_gesture: Callable[[Gesture], None],
+           outline: np.ndarray | None = None, radius_mm: float = 0.0,
+           color: tuple[int, int, int] = (255, 255, 255)) -> None:
+    """Draw the large edit view and the two others, each with zoom, pan and the crosshair at
+    the 3D cursor. Gestures on the edit view go to ``on_gesture`` (a callback); a click on
+    another view moves the cursor; *Edit here* makes that view the large edit view."""
     img = case.image_lps
     labels, colors, visible, opacity = overlay
     pending = st.session_state.pop("pending_cursor", None)
@@ -154,20 +140,29 @@ def viewer(case: Case, ann: Annotation, window: tuple[float, float],
         for plane in render.PLANES:
             st.session_state[f"slider_{plane}"] = int(pending[render.plane_axis(plane)])
         st.session_state["cursor"] = pending
-    cursor = list(st.session_state.get("cursor", tuple(s // 2 for s in img.shape)))
+    cursor = [int(c) for c in st.session_state.get("cursor", tuple(s // 2 for s in img.shape))]
+    for plane in render.PLANES:  # the sliders' values, known before any view is drawn
+        axis, key = render.plane_axis(plane), f"slider_{plane}"
+        if key in st.session_state and img.shape[axis] > 1:
+            cursor[axis] = int(np.clip(st.session_state[key], 0, img.shape[axis] - 1))
     others = [p for p in render.PLANES if p != edit_plane]
     main_col, side_col = st.columns([EDIT_WIDTH, SIDE_WIDTH])
     for plane in [edit_plane, *others]:
         axis = render.plane_axis(plane)
-        with main_col if plane == edit_plane else side_col:
+        edit = plane == edit_plane
+        with main_col if edit else side_col:
             cursor[axis] = slice_slider(plane, img.shape[axis], int(cursor[axis]))
-            width = EDIT_WIDTH if plane == edit_plane else SIDE_WIDTH
-            pil, view = _draw(case, labels, plane, cursor[axis], window,
-                              (colors, visible, opacity), width, outline)
-            if plane == edit_plane:
-                _clickable(pil, plane, cursor[axis], view.pixels.shape, drag, on_click)
-            else:
-                st.image(pil)
+            rgb, view = draw_slice(case, labels, plane, cursor[axis], window,
+                                   (colors, visible, opacity), outline)
+            title = f"{plane.capitalize()} {cursor[axis]}/{img.shape[axis] - 1}"
+            slice_view(rgb, view, plane=plane, index=cursor[axis],
+                       mode=mode if edit else "cursor", key=f"view_{plane}", title=title,
+                       cursor=render.voxel_to_display(img.shape, plane, tuple(cursor)),
+                       on_gesture=on_gesture if edit else move_cursor, edit=edit,
+                       radius_mm=radius_mm, color=color)
+            if not edit:
+                st.button(f"Edit in {plane}", key=f"make_edit_{plane}",
+                          on_click=_make_edit_plane, args=(plane,))
     st.session_state["cursor"] = tuple(cursor)
 
 

@@ -106,7 +106,7 @@ def test_autosave_audit_and_refresh_restore(app_workspace: Path) -> None:
     key = at.query_params["case"]
     key = key[0] if isinstance(key, list) else key
     state = json.loads((app_workspace / "cases" / key / "state.json").read_text())
-    assert state["labels"][0]["name"] == "liver" and state["undo_depth"] == 2
+    assert state["labels"][0]["name"] == "liver" and state["undo_depth"] == 3  # add + 2 strokes
     assert state["annotator"] == "Dr Ada" and state["source"]["kind"] == "sample"
     n = state["voxels"]["1"]
     assert n > 0
@@ -120,19 +120,31 @@ def test_autosave_audit_and_refresh_restore(app_workspace: Path) -> None:
     # undo is saved too
     at.button(key="undo").click().run()
     state = json.loads((app_workspace / "cases" / key / "state.json").read_text())
-    assert state["undo_depth"] == 1 and state["redo_depth"] == 1
+    assert state["undo_depth"] == 2 and state["redo_depth"] == 1
     n_after_undo = state["voxels"]["1"]
     assert 0 < n_after_undo < n
+    # the view the annotator was on: slice 2, the sagittal edit plane, the eraser, CT bone
+    at.slider(key="slider_axial").set_value(2).run()
+    at.selectbox(key="edit_plane").select("sagittal").run()
+    at.radio(key="tool").set_value("Eraser").run()
+    at.selectbox(key="preset").select("CT bone").run()
+    assert not at.exception
     # a browser refresh = a new session with the same URL
     fresh = AppTest.from_file(APP, default_timeout=120)
-    fresh.query_params["case"] = key
-    fresh.query_params["who"] = "Dr Ada"
+    for k, v in at.query_params.items():
+        fresh.query_params[k] = v[0] if isinstance(v, list) else v
     fresh.run()
     assert not fresh.exception and not fresh.error
     ann = fresh.session_state["ann"]
     assert ann.names() == {1: "liver"} and int((ann.array == 1).sum()) == n_after_undo
+    assert fresh.session_state["cursor"][2] == 2
+    assert fresh.selectbox(key="edit_plane").value == "sagittal"
+    assert fresh.radio(key="tool").value == "Eraser"
+    assert fresh.selectbox(key="preset").value == "CT bone"
+    fresh.radio(key="tool").set_value("Brush").run()
+    fresh.selectbox(key="edit_plane").select("axial").run()
     # the undo history survives the refresh too: redo brings the second stroke back
-    assert len(ann.undo_stack) == 1 and len(ann.redo_stack) == 1
+    assert len(ann.undo_stack) == 2 and len(ann.redo_stack) == 1
     fresh.button(key="redo").click().run()
     assert int((fresh.session_state["ann"].array == 1).sum()) == n
     assert fresh.sidebar.text_input(key="annotator").value == "Dr Ada"
