@@ -17,6 +17,7 @@ from app.settings import AppSettings
 from app.sources import resolve_in_roots
 from app.uploads import stored_upload
 from medseg.errors import MedsegError
+from medseg.modality import ModalityDecision
 from medseg.models import bundle as bundle_mod
 from medseg.models.catalog import ModelEntry, describe_bundle, model_identity, models_dir
 from medseg.provenance import Provenance
@@ -39,11 +40,24 @@ def shipped_bundles(env: dict[str, str] | None = None) -> list[Path]:
 
 
 def _describe(entry: ModelEntry | None, option: str) -> str:
-    """A bundle's name and version, then its file, in the picker (other options as they are)."""
-    if entry is None or entry.error:
+    """A bundle's name, version and labels in the picker, never its server path (a bundle
+    that cannot be read shows its file name); other options as they are."""
+    if entry is None:
         return option
-    return f"{entry.name} ({entry.version}): {option}" if entry.version else \
-        f"{entry.name}: {option}"
+    if entry.error:
+        return f"{Path(option).name} (unreadable)"
+    names = [entry.labels[k] for k in sorted(entry.labels)]
+    shown = ", ".join(names[:4]) + (f" +{len(names) - 4} more" if len(names) > 4 else "")
+    version = f" ({entry.version})" if entry.version else ""
+    return f"{entry.name}{version}: {shown}"
+
+
+def modality_warning(path: Path, case_modality: ModalityDecision) -> str | None:
+    """The warning to show before running the bundle at ``path`` on an image of another
+    modality (:func:`medseg.models.bundle.modality_mismatch`), or None."""
+    meta = bundle_mod.read_bundle_meta(path)
+    name, _ = model_identity(meta, path)
+    return bundle_mod.modality_mismatch(meta, case_modality, f"The model {name}")
 
 
 def _model_caption(entry: ModelEntry) -> str:
@@ -139,41 +153,84 @@ def _choose_bundle(settings: AppSettings) -> Path | None:
     return Path(pick)
 
 
+def _confirmed(path: Path | None, decision: ModalityDecision) -> tuple[bool, str | None]:
+    """Shows the modality warning (before anything runs) and asks for a confirmation;
+    returns ``(may run, warning)``."""
+    if path is None or not path.is_file():
+        return path is not None, None
+    warning = modality_warning(path, decision)
+    if warning is None:
+        return True, None
+    st.warning(warning, icon="⚠️")
+    ok = st.checkbox("Run it on this image anyway (the result is marked as made on another "
+                     "modality in the audit log)", value=False, key="autoseg_confirm_modality")
+    return ok, warning
+
+
 def autoseg_panel(settings: AppSettings) -> None:
-    case, _, ann = session.current()
+    case, source, _ = session.current()
+    decision = session.modality(case)  # the case's one modality decision
     try:
         path = _choose_bundle(settings)
     except MedsegError as exc:
         st.error(str(exc))
         return
+    try:
+        allowed, warning = _confirmed(path, decision)
+    except MedsegError as exc:  # not a readable bundle: said at once (a run says it again)
+        st.error(str(exc))
+        allowed, warning = True, None
+    marked = st.session_state.get("autoseg_marks", {}).get(source.key)
+    if marked:
+        st.caption(f"Labels from the last auto-segmentation of this case: {marked}")
     replace = st.checkbox("Replace my edits of the predicted labels (else fill background only)",
                           value=False, key="autoseg_replace")
-    if path is None or not st.button("Run auto-segmentation", key="run_autoseg"):
+    run = st.button("Run auto-segmentation", key="run_autoseg", disabled=not allowed)
+    if path is None or not run or not allowed:
         return
+    _run(settings, path, decision, warning, replace)
+
+
+def _run(settings: AppSettings, path: Path, decision: ModalityDecision, warning: str | None,
+         replace: bool) -> None:
+    """Run the bundle, merge its labels as one edit, audit it (with the modality warning
+    the user confirmed, if any) and rerun the page."""
+    case, source, ann = session.current()
     bar = st.progress(0.0, text=f"Loading {path.name}")
     try:
         if not path.is_file():
-            raise MedsegError(f"{path}: no such bundle file.")
+            raise MedsegError(f"{path.name}: no such bundle file.")
         seg = _segmenter(str(path), path.stat().st_mtime)
         info = model_info(seg, path)
+        if warning:
+            info["modality_warning"] = warning
         bar.progress(0.2, text="Segmenting (sliding window over the volume)")
-        decided = session.modality(case).modality  # the case's one modality decision
-        pred = seg.predict(dataclasses.replace(case.image, modality=decided))  # type: ignore[attr-defined]
+        # confirmed on another modality: the model's own modality check is waived
+        modality = None if warning else decision.modality
+        pred = seg.predict(dataclasses.replace(case.image, modality=modality))  # type: ignore[attr-defined]
         assert isinstance(pred, Volume)
         bar.progress(0.85, text="Merging the result into the label table")
         pred_lps = pred.conform_to(case.image_lps).array
         new = merge_prediction(ann, np.asarray(pred_lps), dict(pred.labels or {}), replace)
         made = provenance_of(seg, path, ann, dict(pred.labels or {}), replace)
-        changed = ann.replace(new, f"auto-segment {path.name}", provenance=made)
+        action = f"auto-segment {path.name}" + (" on another modality" if warning else "")
+        changed = ann.replace(new, action, provenance=made)
         session.commit(settings, "auto-segment", extra={"model": info}, model=info,
                        changed=changed, seconds=seg.last_stats,  # type: ignore[attr-defined]
-                       provenance={ann.label(v).name: p.as_dict() for v, p in made.items()})
+                       provenance={ann.label(v).name: p.as_dict() for v, p in made.items()},
+                       **({"modality_warning": warning} if warning else {}))
         bar.progress(1.0, text="Done")
     except MedsegError as exc:
         st.error(str(exc))
         return
     counts = ann.voxel_counts()
-    st.session_state["flash"] = (f"Auto-segmentation with {path.name} done: "
-               + ", ".join(f"{ann.label(v).name} {n} voxels" for v, n in counts.items() if n)
-               + ". The labels are editable; Undo reverts the whole result.")
+    made_of = ", ".join(f"{ann.label(v).name} {n} voxels" for v, n in counts.items() if n)
+    marks = st.session_state.setdefault("autoseg_marks", {})
+    marks[source.key] = (f"made by {info['name']} on an image it was not made for: {warning}"
+                         if warning else f"made by {info['name']}")
+    st.session_state["flash"] = (
+        f"Auto-segmentation with {path.name} done: {made_of}. "
+        + ("It ran on an image of another modality than the model's: check every label. "
+           if warning else "")
+        + "The labels are editable; Undo reverts the whole result.")
     st.rerun()

@@ -69,8 +69,10 @@ def test_imported_models_are_offered_by_name_with_labels_and_provenance(
     at.sidebar.button(key="open_sample").click().run()
     at.radio(key="panel").set_value("Auto-segment").run()
     picker = at.selectbox(key="bundle_pick")
-    label = f"CT organs UNet (medseg test fixture) (0.1.0): {bundle}"
+    label = ("CT organs UNet (medseg test fixture) (0.1.0): spleen, kidney_right, kidney_left, "
+             "liver")
     assert label in picker.options
+    assert not any(str(tmp_path) in o for o in picker.options)  # never a server path
     picker.select(str(bundle)).run()
     caption = " ".join(c.value for c in at.caption)
     assert "4 labels: spleen, kidney_right, kidney_left, liver" in caption

@@ -48,7 +48,7 @@ def test_autoseg_with_user_bundle_becomes_editable_labels(tmp_path: Path, app_wo
     at = _open("CT abdomen, NIfTI 3 mm")
     _set_annotation(at, {1: "liver"}, np.zeros(at.session_state["ann"].array.shape))
     at.radio(key="panel").set_value("Auto-segment").run()
-    assert at.selectbox(key="bundle_pick").options[0].endswith("ct_organs_2d.safetensors")
+    assert at.selectbox(key="bundle_pick").options[0].startswith("medseg ct_organs_2d (")
     at.selectbox(key="bundle_pick").select("Server path").run()
     at.text_input(key="bundle_path").input(str(bundle)).run()
     at.button(key="run_autoseg").click().run()
