@@ -152,12 +152,21 @@ def test_ctrl_c_is_one_line_and_leaves_only_complete_cases(
     for n in range(4):
         shutil.copy(CT, tmp_path / f"c{n}.nii.gz")
     out = tmp_path / "out"
-    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
-    timer.start()
+    stop = threading.Event()
+
+    def interrupt_after_first_case() -> None:  # a fixed delay raced fast machines
+        while not stop.wait(0.005):
+            if out.is_dir() and any(out.glob("*.labels.json")):
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+
+    watcher = threading.Thread(target=interrupt_after_first_case, daemon=True)
+    watcher.start()
     try:
         rc = main(["predict", "default", str(tmp_path), "--out", str(out)])
     finally:
-        timer.cancel()
+        stop.set()
+        watcher.join()
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == INTERRUPTED and err == [
         "error: interrupted; outputs that were not finished were not written."]
