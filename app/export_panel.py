@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io as _io
 import re
 import zipfile
@@ -45,11 +46,13 @@ def file_name(case: Case, names: list[str], fmt: str) -> str:
     return f"{slug(case.name)}_{part}{ext}"
 
 
-def build_export(case: Case, ann: Annotation, fmt: str, values: list[int], out_dir: Path
-                 ) -> tuple[str, bytes, dict[str, object]]:
+def build_export(case: Case, ann: Annotation, fmt: str, values: list[int], out_dir: Path,
+                 annotator: str | None = None) -> tuple[str, bytes, dict[str, object]]:
     """Export the chosen labels; returns (download name, bytes, medseg's summary). DICOM-SEG
     and RTSTRUCT identify the algorithm from the labels' provenance (manual, or
-    semi-automatic / automatic with the model's name and version)."""
+    semi-automatic / automatic with the model's name and version) and record ``annotator``
+    as the content creator (SEG ContentCreatorName, RTSTRUCT ROIInterpreter); the same file
+    is what *Send to PACS* stores."""
     from medseg.export import export
     from medseg.provenance import export_algorithm
 
@@ -59,6 +62,8 @@ def build_export(case: Case, ann: Annotation, fmt: str, values: list[int], out_d
     target = out_dir / (name[: -len("_stl.zip")] + "_" + fmt if fmt in ("stl", "obj") else name)
     algorithm = export_algorithm({ann.label(v).name: ann.provenance(v) for v in values}) \
         if fmt in DICOM_ONLY else None
+    if algorithm is not None and annotator:
+        algorithm = dataclasses.replace(algorithm, creator=annotator)
     summary = export(mask, case.image, fmt, target, labels=values, algorithm=algorithm)
     if fmt in ("stl", "obj"):
         buf = _io.BytesIO()
@@ -94,7 +99,8 @@ def export_panel(settings: AppSettings) -> None:
         out_dir = settings.workspace / "cases" / source.key / "export"
         try:
             with st.spinner(f"Writing {fmt_name}"):
-                name, data, _ = build_export(case, ann, fmt, values, out_dir)
+                name, data, _ = build_export(case, ann, fmt, values, out_dir,
+                                             annotator=session.annotator())
         except MedsegError as exc:
             st.error(str(exc))
             return

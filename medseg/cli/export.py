@@ -93,6 +93,10 @@ def export(
                           ] = "medseg",
     model_version: Annotated[str | None, typer.Option(
         help="Algorithm version (default: the medseg version).")] = None,
+    annotator: Annotated[str | None, typer.Option(
+        help="seg/rtstruct: the person who made or corrected the segmentation, recorded as "
+             "the DICOM-SEG ContentCreatorName / RTSTRUCT ROIInterpreter ('Jane Doe' or "
+             "'Doe^Jane'; blank with --anonymize).")] = None,
     frame: Annotated[str, typer.Option(help="Mesh coordinates: LPS or RAS.")] = "LPS",
     smooth: Annotated[int, typer.Option(help="Mesh Taubin smoothing iterations.")] = 0,
     decimate: Annotated[float | None, typer.Option(
@@ -123,7 +127,8 @@ def export(
     mask, _ = resolve_input(mask)
     if reference is not None:
         reference, series = resolve_input(reference, series)
-    algorithm = Algorithm(algorithm_type.lower().replace("-", ""), model_name, model_version)
+    algorithm = Algorithm(algorithm_type.lower().replace("-", ""), model_name, model_version,
+                          creator=annotator)
     ref = None
     if reference is not None:
         ref = io.read(reference, series=int(series) if series and series.isdigit() else series,

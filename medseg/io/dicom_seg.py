@@ -46,6 +46,7 @@ __all__ = [
     "ALGORITHM_TYPES",
     "Algorithm",
     "merge_segments",
+    "person_name",
     "read_dicom_seg",
     "write_dicom_seg",
     "write_dicom_seg_fractional",
@@ -59,13 +60,53 @@ PALETTE = [(221, 130, 101), (144, 238, 144), (0, 151, 206), (216, 101, 79), (183
            (255, 181, 158), (220, 245, 20), (230, 220, 70), (200, 200, 235), (250, 210, 210)]
 
 
+def person_name(text: str) -> str:
+    """A person's name as a DICOM PN value (``Family^Given Middle``).
+
+    ``Doe^Jane`` is kept as given; ``Doe, Jane`` becomes ``Doe^Jane``; ``Jane Q Doe``
+    becomes ``Doe^Jane Q`` (the last word taken as the family name); a single word (a login
+    name) is a family name alone. Raises :class:`ConfigError` for text a PN cannot hold
+    (backslash, ``=``, control characters, a name group over 64 characters, empty)."""
+    raw = " ".join(text.split())
+    bad = next((ch for ch in raw if ch in "\\=" or ord(ch) < 32 or ord(ch) == 127), None)
+    if bad is not None or not raw:
+        why = "is empty" if not raw else f"holds {bad!r}"
+        raise ConfigError(f"Annotator name {display_name(repr(text), 80)} {why}, which a DICOM "
+                          "person name cannot hold; give a plain name such as 'Jane Doe' or "
+                          "'Doe^Jane' (--annotator, or the app's Annotator field).")
+    if "^" in raw:
+        pn = raw
+    elif "," in raw:
+        family, _, given = raw.partition(",")
+        pn = f"{family.strip()}^{given.strip()}"
+    elif " " in raw:
+        *given, family = raw.split(" ")
+        pn = f"{family}^{' '.join(given)}"
+    else:
+        pn = raw
+    if len(pn.encode("utf-8")) > 64:
+        raise ConfigError(f"Annotator name {display_name(repr(text), 80)} is longer than the "
+                          "64 bytes of a DICOM person name; give a shorter name (--annotator).")
+    return pn
+
+
 @dataclass(frozen=True)
 class Algorithm:
-    """Who/what made the segmentation: ``type`` is manual, semiautomatic or automatic."""
+    """Who/what made the segmentation: ``type`` is manual, semiautomatic or automatic;
+    ``name``/``version`` identify the algorithm (model); ``creator`` is the person who made
+    or corrected it (the annotator), written as the DICOM-SEG ContentCreatorName and the
+    RTSTRUCT ROIInterpreter of every ROI, as a PN (:func:`person_name`); blank when
+    anonymised."""
 
     type: str = "automatic"
     name: str = "medseg"
     version: str | None = None
+    creator: str | None = None
+
+    @property
+    def creator_pn(self) -> str | None:
+        """``creator`` as a DICOM PN, or None when no creator is known."""
+        return None if not self.creator else person_name(self.creator)
 
     def __post_init__(self) -> None:
         if self.type not in ALGORITHM_TYPES:
@@ -78,6 +119,7 @@ class Algorithm:
                     f"Algorithm {what} {display_name(repr(text), 80)} {problem} in a DICOM LO "
                     f"value (AlgorithmName/Version, ManufacturerModelName); give a plain "
                     f"{what} of at most 64 bytes (--model-{what}).")
+        _ = self.creator_pn  # refuse a name a PN cannot hold before anything is written
 
     @property
     def resolved_version(self) -> str:
@@ -174,7 +216,8 @@ def _write(segments: list[_Segment], reference: Volume, out: str | Path, *,
             "segmentation_type": "FRACTIONAL" if fractional else "BINARY",
             "sop_instance_uid": str(seg_ds.SOPInstanceUID), "frames": int(seg_ds.NumberOfFrames),
             "segments": [_summary(n, s) for n, s in enumerate(kept, 1)],
-            "skipped_empty": skipped, "derived_uids": src.derived, "anonymized": anonymize}
+            "skipped_empty": skipped, "derived_uids": src.derived, "anonymized": anonymize,
+            "content_creator": None if anonymize else algorithm.creator_pn}
 
 
 def _segmentation(hd: Any, sources: list[Any], pixels: npt.NDArray[Any], kept: list[_Segment],
@@ -189,7 +232,7 @@ def _segmentation(hd: Any, sources: list[Any], pixels: npt.NDArray[Any], kept: l
         instance_number=1, manufacturer="medseg", manufacturer_model_name=algorithm.name,
         software_versions=algorithm.resolved_version, device_serial_number="0",
         content_label="SEGMENTATION", content_description=clip_lo(series_description),
-        series_description=clip_lo(series_description))
+        content_creator_name=algorithm.creator_pn, series_description=clip_lo(series_description))
 
 
 def _summary(number: int, seg: _Segment) -> dict[str, Any]:

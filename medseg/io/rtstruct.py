@@ -10,10 +10,16 @@ LPS millimetres (``ContourData``) and each contour references the image of its s
 
 Reading (:func:`read_rtstruct`): contours are mapped back with ``reference.world_to_index``;
 each must lie on one slice of the reference grid (any axis), and is filled with the even-odd rule.
+
+The annotator (``Algorithm.creator``) is written as the ROIInterpreter of every ROI (a PN):
+the RT Structure Set IOD has no ContentCreatorName (dciodvfy flags it as a non-standard
+attribute), and ROIInterpreter is its "person performing the interpretation". It is left blank
+when the output is anonymised.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Sequence
 from pathlib import Path
@@ -154,7 +160,8 @@ def _add_roi(ds: Dataset, number: int, name: str, data: npt.NDArray[np.bool_],
         ContourSequence=contours))
     coding = coding_for_label(name)
     ds.RTROIObservationsSequence.append(_item(
-        ObservationNumber=number, ReferencedROINumber=number, ROIInterpreter="",
+        ObservationNumber=number, ReferencedROINumber=number,
+        ROIInterpreter=algorithm.creator_pn or "",
         RTROIInterpretedType="ORGAN" if coding.category == ANATOMICAL_STRUCTURE else ""))
     return len(contours)
 
@@ -176,6 +183,8 @@ def write_rtstruct(mask: Volume, reference: Volume, out: str | Path, *,
     from medseg.errors import EmptySegmentationError
 
     algorithm = algorithm or Algorithm()
+    if anonymize:  # the annotator is a person's name: not in an anonymised file
+        algorithm = dataclasses.replace(algorithm, creator=None)
     mask = align_to_reference(mask, reference, what="mask")
     chosen = check_label_names(select_labels(mask, labels), "rtstruct")
     src = prepare_source(reference, "RTSTRUCT")
@@ -204,7 +213,7 @@ def write_rtstruct(mask: Volume, reference: Volume, out: str | Path, *,
         ds.save_as(tmp, enforce_file_format=True)
     return {"path": str(out), "format": "RTSTRUCT", "sop_instance_uid": str(ds.SOPInstanceUID),
             "rois": rois, "skipped_empty": skipped, "derived_uids": src.derived,
-            "anonymized": anonymize}
+            "anonymized": anonymize, "content_creator": algorithm.creator_pn}
 
 
 def _rasterise(contours: list[npt.NDArray[np.float64]], grid: Volume, name: str,
