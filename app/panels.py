@@ -25,16 +25,14 @@ def prompt_tools() -> tuple[str, ...]:
 
 
 def audit_panel(settings: AppSettings) -> None:
+    """The case's audit log as a table in plain words (:mod:`app.audit_view`), newest first."""
+    from app.audit_view import audit_rows
+
     _, source, _ = session.current()
     entries = session.workspace(settings).audit_entries(source.key)
-    st.caption(f"{len(entries)} entries for this case in {settings.workspace / 'audit.jsonl'} "
-               "(newest first)")
-    rows = [{"time (UTC)": e.get("time_utc"), "annotator": e.get("annotator"),
-             "action": e.get("action"),
-             "details": {k: v for k, v in e.items()
-                         if k not in ("time_utc", "annotator", "action", "case")}}
-            for e in reversed(entries[-200:])]
-    st.dataframe(rows, hide_index=True, key="audit_table")
+    st.caption(f"{len(entries)} entries for this case (newest first; the full record is "
+               f"{settings.workspace / 'audit.jsonl'})")
+    st.dataframe(audit_rows(entries), hide_index=True, key="audit_table", width="stretch")
 
 
 def run_panel(panel: str, settings: AppSettings, active: int | None, index: int,
