@@ -86,14 +86,13 @@ def _edit_label(settings: AppSettings, ann: Annotation, value: int, voxels: int)
             st.rerun()
         return
     st.warning(f"Delete '{lab.name}' and its {voxels} voxels? Undo brings both back.")
-    y, n = st.columns(2)
-    if y.button("Yes, delete", key=f"confirm_delete_{value}", type="primary"):
+    if st.button("Yes, delete", key=f"confirm_delete_{value}", type="primary"):
         st.session_state.pop("confirm_delete", None)
         old = lab.as_dict()
         ann.delete_label(value)
         session.commit(settings, "delete label", label=old, voxels=voxels)
         st.rerun()
-    if n.button("Cancel", key=f"cancel_delete_{value}"):
+    if st.button("Cancel", key=f"cancel_delete_{value}"):
         st.session_state.pop("confirm_delete", None)
         st.rerun()
 

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
-IMAGE_FRAME = 'iframe[title="streamlit_image_coordinates.streamlit_image_coordinates"]'
+IMAGE_FRAME = 'iframe[title="app.editor.edit_view"]'
+SIDE_FRAME = 'iframe[title="app.editor.side_view"]'
 
 
 def free_port() -> int:
@@ -72,3 +73,32 @@ def add_label(page: object, name: str) -> None:
     p.keyboard.press("Enter")  # type: ignore[attr-defined]
     p.get_by_role("button", name="Add label").click()  # type: ignore[attr-defined]
     p.get_by_text(f"{name}: 0 voxels").wait_for(timeout=30_000)  # type: ignore[attr-defined]
+
+
+def open_sample(page: object) -> object:
+    """Click *Open sample* (the first bundled sample) and wait for the edit view's image."""
+    page.get_by_role("button", name="Open sample").click(timeout=60_000)  # type: ignore
+    page.get_by_text("autosaved to workspace case").wait_for(timeout=90_000)  # type: ignore
+    img = page.frame_locator(IMAGE_FRAME).locator("img")  # type: ignore[attr-defined]
+    img.wait_for(timeout=30_000)
+    wait_idle(page)
+    return img
+
+
+def lite_model(tmp: Path) -> Path:
+    """The shipped lite prompt weights, else a random-init lite network saved under ``tmp``
+    (same architecture and cost; its masks are arbitrary, so only the flow is checked)."""
+    from medseg.models.promptable import LITE_STEM
+
+    shipped = LITE_STEM.with_suffix(".safetensors")
+    if shipped.is_file():
+        return shipped
+    import torch
+
+    from medseg.models.lite_sam import build_lite_sam
+    from medseg.models.prompt_recipe import lite_recipe
+    from medseg.models.promptable import PromptModel, save_promptable
+
+    torch.manual_seed(0)
+    random = PromptModel(build_lite_sam(), lite_recipe(), name="medseg-lite-sam", version="0")
+    return save_promptable(random, tmp / "lite_random")[0]

@@ -78,8 +78,8 @@ def test_pacs_open_prompt_accept_send(browser: object, tmp_path: Path) -> None:
             wait_idle(page)
             accept = page.get_by_role("button", name="Accept")
             assert accept.is_enabled(), "the box prompt returned an empty mask"
-            accept.click()  # the box prompt and the accept: two edits of the page's one history
-            page.get_by_role("button", name="Undo (2)").wait_for(timeout=30_000)
+            accept.click()  # add label, box prompt, accept: three edits of the page's one history
+            page.get_by_role("button", name="Undo (3)").wait_for(timeout=30_000)
             wait_idle(page)
             page.get_by_text("Export", exact=True).click()
             wait_idle(page)

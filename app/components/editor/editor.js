@@ -39,9 +39,11 @@ function layout() {
   wrap.style.width = W + "px"; wrap.style.height = H + "px";
   img.style.width = W + "px"; img.style.height = H + "px";
   ov.width = W; ov.height = H;
-  document.getElementById("aspect").textContent = stretch > 1.05
-    ? `shown ${stretch.toFixed(1)}x taller than true aspect (${A.rows} slices of ${A.row_mm.toFixed(1)} mm)`
-    : "";
+  const badge = document.getElementById("aspect");
+  badge.textContent = stretch > 1.05 ? `stretched ${stretch.toFixed(1)}x vertically` : "";
+  badge.title = stretch > 1.05 ? `Not the true aspect: ${A.rows} pixels of ${A.row_mm.toFixed(2)}`
+    + ` mm vertically, ${A.cols} of ${A.col_mm.toFixed(2)} mm across; shown`
+    + ` ${stretch.toFixed(1)} times taller so it can be read and edited.` : "";
   wrap.dataset.stretch = stretch.toFixed(3);
   clamp();
   send("streamlit:setFrameHeight", {height: H + 28});
