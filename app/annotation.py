@@ -309,6 +309,13 @@ class Annotation(ProposalEdits):
         self.undo_stack.append(p)
         return p.action
 
+    def voxels_changed(self) -> int:
+        """How many label-map voxels the last recorded edit changed (0 when none)."""
+        if not self.undo_stack:
+            return 0
+        return sum(int(np.count_nonzero(p.before != p.after))
+                   for p in self.undo_stack[-1].parts if p.layer == "labels")
+
     # ------------------------------------------------------------------ geometry
     def voxel_counts(self) -> dict[int, int]:
         counts = np.bincount(self.array.ravel(), minlength=max([0, *self.names()]) + 1)

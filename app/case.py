@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from app.reading import read_volume
+from medseg.io.roots import resolve_inside
 from medseg.volume import Volume
 
 
@@ -50,10 +51,31 @@ class Case:
         return out
 
 
+def _is_dicom_file(path: Path) -> bool:
+    """Whether ``path`` is one DICOM file (the ``DICM`` magic at byte 128)."""
+    if not path.is_file():
+        return False
+    with open(path, "rb") as fh:
+        head = fh.read(132)
+    return head[128:132] == b"DICM"
+
+
+def read_reference(path: Path, image: Volume, roots: tuple[Path, ...]) -> Volume:
+    """A case's reference labels, reading only inside ``roots``: a label map file (through
+    :mod:`app.reading`), or a DICOM-SEG / RTSTRUCT placed on ``image``
+    (:func:`medseg.export.read_mask`; one self-contained file, checked inside ``roots``)."""
+    resolved = resolve_inside(path, roots)
+    if _is_dicom_file(resolved):
+        from medseg.export import read_mask
+
+        return read_mask(resolved, reference=image)
+    return read_volume(path, roots, label=True)
+
+
 def open_case(name: str, image_path: Path, labels_path: Path | None = None,
               series: str | int | None = None, *, roots: tuple[Path, ...]) -> Case:
-    """Read an image (and labels on its grid) into a :class:`Case`, reading only inside
-    ``roots`` (see :mod:`app.reading`)."""
+    """Read an image (and its reference labels on its grid) into a :class:`Case`, reading
+    only inside ``roots`` (see :mod:`app.reading`)."""
     image = read_volume(image_path, roots, series=series, label=False)
-    labels = read_volume(labels_path, roots, label=True) if labels_path is not None else None
+    labels = read_reference(labels_path, image, roots) if labels_path is not None else None
     return Case(name, image, labels)

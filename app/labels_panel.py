@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import session
+from app import render, session
 from app.annotation import COMMON_LABELS, Annotation
 from app.editor import Gesture
 from app.settings import AppSettings
@@ -90,7 +90,7 @@ def _edit_label(settings: AppSettings, ann: Annotation, value: int, voxels: int)
         st.session_state.pop("confirm_delete", None)
         old = lab.as_dict()
         ann.delete_label(value)
-        session.commit(settings, "delete label", label=old, voxels=voxels)
+        session.commit(settings, "delete label", label=old, voxels_changed=voxels)
         st.rerun()
     if st.button("Cancel", key=f"cancel_delete_{value}"):
         st.session_state.pop("confirm_delete", None)
@@ -102,6 +102,37 @@ def tools(prompt_tools: tuple[str, ...]) -> tuple[str, float]:
     tool = st.radio("Tool", [*TOOLS, *prompt_tools], key="tool", horizontal=True)
     radius = st.slider("Brush radius (mm)", 0.5, 30.0, 5.0, 0.5, key="radius")
     return tool, radius
+
+
+def fill_between_slices(settings: AppSettings, ann: Annotation, value: int | None,
+                        plane: str) -> None:
+    """*Fill between slices* (3D Slicer's name): interpolate the active label between the
+    slices of the edit plane it is painted on (:func:`medseg.edit.fill_between`, only
+    background voxels written), as one undoable edit."""
+    if value is None:
+        return
+    from medseg.edit import annotated_slices, fill_between
+
+    case, _, _ = session.current()
+    axis = render.plane_axis(plane)
+    painted = annotated_slices(ann.array, value, axis)
+    name = ann.label(value).name
+    shown = ", ".join(str(k) for k in painted[:12]) + (" ..." if len(painted) > 12 else "")
+    help_text = (f"'{name}' is painted on {plane} slices {shown}" if painted
+                 else f"'{name}' is not painted on any {plane} slice yet")
+    if not st.button(f"Fill between {plane} slices", key="fill_between",
+                     disabled=len(painted) < 2, help=help_text + "; the gaps between painted "
+                     "slices are interpolated (shape-based), other labels are kept."):
+        return
+    try:
+        new = fill_between(ann.array, value, axis, spacing=case.image_lps.spacing)
+    except MedsegError as exc:
+        st.session_state["click_error"] = str(exc)
+        st.rerun()
+    if ann.replace(new, f"fill {name} between {plane} slices"):
+        session.commit(settings, "fill between slices", label=name, plane=plane,
+                       slices=painted, voxels_changed=ann.voxels_changed())
+    st.rerun()
 
 
 def undo_redo(settings: AppSettings, ann: Annotation) -> None:
@@ -143,17 +174,5 @@ def apply_stroke(settings: AppSettings, ann: Annotation, g: Gesture, value: int,
         r, c = g.pixel()
         session.commit(settings, "erase" if erase else "brush", label=ann.label(value).name,
                        plane=g.plane, slice=g.index, row=r, col=c, points=len(g.points),
-                       radius_mm=radius_mm, provenance=ann.provenance(value).as_dict())
-
-
-def apply_brush(settings: AppSettings, ann: Annotation, click: Click, value: int, tool: str,
-                radius_mm: float) -> None:
-    """Apply a brush/eraser click to the annotation, then autosave + audit it."""
-    case, _, _ = session.current()
-    erase = tool == "Eraser"
-    changed = ann.brush(click.plane, click.index, click.row, click.col, radius_mm, value, erase,
-                        case.image_lps.spacing)
-    if changed:
-        session.commit(settings, "erase" if erase else "brush", label=ann.label(value).name,
-                       plane=click.plane, slice=click.index, row=click.row, col=click.col,
-                       radius_mm=radius_mm, provenance=ann.provenance(value).as_dict())
+                       radius_mm=radius_mm, voxels_changed=ann.voxels_changed(),
+                       provenance=ann.provenance(value).as_dict())

@@ -76,6 +76,8 @@ def _annotate() -> None:
     with left:
         active = labels_panel.label_table(SETTINGS, ann)
         tool, radius = labels_panel.tools(prompt_tools())
+        edit_plane = st.session_state.get("edit_plane") or viewer.render.PLANES[0]
+        labels_panel.fill_between_slices(SETTINGS, ann, active, edit_plane)
         labels_panel.undo_redo(SETTINGS, ann)
         with st.expander("Display", expanded=True):
             edit_plane = st.selectbox("Edit plane", list(viewer.render.PLANES),

@@ -17,7 +17,7 @@ from app import reading, session
 from app.settings import AppSettings
 from app.sources import SAMPLES, UPLOAD_TYPES, list_entries, resolve_in_roots, upload_images
 from app.uploads import stored_upload
-from app.workspace import CaseSource, sample_source, server_source, upload_source
+from app.workspace import CaseSource, sample_source, upload_source
 from medseg.errors import MedsegError
 
 if TYPE_CHECKING:
@@ -97,8 +97,10 @@ def _open_path(name: str, path: Path, settings: AppSettings, identity: str | Non
         uid = series[labels.index(picked)].uid
         if not st.sidebar.button("Open series", key=f"open_series_{name}"):
             return
+    from app.dataset import source_for  # a bundled sample's image keeps the sample's key
+
     src: CaseSource = (upload_source(path, identity, uid) if identity is not None
-                       else server_source(path, uid))
+                       else source_for(path, uid))
     current = st.session_state.get("case_source")
     if current is not None and current.key == src.key:
         return  # already open (the uploader keeps its file across reruns)

@@ -129,9 +129,11 @@ def case_from_source(source: CaseSource, settings: AppSettings) -> Case:
         from app.sources import open_pacs_case
 
         return open_pacs_case(source, settings)
+    reference = None
     if source.kind == "server":
         roots = settings.data_roots
         path = resolve_in_roots(source.ref, roots)
+        reference = resolve_in_roots(source.reference, roots) if source.reference else None
     elif source.kind == "upload":
         path = Path(source.ref)
         roots = (upload_root(path, settings),)
@@ -139,7 +141,7 @@ def case_from_source(source: CaseSource, settings: AppSettings) -> Case:
         raise WorkspaceError(f"Unknown case source kind {source.kind!r}.")
     if not path.exists():
         raise WorkspaceError(f"{path}: the case's file is gone; upload or open it again.")
-    return open_case(source.name, path, None, series=source.series, roots=roots)
+    return open_case(source.name, path, reference, series=source.series, roots=roots)
 
 
 #: per-case widget state dropped when a case is opened (the next case starts afresh: the

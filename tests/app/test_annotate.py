@@ -202,12 +202,12 @@ def test_a_stroke_paints_a_continuous_band_between_far_pointer_events() -> None:
     spacing = (1.0, 1.0, 2.0)
     # two pointer events 40 pixels apart: the band joins them with no gap
     assert ann.stroke("axial", 2, [(10.0, 5.0), (10.0, 45.0)], 2.0, value, False, spacing)
-    band = ann.array[:, :, 2].T == value  # axial: rows = j, cols = i
+    band = value == ann.array[:, :, 2].T  # axial: rows = j, cols = i
     assert band[10, 5:46].all() and band[8:13, 25].all() and not band[7, 25] | band[13, 25]
     assert len(ann.undo_stack) == 1  # the whole drag is one edit
     # erasing along a diagonal cuts the band where it crosses, nowhere else
     assert ann.stroke("axial", 2, [(0.0, 20.0), (20.0, 30.0)], 1.0, value, True, spacing)
-    band = ann.array[:, :, 2].T == value
+    band = value == ann.array[:, :, 2].T
     assert not band[10, 25] and band[10, 5] and band[10, 45]
     # anisotropic coronal slice: the band is round in mm (5 mm rows, 0.5 mm columns)
     ann2 = Annotation.empty(vol.shape)
@@ -215,3 +215,27 @@ def test_a_stroke_paints_a_continuous_band_between_far_pointer_events() -> None:
     ann2.stroke("coronal", 3, [(2.0, 4.0), (2.0, 10.0)], 2.5, v2, False, vol.spacing)
     painted = np.argwhere(ann2.array == v2)
     assert len(set(painted[:, 2])) == 1 and len(painted) == 16  # cols -1..15, clipped at 0
+
+
+def test_fill_between_slices_in_the_page_is_one_undoable_edit(app_workspace: Path) -> None:
+    at = _open("CT abdomen, NIfTI 3 mm")
+    _add_label(at, "liver")
+    for k in (10, 16):  # paint the same disc on two axial slices, six apart
+        at.slider(key="slider_axial").set_value(k).run()
+        at.number_input(key="brush_row").set_value(50)
+        at.number_input(key="brush_col").set_value(40)
+        at.button(key="brush_apply").click().run()
+    ann = at.session_state["ann"]
+    painted = int((ann.array == 1).sum())
+    assert [k for k in range(ann.array.shape[2]) if (ann.array[:, :, k] == 1).any()] == [10, 16]
+    at.button(key="fill_between").click().run()
+    assert not at.exception and not at.warning
+    ann = at.session_state["ann"]
+    filled = [k for k in range(ann.array.shape[2]) if (ann.array[:, :, k] == 1).any()]
+    assert filled == list(range(10, 17)) and int((ann.array == 1).sum()) > 3 * painted
+    assert ann.undo_stack[-1].action == "fill liver between axial slices"
+    at.button(key="undo").click().run()
+    assert int((at.session_state["ann"].array == 1).sum()) == painted
+    log = [json.loads(x) for x in (app_workspace / "audit.jsonl").read_text().splitlines()]
+    fill = next(e for e in log if e["action"] == "fill between slices")
+    assert fill["slices"] == [10, 16] and fill["voxels_changed"] > 2 * painted
