@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from medseg.errors import LabelNotFoundError, NothingToFillError
 
-__all__ = ["annotated_slices", "fill_between"]
+__all__ = ["annotated_slices", "fill_between", "interpolate_masks"]
 
 
 def annotated_slices(labels: np.ndarray, value: int, axis: int) -> list[int]:
@@ -89,22 +89,30 @@ def fill_between(
     return out
 
 
+def interpolate_masks(mask_a: np.ndarray, mask_b: np.ndarray, t: float,
+                      spacing: Sequence[float] | None = None) -> np.ndarray:
+    """The 2D mask a fraction ``t`` (0..1) of the way from ``mask_a`` to ``mask_b`` (both
+    bool, same shape): the rule :func:`fill_between` applies to each slice of a gap.
+    ``spacing`` is the in-plane voxel size (None: isotropic)."""
+    plane = (1.0,) * mask_a.ndim if spacing is None else tuple(float(x) for x in spacing)
+    a, b = np.asarray(mask_a, bool), np.asarray(mask_b, bool)
+    offset = _centroid_offset(a, b) if a.any() and b.any() else None
+    if offset is not None:
+        a, b = _shift(a, offset * t), _shift(b, -offset * (1.0 - t))
+    level = (1.0 - t) * _signed_distance(a, plane) + t * _signed_distance(b, plane)
+    return np.asarray(level < 0)
+
+
 def _fill_gap(
     stack: np.ndarray, value: int, start: int, stop: int, spacing: tuple[float, ...]
 ) -> None:
     """Fill slices ``start+1 .. stop-1`` of ``stack`` (slicing axis first) in place."""
     mask_a = stack[start] == value
     mask_b = stack[stop] == value
-    offset = _centroid_offset(mask_a, mask_b)
     for k in range(start + 1, stop):
-        t = (k - start) / (stop - start)
-        a, b = mask_a, mask_b
-        if offset is not None:
-            a = _shift(mask_a, offset * t)
-            b = _shift(mask_b, -offset * (1.0 - t))
-        level = (1.0 - t) * _signed_distance(a, spacing) + t * _signed_distance(b, spacing)
+        shape = interpolate_masks(mask_a, mask_b, (k - start) / (stop - start), spacing)
         target = stack[k]
-        target[(level < 0) & (target == 0)] = value
+        target[shape & (target == 0)] = value
 
 
 def _signed_distance(mask: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
