@@ -167,6 +167,30 @@ def _confirmed(path: Path | None, decision: ModalityDecision) -> tuple[bool, str
     return ok, warning
 
 
+def edits_replaced(path: Path, ann: Annotation) -> dict[str, int]:
+    """``{label name: voxels}`` of the annotation's labels a run of the bundle at ``path``
+    with *Replace* would rewrite (the bundle's labels, matched by name, that have voxels)."""
+    names = bundle_mod.read_bundle_meta(path).labels.values()
+    inv, counts = ann.names_inv(), ann.voxel_counts()
+    return {n: counts[inv[n]] for n in names if n in inv and counts.get(inv[n], 0) > 0}
+
+
+def _replace_confirmed(path: Path | None) -> bool:
+    """With *Replace* ticked: ask before a run rewrites labels that have voxels."""
+    if path is None or not path.is_file():
+        return True
+    _, _, ann = session.current()
+    try:
+        lost = edits_replaced(path, ann)
+    except MedsegError:
+        return True  # not a bundle: the run reports it
+    if not lost:
+        return True
+    st.warning(f"Replace your {sum(lost.values()):,} voxels of {', '.join(lost)} with the "
+               "model's? Undo brings them back.", icon="⚠️")
+    return bool(st.checkbox("Yes, replace them", value=False, key="autoseg_confirm_replace"))
+
+
 def autoseg_panel(settings: AppSettings) -> None:
     case, source, _ = session.current()
     decision = session.modality(case)  # the case's one modality decision
@@ -185,6 +209,8 @@ def autoseg_panel(settings: AppSettings) -> None:
         st.caption(f"Labels from the last auto-segmentation of this case: {marked}")
     replace = st.checkbox("Replace my edits of the predicted labels (else fill background only)",
                           value=False, key="autoseg_replace")
+    if replace and allowed:
+        allowed = _replace_confirmed(path)
     run = st.button("Run auto-segmentation", key="run_autoseg", disabled=not allowed)
     if path is None or not run or not allowed:
         return

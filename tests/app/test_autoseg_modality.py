@@ -31,3 +31,21 @@ def test_ct_model_on_the_ct_sample_runs_without_asking() -> None:
     at.radio(key="panel").set_value("Auto-segment").run()
     assert not any("made for" in w.value for w in at.warning)
     assert not at.button(key="run_autoseg").disabled
+
+
+def test_replacing_my_edits_asks_first() -> None:
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    at.sidebar.selectbox(key="sample").select("CT abdomen, NIfTI 3 mm").run()
+    at.sidebar.button(key="open_sample").click().run()
+    at.selectbox(key="new_label_pick").set_value("liver")
+    at.button(key="add_label").click().run()
+    at.button(key="brush_apply").click().run()
+    n = int(at.session_state["ann"].array.astype(bool).sum())
+    at.radio(key="panel").set_value("Auto-segment").run()
+    assert not at.button(key="run_autoseg").disabled  # filling the background: no question
+    at.checkbox(key="autoseg_replace").check().run()
+    assert f"Replace your {n:,} voxels of liver with the model's?" in \
+        " ".join(w.value for w in at.warning)
+    assert at.button(key="run_autoseg").disabled
+    at.checkbox(key="autoseg_confirm_replace").check().run()
+    assert not at.button(key="run_autoseg").disabled and not at.exception
