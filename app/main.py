@@ -19,7 +19,7 @@ from app.conflict_panel import conflict_banner, conflict_copies
 from app.editor import Gesture
 from app.gestures import apply_gesture, mode_of
 from app.guard import guarded
-from app.open_panel import open_panel
+from app.open_panel import open_panel, show_open_case
 from app.panels import PANELS, prompt_tools, run_panel
 from app.settings import AppSettings, load_settings
 from app.uploads import apply_server_limit
@@ -28,6 +28,7 @@ from medseg.errors import MedsegError
 
 st.set_page_config(page_title="medseg", layout="wide")
 SETTINGS: AppSettings
+OPEN_SLOT: object | None = None
 
 
 def _sidebar() -> None:
@@ -37,6 +38,8 @@ def _sidebar() -> None:
     who = st.sidebar.text_input("Annotator", key="annotator")
     if who and st.query_params.get("who") != who:
         st.query_params["who"] = who
+    global OPEN_SLOT
+    OPEN_SLOT = st.sidebar.empty()  # the case open now: filled at the end of the run
     open_panel(SETTINGS)
     st.sidebar.caption(f"Workspace: {SETTINGS.workspace}")
 
@@ -150,7 +153,8 @@ def _page() -> None:
 
 
 def main() -> None:
-    global SETTINGS
+    global SETTINGS, OPEN_SLOT
+    OPEN_SLOT = None
     try:
         SETTINGS = load_settings()
     except MedsegError as exc:  # the operator's settings: nothing else can run
@@ -159,6 +163,8 @@ def main() -> None:
     apply_server_limit(SETTINGS.max_upload_mb)
     st.set_option("client.showErrorDetails", "none")  # as .streamlit/config.toml says
     guarded(SETTINGS.workspace, "the page", _page)
+    if OPEN_SLOT is not None:
+        show_open_case(OPEN_SLOT)
 
 
 main()

@@ -33,7 +33,7 @@ def open_panel(settings: AppSettings) -> None:
             names = [s.name for s in SAMPLES]
             name = st.sidebar.selectbox("Bundled case", names, key="sample")
             sample = SAMPLES[names.index(name)]
-            st.sidebar.caption(sample.description)
+            st.sidebar.caption(f"**{sample.name}**: {sample.description}")  # the full name
             if st.sidebar.button("Open sample", key="open_sample"):
                 session.open_source(sample_source(sample.name, sample.labels), settings)
         elif source == "Upload":
@@ -44,6 +44,22 @@ def open_panel(settings: AppSettings) -> None:
             _server(settings)
     except MedsegError as exc:
         st.sidebar.error(str(exc))
+
+
+_KINDS = {"sample": "bundled sample", "server": "server file", "upload": "upload",
+          "pacs": "PACS series"}
+
+
+def show_open_case(slot: object) -> None:
+    """Write the case open now into ``slot`` (a sidebar placeholder), at the END of the run:
+    a case opened further down the page (dataset mode, *Next case*) is named, never the
+    previous one."""
+    current = st.session_state.get("case_source")
+    if current is None:
+        slot.empty()  # type: ignore[attr-defined]
+        return
+    kind = _KINDS.get(current.kind, current.kind)
+    slot.caption(f"Open now: **{current.name}** ({kind})")  # type: ignore[attr-defined]
 
 
 def _upload(settings: AppSettings) -> None:

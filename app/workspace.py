@@ -12,6 +12,8 @@ Layout under ``MEDSEG_WORKSPACE`` (see docs/app.md)::
     cases/<key>/conflicts/<utc>-<annotator>/   refused stale saves (app.conflicts)
     cases/<key>/report/            the last comparison report
     cases/<key>/export/            the last exports
+    pacs-cache/                    series retrieved from a PACS (complete series only;
+                                   app.sources.pacs_cache, medseg.pacs.cache)
 
 ``key`` = a readable slug of the case name + the first 16 hex digits of the SHA-256 of the
 case identity (sample name, resolved server path + series, or upload content hash). Every file

@@ -122,3 +122,17 @@ def test_start_sample_opens_the_ct_once(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("MEDSEG_START_SAMPLE", "no such sample")
     at = _app()
     assert "not a bundled sample" in at.error[0].value
+
+
+def test_sidebar_names_the_open_case_and_a_new_case_starts_with_its_own_window() -> None:
+    at = _app()
+    at.sidebar.selectbox(key="sample").select("MR brain tumour (T1 post-Gd)").run()
+    assert any("**MR brain tumour (T1 post-Gd)**" in c.value for c in at.sidebar.caption)
+    at.sidebar.button(key="open_sample").click().run()
+    assert any(c.value.startswith("Open now: **MR brain tumour") for c in at.sidebar.caption)
+    at.selectbox(key="preset").select("Manual").run()
+    at.sidebar.selectbox(key="sample").select("CT abdomen, NIfTI 3 mm").run()
+    at.sidebar.button(key="open_sample").click().run()
+    assert not at.exception and not at.error
+    assert any(c.value.startswith("Open now: **CT abdomen, NIfTI") for c in at.sidebar.caption)
+    assert at.selectbox(key="preset").value == "CT soft tissue"  # not the MR's manual window
