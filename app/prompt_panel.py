@@ -21,6 +21,7 @@ import numpy as np
 import streamlit as st
 
 from app import render, session
+from app.annotation import Annotation
 from app.prompt_state import PromptState
 from app.settings import AppSettings
 from app.viewer import Click
@@ -191,18 +192,51 @@ def _actions(settings: AppSettings, st_: PromptState, active: int) -> None:
                                      "3D proposal (yellow outline). Accept or correct it.")
         st.rerun()  # the views above were drawn before the propagation: redraw them
     if c2.button("Accept", key="accept_prompt", disabled=not has, type="primary"):
-        mask = ann.proposal_mask(active)
-        st_.accept(ann, active)
-        session.commit(settings, "accept prompt", label=name,
-                       voxels=int(0 if mask is None else mask.sum()),
-                       model=_model_record(st_), provenance=st_.provenance.as_dict())
-        st.rerun()
+        over = overwritten(ann, active)
+        if not over:
+            _accept(settings, st_, active)
+        st.session_state["confirm_accept"] = active
+    if st.session_state.get("confirm_accept") == active and has:
+        over = overwritten(ann, active)
+        st.warning("Accepting writes " + name + " over " + ", ".join(
+            f"{n} voxels of {lab}" for lab, n in over.items()) + ". Undo brings them back.")
+        y, n = st.columns(2)
+        if y.button("Accept anyway", key="accept_anyway", type="primary"):
+            _accept(settings, st_, active)
+        if n.button("Keep them", key="accept_cancel"):
+            st.session_state.pop("confirm_accept", None)
+            st.rerun()
     if c3.button("Reject", key="reject_prompt", disabled=not has):
         st_.reject(ann, active)
         session.workspace(settings).audit(session.annotator(), "reject prompt", source.key,
                                           label=name)
         session.remember(settings)
         st.rerun()
+
+
+def overwritten(ann: Annotation, value: int) -> dict[str, int]:
+    """Per other label name, how many of its voxels accepting ``value``'s proposal would
+    overwrite (the confirmation before replacing someone's edits)."""
+    mask = ann.proposal_mask(value)
+    if mask is None:
+        return {}
+    under = ann.array[mask]
+    counts = np.bincount(under, minlength=max([0, *ann.names()]) + 1)
+    return {lab.name: int(counts[lab.value]) for lab in ann.labels
+            if lab.value != value and counts[lab.value]}
+
+
+def _accept(settings: AppSettings, st_: PromptState, active: int) -> None:
+    _, _, ann = session.current()
+    st.session_state.pop("confirm_accept", None)
+    mask = ann.proposal_mask(active)
+    over = overwritten(ann, active)
+    st_.accept(ann, active)
+    session.commit(settings, "accept prompt", label=ann.label(active).name,
+                   voxels=int(0 if mask is None else mask.sum()), overwritten=over,
+                   voxels_changed=ann.voxels_changed(), model=_model_record(st_),
+                   provenance=st_.provenance.as_dict())
+    st.rerun()
 
 
 def _box_seam(settings: AppSettings, active: int, index: int, plane: str,

@@ -173,3 +173,31 @@ def test_a_prompted_dicom_seg_says_semiautomatic_with_the_lite_model(
     assert errors == []
     export = [e for e in _audit(app_workspace) if e["action"] == "export"][-1]
     assert export["provenance"]["liver"]["kind"] == "semiautomatic"
+
+
+def test_accepting_over_another_labels_voxels_asks_first(
+        fake_model: None, app_workspace: Path) -> None:
+    at = _open_with_label(NIFTI_CT, "spleen")
+    at.slider(key="radius").set_value(30.0)
+    for row, col in ((40, 40), (60, 60), (80, 80)):  # spleen over much of the box below
+        at.number_input(key="brush_row").set_value(row)
+        at.number_input(key="brush_col").set_value(col)
+        at.button(key="brush_apply").click().run()
+    at.selectbox(key="new_label_pick").set_value("lesion")
+    at.button(key="add_label").click().run()
+    at.radio(key="active_label").set_value("lesion").run()
+    _box(at, (10, 90), (10, 110))
+    ann = at.session_state["ann"]
+    over = prompt_panel.overwritten(ann, 2)
+    assert over.get("spleen", 0) > 0
+    spleen = int((ann.array == 1).sum())
+    at.button(key="accept_prompt").click().run()
+    assert any(f"{over['spleen']} voxels of spleen" in w.value for w in at.warning)
+    assert (at.session_state["ann"].array == 2).sum() == 0  # nothing written yet
+    at.button(key="accept_cancel").click().run()
+    assert not at.warning and (at.session_state["ann"].array == 1).sum() == spleen
+    at.button(key="accept_prompt").click().run()
+    at.button(key="accept_anyway").click().run()
+    ann = at.session_state["ann"]
+    assert (ann.array == 1).sum() == spleen - over["spleen"] and (ann.array == 2).any()
+    assert _audit(app_workspace)[-1]["overwritten"] == over
