@@ -260,6 +260,26 @@ def _box_seam(settings: AppSettings, active: int, index: int, plane: str,
             st.rerun()
 
 
+def _to_check(st_: PromptState, value: int) -> list[int]:
+    """The slices of ``value``'s propagated proposal most likely wrong, worst first
+    (:func:`medseg.review.slices_to_check` on the grid the propagation ran on: the display
+    volume sliced along the state's axis); computed once per propagation result."""
+    from medseg.review import slices_to_check
+
+    res = st_.results[value]
+    cached = st.session_state.get("to_check")
+    if cached is not None and cached[0] == id(res):
+        return list(cached[1])
+    case, _, ann = session.current()
+    mask = ann.proposal_mask(value)
+    if mask is None:
+        return []
+    ranked = slices_to_check(np.asarray(case.image_lps.array), mask, res.confidence, k=5,
+                             keys=res.keys, axis=st_.axis, spacing=case.image_lps.spacing)
+    st.session_state["to_check"] = (id(res), list(ranked))
+    return list(ranked)
+
+
 def _show_result(st_: PromptState, value: int) -> None:
     res = st_.results.get(value)
     _, _, ann = session.current()
@@ -268,11 +288,12 @@ def _show_result(st_: PromptState, value: int) -> None:
     conf = np.nan_to_num(res.confidence, nan=0.0)
     st.markdown("**Confidence per slice** (0 = no mask)")
     st.bar_chart({"confidence": conf}, height=160)
-    if res.to_check:
-        st.markdown("**Slices to check** (lowest confidence): "
-                    + ", ".join(str(k) for k in res.to_check))
-        cols = st.columns(min(len(res.to_check), 6))
-        for col, k in zip(cols, res.to_check, strict=False):
+    to_check = _to_check(st_, value)
+    if to_check:
+        st.markdown("**Slices to check** (most likely wrong first): "
+                    + ", ".join(str(k) for k in to_check))
+        cols = st.columns(min(len(to_check), 6))
+        for col, k in zip(cols, to_check, strict=False):
             if col.button(f"Go to {k}", key=f"goto_{k}"):
                 cur = list(st.session_state["cursor"])
                 cur[st_.axis] = int(k)

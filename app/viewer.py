@@ -108,8 +108,11 @@ def slice_slider(plane: str, n_slices: int, value: int) -> int:
     if n_slices <= 1:
         st.caption(f"{plane.capitalize()}: the image has a single slice along this axis")
         return 0
+    key = f"slider_{plane}"
+    if key in st.session_state:  # set by a click or a restored view: no second default
+        return int(st.slider(plane.capitalize(), 0, n_slices - 1, key=key))
     return int(st.slider(plane.capitalize(), 0, n_slices - 1, min(max(value, 0), n_slices - 1),
-                         key=f"slider_{plane}"))
+                         key=key))
 
 
 def _make_edit_plane(plane: str) -> None:

@@ -87,6 +87,11 @@ def test_proposal_lives_in_the_annotation_with_the_pages_one_undo(
     assert np.array_equal(ann.proposal_mask(1), res.mask.array > 0) and not ann.array.any()
     keys = [b.key for b in at.button]
     assert "undo" in keys and "undo_prompt" not in keys  # one undo on the page
+    # slices to check: medseg.review's ranking of the proposal, never the prompted slice
+    (check,) = [m.value for m in at.markdown if m.value.startswith("**Slices to check**")]
+    listed = [int(x) for x in check.split(":")[1].split(",")]
+    assert 0 < len(listed) <= 5 and k not in listed
+    assert {f"goto_{x}" for x in listed} <= set(keys)
     at.button(key="accept_prompt").click().run()
     ann = at.session_state["ann"]
     assert (ann.array == 1).sum() == (res.mask.array > 0).sum()
