@@ -18,9 +18,10 @@ import streamlit as st
 from app import session
 from app.annotation import Annotation
 from app.case import Case
+from app.export_panel import slug
 from app.reading import read_volume
 from app.settings import AppSettings
-from app.uploads import safe_name, stored_upload
+from app.uploads import stored_upload
 from medseg import io
 from medseg.errors import MedsegError
 from medseg.io.atomic import write_bytes_atomic
@@ -32,6 +33,18 @@ def match_labels(ann: Annotation, ref: Volume) -> dict[str, tuple[int, int]]:
     ref_inv = {n: v for v, n in (ref.labels or {}).items()}
     return {lab.name: (lab.value, ref_inv[lab.name]) for lab in ann.labels
             if lab.name in ref_inv}
+
+
+def reference_table(ann: Annotation, ref: Volume) -> list[dict[str, object]]:
+    """One row per reference label (readable however many there are): its name, value,
+    voxels and whether your annotation has a label of that name; matched labels first."""
+    arr = np.asarray(ref.array)
+    counts = dict(zip(*np.unique(arr[arr != 0], return_counts=True), strict=True))
+    mine = {lab.name for lab in ann.labels}
+    rows = [{"reference label": name, "value": int(v), "voxels": int(counts.get(v, 0)),
+             "in your annotation": "yes" if name in mine else ""}
+            for v, name in sorted((ref.labels or {}).items())]
+    return sorted(rows, key=lambda r: r["in your annotation"] != "yes")
 
 
 def write_pair(case: Case, ann: Annotation, ref: Volume, out: Path, only_matched: bool
@@ -77,7 +90,8 @@ def build_report(case: Case, ann: Annotation, ref: Volume, out: Path, only_match
     pred_path, ref_path, pairs = write_pair(case, ann, ref, out, only_matched)
     inputs = load_case(pred_path, ref_path)
     inputs.image = case.image
-    report = compute_case(inputs, nsd_tolerance_mm=nsd_mm, case_id=case.name)
+    report = compute_case(inputs, nsd_tolerance_mm=nsd_mm, case_id=case.name,
+                          subject="annotation")  # a person's annotation, not a prediction
     figs = case_figures(inputs, report)
     files = {
         "json": (json.dumps(report.to_dict(), indent=1, allow_nan=False) + "\n").encode(),
@@ -124,9 +138,13 @@ def compare_panel(settings: AppSettings) -> None:
         st.info("Upload a reference label map to compare with.")
         return
     pairs = match_labels(ann, ref)
-    st.caption("Matched by name: " + (", ".join(pairs) if pairs else
-               "none yet (name your labels as in the reference, e.g. "
-               + ", ".join(list((ref.labels or {}).values())[:5]) + ")"))
+    st.caption(f"Your annotation is compared with the reference by label name: "
+               f"{len(pairs)} of the reference's {len(ref.labels or {})} labels matched"
+               + (f" ({', '.join(pairs)})." if pairs else
+                  "; name your labels as in the reference (table below)."))
+    with st.expander(f"Reference labels ({len(ref.labels or {})})", expanded=not pairs):
+        st.dataframe(reference_table(ann, ref), hide_index=True, key="reference_labels",
+                     width="stretch", height=min(400, 38 + 35 * len(ref.labels or {})))
     only = st.checkbox("Only the reference labels I annotated", value=True, key="ref_only")
     nsd = st.number_input("NSD tolerance (mm)", 0.1, 20.0, 2.0, key="nsd_mm")
     if st.button("Compare", key="run_compare"):
@@ -145,6 +163,12 @@ def compare_panel(settings: AppSettings) -> None:
         _show(shown[1], case.name)
 
 
+def report_name(case_name: str, ext: str) -> str:
+    """The report's download name: ``CT_abdomen_DICOM_JPEG_2000_report.pdf`` for the case
+    "CT abdomen, DICOM (JPEG 2000)" (words joined by one underscore, no trailing ones)."""
+    return f"{slug(case_name)}_report.{ext}"
+
+
 def _show(result: dict[str, Any], name: str) -> None:
     import pandas as pd
 
@@ -155,11 +179,10 @@ def _show(result: dict[str, Any], name: str) -> None:
             "volume_ref_ml": "volume reference (mL)", "flags": "flags"}
     st.dataframe(df[[c for c in cols if c in df.columns]].rename(columns=nice),
                  hide_index=True, key="metrics_table")
-    stem = safe_name(name).replace(".", "_")
     mime = {"json": "application/json", "csv": "text/csv", "html": "text/html",
             "pdf": "application/pdf"}
     for col, (ext, data) in zip(st.columns(4), result["files"].items(), strict=True):
-        col.download_button(f"Report {ext.upper()}", data, f"{stem}_report.{ext}", mime[ext],
+        col.download_button(f"Report {ext.upper()}", data, report_name(name, ext), mime[ext],
                             key=f"dl_report_{ext}")
     for fig in result["figures"]:
         st.image(fig.png, caption=f"{fig.title}: {fig.caption}", width=760)

@@ -46,7 +46,7 @@ CONVENTIONS: dict[str, str] = {
     "distances": "surface distances in mm from medseg.metrics.surface_distances (spacing-aware, "
                  "see docs/metrics.md); hd, hd95, assd and nsd as defined there",
     "nsd": "normalised surface Dice at tolerance nsd_tolerance_mm",
-    "null": "null in JSON = NaN (undefined, e.g. precision of an empty prediction) or inf "
+    "null": "null in JSON = NaN (undefined, e.g. precision of an empty evaluated mask) or inf "
             "(distance to an empty segmentation); CSV writes nan/inf; flags say which case",
     "display": "figures use the radiological convention: axial and coronal with the patient's "
                "Right on the image's left, sagittal with Anterior on the left, Superior up; "
@@ -224,6 +224,9 @@ class CaseReport:
     surface: dict[int, tuple[np.ndarray, np.ndarray]]
     slice_dice: dict[int, np.ndarray]
     nsd_tolerance_mm: float
+    #: what the evaluated map is called in the report's words: "prediction" (a model's
+    #: output, medseg evaluate) or "annotation" (a person's, the app's Compare panel)
+    subject: str = "prediction"
     created_utc: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc)
                              .strftime("%Y-%m-%dT%H:%M:%SZ"))
     medseg_version: str = medseg.__version__
@@ -235,6 +238,7 @@ class CaseReport:
             "medseg_version": self.medseg_version,
             "created_utc": self.created_utc,
             "nsd_tolerance_mm": self.nsd_tolerance_mm,
+            "subject": self.subject,
             "inputs": {k: file_digest(v) for k, v in self.inputs.items()},
             "geometry": self.geometry,
             "conventions": CONVENTIONS,
@@ -281,18 +285,22 @@ def per_label_details(pred: np.ndarray, ref: np.ndarray, labels: list[int],
 
 
 def compute_case(inputs: CaseInputs, *, nsd_tolerance_mm: float = 2.0,
-                 case_id: str = "case") -> CaseReport:
-    """Metrics per label, surface distances, per-slice Dice and error locations."""
+                 case_id: str = "case", subject: str = "prediction") -> CaseReport:
+    """Metrics per label, surface distances, per-slice Dice and error locations.
+    ``subject`` names the evaluated map in the report ("prediction" or "annotation")."""
     from medseg.report.locate import locate_errors
 
     metrics = evaluate_label_maps(inputs.pred, inputs.ref, labels=inputs.names,
                                   nsd_tolerance_mm=nsd_tolerance_mm)
     surfaces, slice_dice = per_label_details(inputs.pred.array, inputs.ref.array,
                                              list(inputs.names), inputs.ref.spacing)
-    geometry = {"grid": _grid(inputs.ref), "inputs": inputs.grids,
+    def named(d: dict[str, Any]) -> dict[str, Any]:
+        return {subject if k == "prediction" else k: v for k, v in d.items()}
+
+    geometry = {"grid": _grid(inputs.ref), "inputs": named(inputs.grids),
                 "resampling": inputs.resampling or ["none: all inputs on the reference grid"]}
     return CaseReport(case_id=case_id, metrics=metrics, names=dict(inputs.names),
-                      inputs=dict(inputs.paths), geometry=geometry,
+                      inputs=named(dict(inputs.paths)), geometry=geometry, subject=subject,
                       locations=locate_errors(inputs, metrics, surfaces),
                       surface={k: (np.asarray(v.pred_to_ref), np.asarray(v.ref_to_pred))
                                for k, v in surfaces.items()},

@@ -33,6 +33,15 @@ ORIENTATION_NOTE = ("Reference contours cyan (wide), prediction contours orange 
                     "size (true aspect ratio).")
 
 
+def orientation_note(subject: str = "prediction") -> str:
+    """:data:`ORIENTATION_NOTE` naming the evaluated map ``subject`` ("annotation"...)."""
+    if subject == "prediction":
+        return ORIENTATION_NOTE
+    return ORIENTATION_NOTE.replace("prediction contours", f"{subject} contours").replace(
+        "an orange line alone a predicted one", f"an orange line alone one only the {subject} "
+        "has")
+
+
 def _slice_notes(entry: dict[str, dict[str, object]], extra: str = "") -> dict[str, str]:
     out = {}
     for view in VIEWS:
@@ -68,7 +77,8 @@ def overlay_figures(inputs: CaseInputs, report: CaseReport) -> list[FigureItem]:
     if wb:
         title = (f"Worst boundary error: {F.label_text(wb['name'], 40)} (label {wb['label']}), "
                  f"{wb['distance_mm']:.1f} mm")
-        caption = (f"Slices through the {wb['on_boundary_of']} boundary voxel ijk={wb['ijk']} "
+        side = report.subject if wb["on_boundary_of"] == "prediction" else wb["on_boundary_of"]
+        caption = (f"Slices through the {side} boundary voxel ijk={wb['ijk']} "
                    f"(LPS {wb['world_lps_mm']} mm) that lies {wb['distance_mm']:.2f} mm from "
                    f"the other boundary (the Hausdorff distance of this label), {bg_note}. ")
         v = loc["worst_boundary_display_voxel"]
@@ -77,21 +87,20 @@ def overlay_figures(inputs: CaseInputs, report: CaseReport) -> list[FigureItem]:
         title = "Worst boundary error: none (no label present in both segmentations)"
         caption = f"Slices through the centre of the reference foreground, {bg_note}. "
     fig1 = overlay_panels(background, canon_pred, canon_ref, frame, wb_slices, labels, title,
-                            window=window, marker=marker, notes=notes,
+                            window=window, marker=marker, notes=notes, subject=report.subject,
                             panel_notes=_slice_notes(loc["worst_boundary_slices"]))
     le = loc["largest_error"]
     le_slices = {v: le[v]["display_index"] for v in VIEWS}
     fig2 = overlay_panels(background, canon_pred, canon_ref, frame, le_slices, labels,
                             "Largest error volume: slices with most FP+FN voxels",
-                            window=window, notes=notes,
+                            window=window, notes=notes, subject=report.subject,
                             panel_notes=_slice_notes(le, "error_voxels"))
-    caption2 = (f"In each view, the slice holding the most voxels where prediction and "
+    caption2 = (f"In each view, the slice holding the most voxels where {report.subject} and "
                 f"reference disagree (any label; {loc['total_error_voxels']} such voxels in "
                 f"the volume), {bg_note}. ")
-    return [FigureItem("worst_boundary", "Worst boundary error", caption + ORIENTATION_NOTE,
-                       fig1),
-            FigureItem("largest_error", "Largest error volume", caption2 + ORIENTATION_NOTE,
-                       fig2)]
+    note = orientation_note(report.subject)
+    return [FigureItem("worst_boundary", "Worst boundary error", caption + note, fig1),
+            FigureItem("largest_error", "Largest error volume", caption2 + note, fig2)]
 
 
 def case_figures(inputs: CaseInputs, report: CaseReport) -> list[FigureItem]:
@@ -103,9 +112,10 @@ def case_figures(inputs: CaseInputs, report: CaseReport) -> list[FigureItem]:
     hd95 = {m.label: m.hd95 for m in report.metrics}
     items.append(FigureItem(
         "surface_histograms", "Surface-distance histograms",
-        "Per label: distances (mm) from each prediction boundary voxel to the reference "
+        f"Per label: distances (mm) from each {report.subject} boundary voxel to the reference "
         "boundary (orange) and back (cyan); dashed = HD95, dotted = NSD tolerance.",
-        F.surface_histograms(names, report.surface, hd95, report.nsd_tolerance_mm)))
+        F.surface_histograms(names, report.surface, hd95, report.nsd_tolerance_mm,
+                             subject=report.subject)))
     k_dir = inputs.ref.orientation[2]
     items.append(FigureItem(
         "per_slice_dice", "Dice per slice",
@@ -113,9 +123,10 @@ def case_figures(inputs: CaseInputs, report: CaseReport) -> list[FigureItem]:
         "where the label is absent from both segmentations on that slice.",
         F.slice_dice_figure(names, report.slice_dice, f"k, toward {k_dir}")))
     items.append(FigureItem(
-        "volumes", "Volumes", "Reference and predicted volume per label (ml).",
+        "volumes", "Volumes", f"Reference and {report.subject} volume per label (ml).",
         F.volumes_figure(names, {m.label: m.volume_pred_ml for m in report.metrics},
-                         {m.label: m.volume_ref_ml for m in report.metrics})))
+                         {m.label: m.volume_ref_ml for m in report.metrics},
+                         subject=report.subject)))
     return items
 
 

@@ -53,7 +53,8 @@ def intensity_window(image: np.ndarray) -> tuple[float, float]:
 
 def surface_histograms(names: Mapping[int, str],
                        distances: Mapping[int, tuple[np.ndarray, np.ndarray]],
-                       hd95: Mapping[int, float], tolerance_mm: float) -> bytes:
+                       hd95: Mapping[int, float], tolerance_mm: float,
+                       subject: str = "prediction") -> bytes:
     """Histogram of the directed surface distances of every label, one row per label on a
     shared mm axis: prediction -> reference drawn upward (orange), reference -> prediction
     downward (cyan), each row scaled to its own largest bin.
@@ -62,6 +63,7 @@ def surface_histograms(names: Mapping[int, str],
     entries (distances to an empty mask) are not drawn. Distances beyond the axis end (set by
     the largest HD95) are counted in the last bin; each row states its HD95 and maximum.
     One axes for all labels: 40 separate panels would dominate the report's run time.
+    ``subject`` is what the texts call the prediction (e.g. "annotation").
     """
     labels = sorted(names)
     finite = {lab: tuple(d[np.isfinite(d)] for d in distances.get(lab, (np.zeros(0),) * 2))
@@ -77,7 +79,7 @@ def surface_histograms(names: Mapping[int, str],
         p2r, r2p = finite[lab]
         if p2r.size == 0 or r2p.size == 0:
             raw = distances.get(lab, (np.zeros(0),) * 2)
-            which = "prediction" if raw[0].size == 0 else "reference"
+            which = subject if raw[0].size == 0 else "reference"
             ax.text(0.01 * xmax, row, f"empty {which}: no surface distance", va="center",
                     fontsize=7, color="crimson")
             continue
@@ -99,8 +101,8 @@ def surface_histograms(names: Mapping[int, str],
     ax.set_xlabel("surface distance (mm); last bin includes larger distances", fontsize=8)
     ax.tick_params(axis="x", labelsize=7)
     ax.grid(axis="x", alpha=0.25)
-    handles = [Line2D([], [], color=PRED_COLOUR, lw=5, label="prediction -> reference (up)"),
-               Line2D([], [], color=REF_COLOUR, lw=5, label="reference -> prediction (down)"),
+    handles = [Line2D([], [], color=PRED_COLOUR, lw=5, label=f"{subject} -> reference (up)"),
+               Line2D([], [], color=REF_COLOUR, lw=5, label=f"reference -> {subject} (down)"),
                Line2D([], [], color="crimson", ls="--", label="HD95"),
                Line2D([], [], color="0.3", ls=":", label=f"NSD tolerance {tolerance_mm:g} mm")]
     ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4,
@@ -146,9 +148,9 @@ def slice_dice_figure(names: Mapping[int, str], dice: Mapping[int, np.ndarray],
 
 
 def volumes_figure(names: Mapping[int, str], pred_ml: Mapping[int, float],
-                   ref_ml: Mapping[int, float]) -> bytes:
+                   ref_ml: Mapping[int, float], subject: str = "prediction") -> bytes:
     """Horizontal grouped bars of predicted and reference volume (ml) per label; log scale
-    when volumes span more than two orders of magnitude."""
+    when volumes span more than two orders of magnitude (``subject`` names the prediction)."""
     labels = sorted(names)
     y = np.arange(len(labels))
     p = np.array([pred_ml[lab] for lab in labels], dtype=float)
@@ -156,13 +158,13 @@ def volumes_figure(names: Mapping[int, str], pred_ml: Mapping[int, float],
     fig = Figure(figsize=(8.0, 1.0 + 0.22 * len(labels)))
     ax = fig.subplots()
     ax.barh(y - 0.2, r, height=0.4, color=REF_COLOUR, label="reference")
-    ax.barh(y + 0.2, p, height=0.4, color=PRED_COLOUR, label="prediction")
+    ax.barh(y + 0.2, p, height=0.4, color=PRED_COLOUR, label=subject)
     positive = np.concatenate([p[p > 0], r[r > 0]])
     if positive.size and positive.max() / positive.min() > 100:
         ax.set_xscale("log")
     for yi, (pv, rv) in enumerate(zip(p, r, strict=True)):
         if pv == 0 or rv == 0:
-            ax.text(max(pv, rv, 1e-9), yi, "  missing " + ("prediction" if pv == 0 else
+            ax.text(max(pv, rv, 1e-9), yi, "  missing " + (subject if pv == 0 else
                     "reference"), va="center", fontsize=6, color="crimson")
     ax.set_yticks(y, [label_text(names[lab]) for lab in labels], fontsize=7)
     ax.invert_yaxis()

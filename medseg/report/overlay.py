@@ -138,12 +138,12 @@ def _panel(ax: Axes, view: str, frame: DisplayFrame, planes: tuple[np.ndarray, .
     ax.set_yticks([])
 
 
-def _legend(ax: Axes, marker: bool, notes: Sequence[str]) -> None:
+def _legend(ax: Axes, marker: bool, notes: Sequence[str], subject: str = "prediction") -> None:
     ax.set_axis_off()
     ref_h = Line2D([], [], color=REF_COLOUR, lw=2.8)
     pred_h = Line2D([], [], color=PRED_COLOUR, lw=1.0)
     handles: list[Any] = [ref_h, pred_h, (ref_h, pred_h)]
-    texts = ["reference only", "prediction only", "both (boundaries agree)"]
+    texts = ["reference only", f"{subject} only", "both (boundaries agree)"]
     if marker:
         handles.append(Line2D([], [], ls="none", marker="o", ms=9, mfc="none",
                               mec=MARK_COLOUR, mew=2))
@@ -159,8 +159,9 @@ def overlay_panels(background: np.ndarray, pred: np.ndarray, ref: np.ndarray,
                    title: str, *, window: tuple[float, float] | None,
                    marker: tuple[int, int, int] | None = None,
                    panel_notes: Mapping[str, str] | None = None,
-                   notes: Sequence[str] = ()) -> bytes:
-    """Axial, coronal and sagittal panels with reference and prediction contours.
+                   notes: Sequence[str] = (), subject: str = "prediction") -> bytes:
+    """Axial, coronal and sagittal panels with reference and prediction contours
+    (``subject``: what the legend calls the prediction, e.g. "annotation").
 
     ``background``, ``pred`` and ``ref`` are display-frame arrays ``[x, y, z]`` (see
     :mod:`medseg.report.slices`); ``slices`` gives the index along each view's fixed axis;
@@ -199,6 +200,6 @@ def overlay_panels(background: np.ndarray, pred: np.ndarray, ref: np.ndarray,
                                                    "pad": 1.5, "lw": 0})
     extra = [f"coronal and sagittal magnified x{lim.zoom:.1f}", "around the cross (thin slab)"] \
         if lim.zoom > 1 else []
-    _legend(fig.add_subplot(grid[0, 1]), marker is not None, [*notes, *extra])
+    _legend(fig.add_subplot(grid[0, 1]), marker is not None, [*notes, *extra], subject)
     fig.suptitle(title, fontsize=9.5, y=1 - 0.08 / h, va="top")
     return png_bytes(fig)

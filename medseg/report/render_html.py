@@ -138,9 +138,17 @@ METRIC_COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def metric_headers(report: CaseReport) -> list[str]:
+    """Headers of :data:`METRIC_COLUMNS`, the predicted volume named after the report's
+    subject ("Vol. pred ml" or e.g. "Vol. annotation ml")."""
+    short = "pred" if report.subject == "prediction" else report.subject[:5]
+    return [h.replace("pred", short) if f == "volume_pred_ml" else h
+            for f, h, _ in METRIC_COLUMNS]
+
+
 def metrics_table(report: CaseReport) -> str:
     """The per-label table of one case."""
-    headers = ["Label", "Name"] + [h for _, h, _ in METRIC_COLUMNS] + ["Flags"]
+    headers = ["Label", "Name", *metric_headers(report), "Flags"]
     rows, classes = [], []
     for m in report.metrics:
         d = m.as_dict()

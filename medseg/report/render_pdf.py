@@ -17,7 +17,13 @@ from fpdf import FPDF, FontFace
 
 from medseg.io.labels import display_name
 from medseg.report.case import CONVENTIONS, CaseReport
-from medseg.report.render_html import METRIC_COLUMNS, FigureItem, dice_class, fmt
+from medseg.report.render_html import (
+    METRIC_COLUMNS,
+    FigureItem,
+    dice_class,
+    fmt,
+    metric_headers,
+)
 
 #: Longest text of one table cell (a longer one is cut with "...").
 CELL_CHARS = 300
@@ -105,7 +111,7 @@ class ReportPDF(FPDF):
 
 def metric_rows(report: CaseReport) -> tuple[list[str], list[list[str]], list[list[str]]]:
     """Headers, rows and fill keys of the per-label table."""
-    headers = ["Label", "Name"] + [h for _, h, _ in METRIC_COLUMNS] + ["Flags"]
+    headers = ["Label", "Name", *metric_headers(report), "Flags"]
     rows, fills = [], []
     for m in report.metrics:
         d = m.as_dict()
