@@ -1,6 +1,7 @@
 """Dataset mode: the cases under a folder inside the data roots (found by
 :func:`medseg.data.discovery.discover`: label maps are references, collection folders are
-walked), each case's status from the workspace, and export of the annotated set as a Decathlon dataset ``medseg train`` reads.
+walked), each case's status from the workspace, and export of the annotated set as a
+Decathlon dataset ``medseg train`` reads.
 
 Export layout (``<workspace>/datasets/<name>/``)::
 
@@ -25,7 +26,7 @@ from app.settings import AppSettings
 from app.sources import SAMPLES, resolve_in_roots
 from app.workspace import CaseSource, Workspace, WorkspaceError, sample_source, server_source
 from medseg import io
-from medseg.data.discovery import discover
+from medseg.data.discovery import FoundCase, discover
 from medseg.errors import MedsegError
 from medseg.io.atomic import write_text_atomic
 
@@ -65,10 +66,34 @@ def list_cases(folder: str | Path, roots: tuple[Path, ...], ws: Workspace) -> li
     if not base.is_dir():
         raise WorkspaceError(f"{folder}: not a folder inside the data roots.")
     out = []
-    for c in discover(base, list(roots)).cases:
+    for c in _cases(str(base), tuple(str(r) for r in roots), _tree_stamp(base)):
         src = source_for(c.image, c.series, c.reference)
         out.append(DatasetCase(c.image, src, ws.status(src.key), c.name, c.reference))
     return out
+
+
+def _tree_stamp(base: Path, depth: int = 5) -> tuple[tuple[str, int], ...]:
+    """Modification times of ``base`` and its folders (a file added, removed or renamed
+    anywhere changes its folder's): the cache key of a discovery."""
+    out, todo = [], [(base, 0)]
+    while todo:
+        folder, level = todo.pop()
+        try:
+            out.append((str(folder), folder.stat().st_mtime_ns))
+            subs = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        except OSError:
+            continue
+        todo += [(p, level + 1) for p in subs if level < depth]
+    return tuple(sorted(out))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _cases(base: str, roots: tuple[str, ...], stamp: tuple[tuple[str, int], ...]
+           ) -> list[FoundCase]:
+    """:func:`medseg.data.discovery.discover` once per folder state (``stamp``): the page
+    reruns on every click, the discovery reads headers."""
+    del stamp  # part of the cache key only
+    return discover(base, [Path(r) for r in roots]).cases
 
 
 def next_case(cases: list[DatasetCase], current: str | None) -> DatasetCase | None:
