@@ -148,6 +148,17 @@ def test_autosave_audit_and_refresh_restore(app_workspace: Path) -> None:
     fresh.button(key="redo").click().run()
     assert int((fresh.session_state["ann"].array == 1).sum()) == n
     assert fresh.sidebar.text_input(key="annotator").value == "Dr Ada"
+    # an app restart loses the in-memory history: the page says so, the labels are back
+    from app import session
+
+    session._histories.clear()
+    restarted = AppTest.from_file(APP, default_timeout=120)
+    restarted.query_params["case"] = key
+    restarted.run()
+    assert not restarted.exception
+    assert any("Not kept: the undo history (3 steps) and any unaccepted proposal" in i.value
+               for i in restarted.info)
+    assert int((restarted.session_state["ann"].array == 1).sum()) == n
 
 
 def test_undo_of_a_label_deletion_brings_back_name_colour_provenance_and_voxels() -> None:
