@@ -75,6 +75,8 @@ class Annotation(ProposalEdits):
     meta: Meta = field(default_factory=Meta)
     #: the label table as of the last recorded edit (what Undo of the next edit restores)
     recorded_table: Table = ()
+    _histogram: tuple[tuple[int, int], np.ndarray] | None = field(default=None, repr=False,
+                                                                   compare=False)
 
     @classmethod
     def empty(cls, shape: tuple[int, ...]) -> Annotation:
@@ -318,8 +320,15 @@ class Annotation(ProposalEdits):
 
     # ------------------------------------------------------------------ geometry
     def voxel_counts(self) -> dict[int, int]:
-        counts = np.bincount(self.array.ravel(), minlength=max([0, *self.names()]) + 1)
-        return {lab.value: int(counts[lab.value]) for lab in self.labels}
+        """Voxels per label of the table. The histogram is kept until the map changes (every
+        change goes through :meth:`apply`/undo/redo, which count ``edits``, or replaces the
+        array): a page run asks for it several times."""
+        key = (self.edits, id(self.array))
+        if self._histogram is None or self._histogram[0] != key:
+            self._histogram = (key, np.bincount(self.array.ravel()))
+        counts = self._histogram[1]
+        return {lab.value: int(counts[lab.value]) if lab.value < len(counts) else 0
+                for lab in self.labels}
 
     def to_volume(self, image_lps: Volume, image: Volume) -> Volume:
         """The label map on the image's own grid (exact re-indexing), named labels."""

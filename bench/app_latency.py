@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -231,6 +232,7 @@ def main() -> None:
 
     from medseg.io.atomic import write_text_atomic
 
+    load_before = os.getloadavg()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         base = measure_baseline(browser, args.runs)
@@ -246,6 +248,8 @@ def main() -> None:
         "input": "data_samples/totalsegmentator/example_ct_dicom (512x512x20 CT), edit view "
                  "~530 px wide, three views redrawn per edit",
         "runs": args.runs,
+        "load_average_1_5_15": {"before": [round(x, 2) for x in load_before],
+                                "after": [round(x, 2) for x in os.getloadavg()]},
         "prompt_model": model_note,
         "median_s": med,
         "ratio_to_baseline": {k: med[k] / med["baseline_slider"] for k in med},
@@ -254,7 +258,8 @@ def main() -> None:
     out = ROOT / "bench" / "results"
     write_text_atomic(out / "app_latency.json", json.dumps(result, indent=1) + "\n")
     lines = ["# App latency in headless Chromium (round trip, seconds)", "",
-             f"{result['input']}; {result['machine']}; median of {args.runs}.", "",
+             f"{result['input']}; {result['machine']}; median of {args.runs}; load average "
+             f"(1 min) {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after.", "",
              "| action | median s | min s | max s | x baseline |", "|---|---|---|---|---|"]
     for k, v in rows.items():
         lines.append(f"| {k} | {med[k]:.3f} | {min(v):.3f} | {max(v):.3f} | "
