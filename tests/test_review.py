@@ -44,7 +44,8 @@ def test_a_run_cut_short_flags_the_slice_past_its_end() -> None:
     signals = slice_signals(_image(truth), proposal, conf, keys=[15])
     assert signals[22]["cut_short"] > 0.5
     assert set(signals[22]) == set(SIGNALS)
-    assert slices_to_check(_image(truth), proposal, conf, k=1, keys=[15]) == [22]
+    assert slices_to_check(_image(truth), proposal, conf, k=1, keys=[15],
+                           weights={"cut_short": 1.0}) == [22]
 
 
 def test_other_axes_spacing_and_empty() -> None:
