@@ -21,6 +21,7 @@ let z = 1, tx = 0, ty = 0;
 let gesture = null;      // {kind, points, start} while the pointer is down
 let seq = Date.now();
 let preview = null;      // the last gesture drawn until the next image arrives
+let frames = 0;          // pictures shown so far (wrap's data-frames: tests and benches)
 
 function send(type, data) {
   window.parent.postMessage(Object.assign({isStreamlitMessage: true, type: type}, data), "*");
@@ -198,7 +199,7 @@ window.addEventListener("message", (event) => {
   document.getElementById("title").textContent = A.title || "";
   if (!same) { z = 1; tx = 0; ty = 0; }
   if (img.getAttribute("src") !== A.src) {
-    img.onload = () => { preview = null; draw(); };
+    img.onload = () => { preview = null; draw(); wrap.dataset.frames = String(++frames); };
     img.setAttribute("src", A.src);
   } else {
     preview = null;  // the server answered without a new picture (nothing changed)
