@@ -65,7 +65,7 @@ def _state(case: pc.Case, pred: np.ndarray, confidence: np.ndarray, keys: list[i
                         axis=pc.AXIS, spacing=case.image.spacing)
     return {"step": step, "keys": sorted(keys), "worst": int(worst),
             "worst_wrong_voxels": int(wrong[worst]), "before": [int(s) for s in before],
-            "signals": {str(s): v for s, v in sig.items()}}
+            "signals": {str(s): {n: round(x, 4) for n, x in v.items()} for s, v in sig.items()}}
 
 
 def _cache_file(cache: Path, case: pc.Case, step: int) -> Path:
