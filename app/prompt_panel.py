@@ -199,11 +199,12 @@ def _actions(settings: AppSettings, st_: PromptState, active: int) -> None:
     if st.session_state.get("confirm_accept") == active and has:
         over = overwritten(ann, active)
         st.warning("Accepting writes " + name + " over " + ", ".join(
-            f"{n} voxels of {lab}" for lab, n in over.items()) + ". Undo brings them back.")
-        y, n = st.columns(2)
-        if y.button("Accept anyway", key="accept_anyway", type="primary"):
+            f"{count} voxels of {lab}" for lab, count in over.items())
+            + ". Undo brings them back.")
+        yes, no = st.columns(2)
+        if yes.button("Accept anyway", key="accept_anyway", type="primary"):
             _accept(settings, st_, active)
-        if n.button("Keep them", key="accept_cancel"):
+        if no.button("Keep them", key="accept_cancel"):
             st.session_state.pop("confirm_accept", None)
             st.rerun()
     if c3.button("Reject", key="reject_prompt", disabled=not has):
