@@ -41,9 +41,10 @@ def reference_table(ann: Annotation, ref: Volume) -> list[dict[str, object]]:
     arr = np.asarray(ref.array)
     counts = dict(zip(*np.unique(arr[arr != 0], return_counts=True), strict=True))
     mine = {lab.name for lab in ann.labels}
-    rows = [{"reference label": name, "value": int(v), "voxels": int(counts.get(v, 0)),
-             "in your annotation": "yes" if name in mine else ""}
-            for v, name in sorted((ref.labels or {}).items())]
+    rows: list[dict[str, object]] = [
+        {"reference label": name, "value": int(v), "voxels": int(counts.get(v, 0)),
+         "in your annotation": "yes" if name in mine else ""}
+        for v, name in sorted((ref.labels or {}).items())]
     return sorted(rows, key=lambda r: r["in your annotation"] != "yes")
 
 

@@ -120,10 +120,13 @@ def _shape_jump(m: np.ndarray, s: int, plane: list[float] | None) -> float:
     """Voxels by which slice ``s`` differs from the shape its neighbours imply."""
     below = m[s - 1] if s > 0 and m[s - 1].any() else None
     above = m[s + 1] if s + 1 < m.shape[0] and m[s + 1].any() else None
+    expected: np.ndarray
     if below is not None and above is not None:
         expected = interpolate_masks(below, above, 0.5, plane)
-    elif below is not None or above is not None:
-        expected = below if below is not None else above
+    elif below is not None:
+        expected = below
+    elif above is not None:
+        expected = above
     else:
         return 0.0
     return float(np.count_nonzero(m[s] ^ np.asarray(expected, dtype=bool)))

@@ -77,8 +77,8 @@ def person_name(text: str) -> str:
     if "^" in raw:
         pn = raw
     elif "," in raw:
-        family, _, given = raw.partition(",")
-        pn = f"{family.strip()}^{given.strip()}"
+        family, _, first = raw.partition(",")
+        pn = f"{family.strip()}^{first.strip()}"
     elif " " in raw:
         *given, family = raw.split(" ")
         pn = f"{family}^{' '.join(given)}"
