@@ -61,12 +61,17 @@ def modality_warning(path: Path, case_modality: ModalityDecision) -> str | None:
 
 
 def _model_caption(entry: ModelEntry) -> str:
+    """Labels, what the model is for (modality, body region), source and licence."""
     prov = entry.provenance
+    try:
+        region = bundle_mod.read_bundle_meta(entry.path).body_region
+    except MedsegError:
+        region = None
     names = [entry.labels[k] for k in sorted(entry.labels)]
     source = ", ".join(str(prov[k]) for k in ("source_format", "dataset", "configuration")
                        if prov.get(k))
     return (f"{len(names)} labels: {', '.join(names[:12])}{' ...' if len(names) > 12 else ''}; "
-            f"modality {entry.modality or 'any'}"
+            f"modality {entry.modality or 'any'}" + (f" ({region})" if region else "")
             + (f"; from {source}" if source else "")
             + (f"; licence: {prov['licence']}" if prov.get("licence") else ""))
 

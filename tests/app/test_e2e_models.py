@@ -39,6 +39,7 @@ def test_ct_model_on_the_mr_sample_warns_first(tmp_path: Path) -> None:
         picker = page.get_by_test_id("stSelectbox").filter(has_text="Model bundle")
         shown = picker.locator("input").input_value()
         assert "ct_organs_2d" in shown and "spleen" in shown and "/" not in shown
+        page.get_by_text("modality CT (abdomen)").wait_for(timeout=10_000)
         page.screenshot(path=str(SHOTS / "autoseg_modality_warning.png"), full_page=True)
         assert not (ws / "audit.jsonl").exists() or "auto-segment\"" not in \
             (ws / "audit.jsonl").read_text()
