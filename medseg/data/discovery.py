@@ -12,9 +12,10 @@ label maps (references) that belong to it.
   (ReferencedSeriesSequence / RT referenced series), wherever they lie in the walk.
 * **Image files** (NIfTI, NRRD, MetaImage, MGH): a file is a *label map*, not a case, when
   its name says so (a word ``seg``, ``segmentation``, ``label(s)``, ``mask(s)``, ``gt`` in
-  its name, split at ``_ - .``), when a medseg label sidecar (``<name>.labels.json``) sits
-  beside it, or when its content is one (integer voxels, at most :data:`MAX_LABEL_VALUES`
-  distinct non-negative values) and it lies on the grid of another image of its folder.
+  its name, split at ``_ - .``, or a word ending in ``mask``, ``seg``, ``label(s)``), when a
+  medseg label sidecar (``<name>.labels.json``) sits beside it, or when its content is one
+  (whole non-negative numbers, at most :data:`MAX_LABEL_VALUES` distinct values) and it lies
+  on the grid of another image of its folder.
   Every other file is an image case.
 * **A label map beside an image becomes that case's reference** when both lie on the same
   voxel grid (headers only, :mod:`medseg.data.grid_key`); when several images share the
@@ -51,6 +52,7 @@ _IMAGE_WORDS = frozenset({"image", "img", "ct", "mr", "mri", "vol", "volume", "0
 MAX_DEPTH = 4
 MAX_LABEL_VALUES = 64
 _SIDECAR = ".labels.json"
+_LABEL_ENDINGS = ("mask", "masks", "seg", "label", "labels")
 
 
 @dataclass(frozen=True)
@@ -99,8 +101,9 @@ def words(name: str) -> set[str]:
 
 
 def is_label_name(name: str) -> bool:
-    """Whether a file name says it is a label map (a word of :data:`LABEL_WORDS`)."""
-    return bool(words(name) & LABEL_WORDS)
+    """Whether a file name says it is a label map: a word of :data:`LABEL_WORDS`, or a word
+    ending in ``mask``, ``seg`` or ``label(s)`` (``brainmask``, ``tumorseg``)."""
+    return any(w in LABEL_WORDS or w.endswith(_LABEL_ENDINGS) for w in words(name))
 
 
 def _stem(name: str) -> str:
@@ -201,7 +204,7 @@ def _files(home: Path, files: list[Path], series: list[_Image], found: Discovery
     cases: list[_Image] = []
     for p in (p for p in files if p not in labels):
         info = grids[p]
-        if info is not None and info[1] and _shares_grid(p, info[0], grids, labels, local) \
+        if info is not None and _shares_grid(p, info[0], grids, labels, local) \
                 and _few_values(p, roots):
             labels.append(p)
         else:
@@ -227,8 +230,9 @@ def _shares_grid(p: Path, grid: GridKey, grids: dict[Path, tuple[GridKey, bool] 
 
 
 def _few_values(path: Path, roots: Roots) -> bool:
-    """Whether the voxels are a label map's: integers >= 0, at most
-    :data:`MAX_LABEL_VALUES` distinct values (on every second voxel along each axis)."""
+    """Whether the voxels are a label map's: whole numbers >= 0 (integer or float storage,
+    e.g. a NIfTI with a scale slope), at most :data:`MAX_LABEL_VALUES` distinct values (on
+    every second voxel along each axis)."""
     from medseg import io
     from medseg.errors import MedsegError
 
@@ -237,9 +241,10 @@ def _few_values(path: Path, roots: Roots) -> bool:
     except MedsegError:
         return False
     sample = arr[tuple(slice(None, None, 2) for _ in arr.shape)]
-    if sample.size == 0 or not np.issubdtype(sample.dtype, np.integer) or sample.min() < 0:
+    if sample.size == 0 or not np.all(np.isfinite(sample)) or sample.min() < 0:
         return False
-    return len(np.unique(sample)) <= MAX_LABEL_VALUES
+    values = np.unique(sample)
+    return len(values) <= MAX_LABEL_VALUES and bool(np.all(values == np.round(values)))
 
 
 def _attach(label: Path, grid: GridKey, candidates: list[_Image]) -> bool:

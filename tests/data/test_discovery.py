@@ -83,11 +83,19 @@ def test_content_and_sidecar_decide_when_names_do_not(tmp_path: Path) -> None:
     io.write(other, tmp_path / "abdomen.nii.gz")
     ref = io.read(SAMPLES / "totalsegmentator/example_seg_mr.nii.gz")
     io.write(ref, tmp_path / "reader2.nii.gz")  # io.write adds reader2.labels.json
+    brain = tmp_path / "brats_like"  # BraTS: float image and a float label map, plain names
+    brain.mkdir()
+    flair = io.read(SAMPLES / "pyradiomics/brain1_image.nrrd")
+    io.write(flair.with_array(np.asarray(flair.array, np.float32) / 7.0), brain / "Flair.nii.gz")
+    tumour = io.read(SAMPLES / "pyradiomics/brain1_label.nrrd", label=False)
+    io.write(tumour.with_array(np.asarray(tumour.array, np.float32)),
+             brain / "OTMultiClass.nii.gz")
 
     found = discover(tmp_path, [tmp_path])
 
     got = {c.name: [p.name for p in c.references] for c in found.cases}
-    assert got == {"abdomen": ["reader2.nii.gz"], "patient7": ["patient7_v2.nrrd"]}
+    assert got == {"abdomen": ["reader2.nii.gz"], "patient7": ["patient7_v2.nrrd"],
+                   "brats_like/Flair": ["OTMultiClass.nii.gz"]}
 
 
 def test_dicom_series_folders_and_a_seg_beside_them(tmp_path: Path) -> None:
@@ -118,6 +126,8 @@ def test_roots_are_kept(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("name", "label"), [
     ("liver_seg.nrrd", True), ("example_seg_mr.nii.gz", True), ("x-label.nrrd", True),
     ("case_mask.nii", True), ("labels.nii.gz", True), ("segment_ct.nii.gz", False),
-    ("brain1_image.nrrd", False), ("mask_liver.mha", True), ("gtx.nii.gz", False)])
+    ("brain1_image.nrrd", False), ("mask_liver.mha", True), ("gtx.nii.gz", False),
+    ("brainmask.nii.gz", True), ("tumorseg.nii", True), ("Flair_subtrMeanDivStd.nii.gz", False),
+    ("OTMultiClass.nii.gz", False)])
 def test_label_names(name: str, label: bool) -> None:
     assert is_label_name(name) is label
