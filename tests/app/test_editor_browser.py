@@ -226,3 +226,24 @@ def test_a_thin_coronal_view_becomes_the_edit_view_stretched_and_says_so(
     box = view.locator("#wrap").bounding_box()
     assert box["height"] >= 0.39 * box["width"] > 200  # usable, not a 38 px strip
     _shot(page.locator(IMAGE_FRAME), "coronal_edit")
+
+
+def test_each_panel_under_the_views_opens_cleanly(page_and_ws: tuple[object, Path]) -> None:
+    """Screenshots of the panels for docs/app.md; each opens without an error on the page."""
+    page, _ = page_and_ws
+    group = page.get_by_test_id("stRadio").filter(has_text="Audit log")
+    for panel in ("Auto-segment", "Prompt", "Compare", "Export", "Dataset", "Audit log"):
+        group.get_by_text(panel, exact=True).click()
+        wait_idle(page, 120_000)
+        group.scroll_into_view_if_needed()
+        top = group.bounding_box()
+        from PIL import Image
+
+        png = page.screenshot(clip={"x": top["x"] - 10, "y": top["y"] - 10,
+                                    "width": min(1000.0, 1490 - top["x"]), "height": 520})
+        im = Image.open(_io.BytesIO(png)).convert("RGB")
+        DOC_IMG.mkdir(parents=True, exist_ok=True)
+        name = panel.lower().replace(" ", "_").replace("-", "")
+        im.quantize(128).save(DOC_IMG / f"app_panel_{name}.png", optimize=True)
+        assert page.get_by_test_id("stException").count() == 0
+        assert "Something went wrong" not in page.content()
