@@ -90,7 +90,7 @@ def _view(page: object, frame: str = IMAGE_FRAME, nth: int = 0) -> object:
     return page.frame_locator(frame).nth(nth)  # type: ignore[attr-defined]
 
 
-def test_a_drag_paints_a_continuous_stroke_and_zoom_keeps_clicks_on_target(
+def test_a_drag_paints_a_continuous_stroke_and_zoom_pan_keep_clicks_on_target(
         page_and_ws: tuple[object, Path]) -> None:
     page, ws = page_and_ws
     img = _view(page).locator("img")
@@ -133,6 +133,18 @@ def test_a_drag_paints_a_continuous_stroke_and_zoom_keeps_clicks_on_target(
     disc = (_labels_lps(ws)[:, :, 10].T == 1) & (dist_mm > RADIUS_MM + 1.5)
     centre = np.argwhere(disc).mean(axis=0)
     assert np.abs(centre - [0.59 * 512, 0.513 * 512]).max() < 2 and _voxels(ws) > n
+    # Shift + drag pans the zoomed picture and edits nothing
+    x_before = img.bounding_box()["x"]
+    page.keyboard.down("Shift")
+    page.mouse.move(ax, ay)
+    page.mouse.down()
+    page.mouse.move(ax + 60, ay, steps=4)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    assert img.bounding_box()["x"] == pytest.approx(x_before + 60, abs=2)
+    page.wait_for_timeout(300)
+    assert page.get_by_role("button", name="Undo (3)").count() == 1
+    page.mouse.move(ax, ay)
     for _ in range(3):  # and back out
         page.mouse.wheel(0, 200)
         page.wait_for_timeout(50)
