@@ -141,7 +141,7 @@ def nnunet_sliding_logits(net: nn.Module, data: torch.Tensor, *, patch: Sequence
                           step: float = 0.5, mirror_axes: Sequence[int] | None = None,
                           device: torch.device | str = "cpu", amp: bool = False,
                           batch: int | None = None, dtype: torch.dtype = torch.float16,
-                          max_voxels: int = 1 << 21) -> torch.Tensor:
+                          max_voxels: int = 1 << 19) -> torch.Tensor:
     """nnU-Net's sliding-window prediction (``predict_sliding_window_return_logits``).
 
     Args:
