@@ -2,13 +2,15 @@
 
 One app server, one page, the sample CT (512x512x20 DICOM) and the shipped lite prompt model
 (a random-init lite network when it is absent: only the flow is checked then). Screenshots of
-the panels go to docs/img/app_*.png (small palette PNGs) for docs/app.md.
+the panels go to test-output/app/app_*.png (small palette PNGs; docs/img/ with
+MEDSEG_UPDATE_DOC_IMAGES=1, the copies docs/app.md shows).
 """
 
 from __future__ import annotations
 
 import io as _io
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +31,10 @@ from tests.app.browser import (
 from tests.conftest import ROOT, require_tool
 
 pytestmark = pytest.mark.external
-DOC_IMG = ROOT / "docs" / "img"
+#: screenshots go to test-output/app/; MEDSEG_UPDATE_DOC_IMAGES=1 writes docs/img/ instead (the
+#: copies docs/app.md shows), so a test run leaves the checkout clean
+DOC_IMG = ROOT / ("docs/img" if os.environ.get("MEDSEG_UPDATE_DOC_IMAGES") == "1"
+                  else "test-output/app")
 RADIUS_MM = 5.0
 
 
@@ -65,7 +70,7 @@ def _voxels(ws: Path) -> int:
 
 
 def _shot(locator: object, name: str | None, max_width: int = 900) -> np.ndarray:
-    """Screenshot ``locator``; save it as a small palette PNG ``docs/img/app_<name>.png``
+    """Screenshot ``locator``; save it as a small palette PNG ``DOC_IMG/app_<name>.png``
     (unless ``name`` is None); return the RGB pixels."""
     from PIL import Image
 
