@@ -156,3 +156,18 @@ def test_old_plans_format_converted_as_nnunet_does() -> None:
     assert arch["arch_kwargs"]["features_per_stage"] == [32, 64, 128]
     net = build_network(arch["network_class_name"], arch["arch_kwargs"], 1, 3)
     assert net(torch.zeros(1, 1, 16, 16, 16)).shape == (1, 3, 16, 16, 16)
+
+
+def test_a_channel_named_ct_marks_a_ct_model_whatever_its_normalisation(tmp_path: Path) -> None:
+    import json
+
+    dst = tmp_path / "model"
+    shutil.copytree(MODELS / CT_FULLRES, dst, ignore=shutil.ignore_patterns("fold_1"))
+    plans = json.loads((dst / "plans.json").read_text())
+    for cfg in plans["configurations"].values():
+        if "normalization_schemes" in cfg:
+            cfg["normalization_schemes"] = ["ZScoreNormalization"]
+            cfg["use_mask_for_norm"] = [False]
+    (dst / "plans.json").write_text(json.dumps(plans))
+    m = read_model_folder(dst)
+    assert m.recipe.channels[0].scheme == "ZScoreNormalization" and m.modality == "CT"

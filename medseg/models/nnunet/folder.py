@@ -268,7 +268,8 @@ def read_model_folder(path: str | Path, *, folds: list[str] | None = None,
         resample_probabilities=Resampling(**{k: v for k, v in rkw["probabilities"].items()
                                              if k != "is_seg"}),
         mirror_axes=first.mirror_axes, labels=labels, regions_class_order=order)
-    modality = ("CT" if all(c.scheme == "CTNormalization" for c in channels)
+    ct_names = names and all(n.strip().upper() == "CT" for n in names)
+    modality = ("CT" if ct_names or all(c.scheme == "CTNormalization" for c in channels)
                 else "MR" if names and all(_MR.search(n) for n in names) else None)
     dataset_name = plans.get("dataset_name", folder.parent.name)
     provenance = {
