@@ -53,6 +53,9 @@ class DataConfig(_Strict):
                                   "File values sharing a name merge into one label "
                                   "({1: tumour, 2: tumour} trains 'label > 0' as one class)")
     modality: str = "CT"
+    body_region: str | None = Field(
+        default=None, description="body region the model is made for (free text, e.g. "
+                                  "'abdomen'); stored with the weights and shown in the app")
     channels: int = Field(default=1, ge=1)
     val_fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
     n_folds: int | None = Field(default=None, ge=2)

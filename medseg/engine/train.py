@@ -249,7 +249,8 @@ class Trainer:
             network=NetworkSpec(name=cfg.model.name, spatial_dims=cfg.model.spatial_dims,
                                 in_channels=cfg.data.channels, out_channels=self.n_classes,
                                 kwargs=json.loads(json.dumps(cfg.model.kwargs))),
-            labels=self.labels, modality=self.dataset.modality, preprocess=cfg.preprocess,
+            labels=self.labels, modality=self.dataset.modality, body_region=cfg.data.body_region,
+            preprocess=cfg.preprocess,
             inference=inference, config_hash=config_hash(cfg),
             training={"config_name": cfg.name, "epoch": self.epoch, "step": self.step,
                       **(extra or {})})

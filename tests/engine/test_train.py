@@ -37,6 +37,7 @@ def _fixed_loss(trainer: Trainer) -> float:
 
 def test_loss_decreases_and_best_bundle_predicts(dataset: Path, tmp_path: Path) -> None:
     cfg = tiny_config(dataset, tmp_path / "run", train={"epochs": 3, "iterations_per_epoch": 4})
+    cfg.data.body_region = "abdomen"  # stored with the weights (what the model is made for)
     trainer = Trainer(cfg, progress=False)
     assert [c.id for c in trainer.val_cases] and len(trainer.train_cases) == 2
     before = _fixed_loss(trainer)
@@ -45,6 +46,7 @@ def test_loss_decreases_and_best_bundle_predicts(dataset: Path, tmp_path: Path) 
     assert result.history[-1]["epoch"] == 3 and result.history[-1]["step"] == 12
     meta = read_bundle_meta(result.best_bundle)
     assert meta.labels == LABELS and meta.modality == "CT" and meta.roi_size == (24, 24, 16)
+    assert meta.body_region == "abdomen"
     assert meta.training["config_name"] == "tiny" and len(meta.config_hash) == 16
     assert meta.preprocess == cfg.preprocess
     ct = sample_ct()
