@@ -8,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from app.audit_view import COLUMNS, audit_rows
 from app.workspace import Workspace
+from tests.app.steps import open_sample_and_paint
 from tests.conftest import ROOT
 
 APP = str(ROOT / "app" / "main.py")
@@ -45,11 +46,7 @@ def test_rows_from_a_real_audit_log_are_plain_words(tmp_path: Path) -> None:
 def test_audit_log_panel_in_the_page() -> None:
     at = AppTest.from_file(APP, default_timeout=180).run()
     at.sidebar.text_input(key="annotator").input("Jane Doe").run()
-    at.sidebar.selectbox(key="sample").select("MR abdomen, NIfTI 3 mm").run()
-    at.sidebar.button(key="open_sample").click().run()
-    at.selectbox(key="new_label_pick").set_value("liver")
-    at.button(key="add_label").click().run()
-    at.button(key="brush_apply").click().run()
+    open_sample_and_paint(at, "MR abdomen, NIfTI 3 mm")
     at.radio(key="panel").set_value("Audit log").run()
     assert not at.exception
     frame = next(d.value for d in at.dataframe if "what" in d.value.columns)

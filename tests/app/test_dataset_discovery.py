@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.app.steps import open_sample_and_paint
 from tests.conftest import ROOT, SAMPLES
 from tests.data.test_discovery import EXPECTED_SAMPLES
 
@@ -34,11 +35,7 @@ def test_data_samples_cases_and_one_status_however_opened(monkeypatch: pytest.Mo
     assert {c: r for c, (r, _) in table.items()} == EXPECTED_SAMPLES
     assert {s for _, s in table.values()} == {"to do"}
     # annotate the MR sample opened from *Sample*: dataset mode shows it in progress
-    at.sidebar.selectbox(key="sample").select("MR abdomen, NIfTI 3 mm").run()
-    at.sidebar.button(key="open_sample").click().run()
-    at.selectbox(key="new_label_pick").set_value("liver")
-    at.button(key="add_label").click().run()
-    at.button(key="brush_apply").click().run()
+    open_sample_and_paint(at, "MR abdomen, NIfTI 3 mm")
     at.radio(key="panel").set_value("Dataset").run()
     assert not at.exception
     table = _table(at)
