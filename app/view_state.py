@@ -11,6 +11,8 @@ the browser view itself while the page lives, not across a refresh.
 
 from __future__ import annotations
 
+import math
+
 import streamlit as st
 
 from app import render
@@ -76,8 +78,11 @@ def restore(case: Case, tools: tuple[str, ...], panels: tuple[str, ...],
             dropped.append(f"{param} {params[param]!r} (not available here)")
     if params.get("win") == "Manual":
         try:
-            st.session_state["ww"] = float(params["ww"])
-            st.session_state["wl"] = float(params["wl"])
+            ww, wl = float(params["ww"]), float(params["wl"])
         except (KeyError, ValueError):
+            ww = wl = math.nan
+        if math.isfinite(ww) and math.isfinite(wl) and ww > 0:  # a URL can say nan or -1
+            st.session_state["ww"], st.session_state["wl"] = ww, wl
+        else:
             dropped.append("the manual window width/level")
     return dropped

@@ -250,3 +250,17 @@ def test_fill_between_slices_in_the_page_is_one_undoable_edit(app_workspace: Pat
     log = [json.loads(x) for x in (app_workspace / "audit.jsonl").read_text().splitlines()]
     fill = next(e for e in log if e["action"] == "fill between slices")
     assert fill["slices"] == [10, 16] and fill["voxels_changed"] > 2 * painted
+
+
+def test_a_url_with_an_impossible_manual_window_opens_and_says_it_was_not_kept() -> None:
+    at = _open()
+    _add_label(at, "liver")
+    at.button(key="brush_apply").click().run()  # a saved case, so a refresh reopens it
+    for ww in ("nan", "-5", "abc"):
+        fresh = AppTest.from_file(APP, default_timeout=120)
+        for k, v in at.query_params.items():
+            fresh.query_params[k] = v[0] if isinstance(v, list) else v
+        fresh.query_params.update({"win": "Manual", "ww": ww, "wl": "40"})
+        fresh.run()
+        assert not fresh.exception, ww
+        assert any("manual window width/level" in i.value for i in fresh.info), ww
